@@ -1,0 +1,268 @@
+//! The agent's command-line flags, named as Mesos names them and each also
+//! readable from the environment as `MESOS_<FLAG>`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use corral_api::stout;
+
+use crate::AgentError;
+
+/// Default master port when `--master` names only a host.
+pub const DEFAULT_MASTER_PORT: u16 = 5050;
+
+/// Flags of `corral agent`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentFlags {
+    /// The master to register with, as host:port (a bare host means port
+    /// 5050). ZooKeeper discovery (zk://...) is not supported yet.
+    #[arg(
+        long = "master",
+        env = "MESOS_MASTER",
+        default_value = "127.0.0.1:5050"
+    )]
+    pub master: String,
+
+    /// IP address to listen on for HTTP requests (the executor, operator
+    /// and files APIs) and to advertise to the master and executors.
+    #[arg(long = "ip", env = "MESOS_IP", default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+
+    /// Port to listen on (0 picks a free port).
+    #[arg(long = "port", env = "MESOS_PORT", default_value_t = 5051)]
+    pub port: u16,
+
+    /// Hostname the agent advertises (default: the system's hostname).
+    #[arg(long = "hostname", env = "MESOS_HOSTNAME")]
+    pub hostname: Option<String>,
+
+    /// Directory for sandboxes and agent metadata
+    /// (`<work_dir>/slaves/<agent_id>/frameworks/...`).
+    #[arg(long = "work_dir", env = "MESOS_WORK_DIR")]
+    pub work_dir: PathBuf,
+
+    /// Total consumable resources, as `cpus:4;mem:8192;ports:[31000-32000]`
+    /// (with optional `name(role):value`) or as a JSON array of Resource
+    /// objects. cpus, mem, disk and ports not given are detected.
+    #[arg(long = "resources", env = "MESOS_RESOURCES")]
+    pub resources: Option<String>,
+
+    /// Attributes of the machine, as `rack:a;zone:2`.
+    #[arg(long = "attributes", env = "MESOS_ATTRIBUTES")]
+    pub attributes: Option<String>,
+
+    /// How long an executor may take to subscribe before it is killed and
+    /// its tasks fail (stout duration, e.g. `1mins`).
+    #[arg(
+        long = "executor_registration_timeout",
+        env = "MESOS_EXECUTOR_REGISTRATION_TIMEOUT",
+        default_value = "1mins",
+        value_parser = parse_duration
+    )]
+    pub executor_registration_timeout: Duration,
+
+    /// How long an executor is given to shut down after SHUTDOWN (and again
+    /// after SIGTERM, before SIGKILL).
+    #[arg(
+        long = "executor_shutdown_grace_period",
+        env = "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
+        default_value = "5secs",
+        value_parser = parse_duration
+    )]
+    pub executor_shutdown_grace_period: Duration,
+
+    /// First delay before reconnecting to a lost master; it doubles on each
+    /// failed attempt, up to 30 seconds.
+    #[arg(
+        long = "registration_backoff_factor",
+        env = "MESOS_REGISTRATION_BACKOFF_FACTOR",
+        default_value = "1secs",
+        value_parser = parse_duration
+    )]
+    pub registration_backoff_factor: Duration,
+
+    /// Program that runs Corral's command and default executors, started as
+    /// `<launcher> executor` (default: the current executable).
+    #[arg(long = "launcher", env = "MESOS_LAUNCHER")]
+    pub launcher: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    stout::parse_duration(s)
+}
+
+impl AgentFlags {
+    /// The master's `host:port`, or an error for forms that are not
+    /// supported (ZooKeeper, files) or malformed.
+    pub fn master_address(&self) -> Result<String, AgentError> {
+        parse_master(&self.master)
+    }
+
+    /// The launcher program: the flag, or the current executable. Mesos'
+    /// own launcher type names (`posix`, `linux`) are ignored.
+    pub fn launcher_path(&self) -> Result<PathBuf, AgentError> {
+        match &self.launcher {
+            Some(p) if !matches!(p.to_str(), Some("posix" | "linux" | "windows")) => Ok(p.clone()),
+            _ => std::env::current_exe().map_err(|source| AgentError::Io {
+                context: "cannot determine the current executable for --launcher".into(),
+                source,
+            }),
+        }
+    }
+
+    /// The flags as Mesos reports them (`name` -> textual value).
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("master".to_string(), self.master.clone()),
+            ("ip".to_string(), self.ip.to_string()),
+            ("port".to_string(), self.port.to_string()),
+            ("work_dir".to_string(), self.work_dir.display().to_string()),
+            (
+                "executor_registration_timeout".to_string(),
+                stout::format_duration(self.executor_registration_timeout),
+            ),
+            (
+                "executor_shutdown_grace_period".to_string(),
+                stout::format_duration(self.executor_shutdown_grace_period),
+            ),
+            (
+                "registration_backoff_factor".to_string(),
+                stout::format_duration(self.registration_backoff_factor),
+            ),
+        ];
+        if let Some(h) = &self.hostname {
+            v.push(("hostname".into(), h.clone()));
+        }
+        if let Some(r) = &self.resources {
+            v.push(("resources".into(), r.clone()));
+        }
+        if let Some(a) = &self.attributes {
+            v.push(("attributes".into(), a.clone()));
+        }
+        if let Some(l) = &self.launcher {
+            v.push(("launcher".into(), l.display().to_string()));
+        }
+        v.sort();
+        v
+    }
+}
+
+/// Parses `--master`: `host:port`, `host`, optionally with an `http://`
+/// prefix. `zk://` and `file://` give a clear error.
+pub fn parse_master(value: &str) -> Result<String, AgentError> {
+    let value = value.trim();
+    if value.starts_with("zk://") {
+        return Err(AgentError::InvalidFlag(format!(
+            "--master={value}: ZooKeeper master discovery (zk://) is not supported by the agent yet; \
+             pass the master as host:port"
+        )));
+    }
+    if value.starts_with("file://") {
+        return Err(AgentError::InvalidFlag(format!(
+            "--master={value}: reading the master from a file is not supported; pass host:port"
+        )));
+    }
+    let rest = value
+        .strip_prefix("http://")
+        .unwrap_or(value)
+        .trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') || rest.contains(char::is_whitespace) {
+        return Err(AgentError::InvalidFlag(format!(
+            "--master={value} is not of the form host:port"
+        )));
+    }
+    // `[v6]:port`, `host:port`, or a bare host.
+    let has_port = if rest.starts_with('[') {
+        rest.contains("]:")
+    } else {
+        rest.matches(':').count() == 1
+    };
+    if has_port {
+        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, ""));
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(AgentError::InvalidFlag(format!(
+                "--master={value} is not of the form host:port"
+            )));
+        }
+        Ok(rest.to_string())
+    } else if rest.contains(':') {
+        // A bare IPv6 address.
+        Ok(format!("[{rest}]:{DEFAULT_MASTER_PORT}"))
+    } else {
+        Ok(format!("{rest}:{DEFAULT_MASTER_PORT}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        flags: AgentFlags,
+    }
+
+    fn parse(args: &[&str]) -> Result<AgentFlags, clap::Error> {
+        let mut v = vec!["agent"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).map(|c| c.flags)
+    }
+
+    #[test]
+    fn defaults_and_mesos_names() {
+        let f = parse(&["--work_dir", "/tmp/w"]).unwrap();
+        assert_eq!(f.master, "127.0.0.1:5050");
+        assert_eq!(f.port, 5051);
+        assert_eq!(f.ip.to_string(), "127.0.0.1");
+        assert_eq!(f.executor_registration_timeout, Duration::from_secs(60));
+        assert_eq!(f.executor_shutdown_grace_period, Duration::from_secs(5));
+        assert_eq!(f.registration_backoff_factor, Duration::from_secs(1));
+
+        let f = parse(&[
+            "--work_dir=/w",
+            "--master=m1:6060",
+            "--port=0",
+            "--resources=cpus:2",
+            "--attributes=rack:a",
+            "--executor_registration_timeout=250ms",
+            "--launcher=/bin/corral",
+        ])
+        .unwrap();
+        assert_eq!(f.master_address().unwrap(), "m1:6060");
+        assert_eq!(f.executor_registration_timeout, Duration::from_millis(250));
+        assert_eq!(f.launcher_path().unwrap(), PathBuf::from("/bin/corral"));
+        assert!(parse(&["--work_dir=/w", "--executor_shutdown_grace_period=5"]).is_err());
+        assert!(parse(&["--work_dir=/w", "--ip=not-an-ip"]).is_err());
+    }
+
+    #[test]
+    fn env_fallback() {
+        // The only test that touches MESOS_* variables.
+        assert!(parse(&[]).is_err(), "work_dir is required");
+        std::env::set_var("MESOS_WORK_DIR", "/from/env");
+        std::env::set_var("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "2mins");
+        let f = parse(&[]);
+        std::env::remove_var("MESOS_WORK_DIR");
+        std::env::remove_var("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD");
+        let f = f.unwrap();
+        assert_eq!(f.work_dir, PathBuf::from("/from/env"));
+        assert_eq!(f.executor_shutdown_grace_period, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn master_forms() {
+        assert_eq!(parse_master("10.0.0.1:5050").unwrap(), "10.0.0.1:5050");
+        assert_eq!(parse_master("master").unwrap(), "master:5050");
+        assert_eq!(parse_master("http://m:1/").unwrap(), "m:1");
+        assert_eq!(parse_master("[::1]:7").unwrap(), "[::1]:7");
+        assert_eq!(parse_master("::1").unwrap(), "[::1]:5050");
+        let err = parse_master("zk://zk1:2181/mesos").unwrap_err().to_string();
+        assert!(err.contains("ZooKeeper"), "{err}");
+        assert!(parse_master("m:notaport").is_err());
+        assert!(parse_master("").is_err());
+        assert!(parse_master("file:///etc/master").is_err());
+    }
+}

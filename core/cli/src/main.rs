@@ -1,0 +1,263 @@
+//! `corral`: the one binary of Corral.
+//!
+//! * `corral dev` – a local cluster (master + agents) with embedded defaults.
+//! * `corral master` / `corral agent` – the daemons, with Mesos flag names.
+//! * `corral executor` – Corral's command/default executor (started by agents).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "corral",
+    version,
+    about = "Corral: a Mesos-compatible cluster resource manager",
+    long_about = "Corral pools the CPU, memory, disk and ports of agents and offers them to \
+                  frameworks with Dominant Resource Fairness. Every flag of `master` and `agent` \
+                  can also be set through the environment as MESOS_<FLAG>."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local cluster: a master on 127.0.0.1:5050 and agents from :5051.
+    Dev(DevArgs),
+    /// Run a master.
+    Master(corral_master::MasterFlags),
+    /// Run an agent.
+    Agent(corral_agent::AgentFlags),
+    /// Run Corral's command/default executor (started by agents, not by hand).
+    #[command(hide = true)]
+    Executor,
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// Number of agents.
+    #[arg(long, default_value_t = 1)]
+    agents: u16,
+    /// Master port; agents take the following ports.
+    #[arg(long, default_value_t = 5050)]
+    port: u16,
+    /// IP address every daemon listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: String,
+    /// Directory for the agents' work dirs (default: a fresh temp dir).
+    #[arg(long = "work_dir")]
+    work_dir: Option<PathBuf>,
+    /// Resources of each agent (Mesos syntax); detected when absent.
+    #[arg(long)]
+    resources: Option<String>,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the tokio runtime")?;
+    match cli.command {
+        Command::Master(flags) => rt.block_on(async {
+            corral_master::run(flags, terminated())
+                .await
+                .context("master failed")
+        }),
+        Command::Agent(flags) => rt.block_on(async {
+            corral_agent::run(flags, terminated())
+                .await
+                .context("agent failed")
+        }),
+        Command::Executor => {
+            rt.block_on(async { corral_executor::run().await.context("executor failed") })
+        }
+        Command::Dev(args) => rt.block_on(dev(args)),
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Children(Vec<(String, tokio::process::Child)>);
+
+impl Children {
+    async fn stop(&mut self) {
+        for (name, child) in self.0.iter_mut().rev() {
+            if let Some(pid) = child.id() {
+                // SIGTERM lets the daemon stop its executors first.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
+                Ok(_) => eprintln!("stopped {name}"),
+                Err(_) => {
+                    let _ = child.kill().await;
+                    eprintln!("killed {name} (it did not stop within 15s)");
+                }
+            }
+        }
+    }
+}
+
+async fn dev(args: DevArgs) -> Result<()> {
+    if args.agents == 0 {
+        bail!("--agents must be at least 1");
+    }
+    let exe = std::env::current_exe().context("cannot find the corral binary")?;
+    let work = match &args.work_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("corral-dev-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&work)
+        .with_context(|| format!("cannot create --work_dir {}", work.display()))?;
+    let master_addr = format!("{}:{}", args.ip, args.port);
+    let client = reqwest::Client::new();
+    let mut children = Children(Vec::new());
+
+    let master = tokio::process::Command::new(&exe)
+        .args(["master", "--ip", &args.ip, "--port", &args.port.to_string()])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the master")?;
+    children.0.push(("master".into(), master));
+    let health = format!("http://{master_addr}/health");
+    let up = wait_until("the master", Duration::from_secs(20), || {
+        let c = client.clone();
+        let url = health.clone();
+        async move {
+            c.get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    if let Err(e) = up {
+        children.stop().await;
+        return Err(e);
+    }
+
+    for i in 0..args.agents {
+        let port = args.port + 1 + i;
+        let dir = work.join(format!("agent-{i}"));
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(["agent", "--master", &master_addr, "--ip", &args.ip])
+            .args(["--port", &port.to_string()])
+            .arg("--work_dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(r) = &args.resources {
+            cmd.args(["--resources", r]);
+        }
+        let child = cmd.spawn().context("cannot start an agent")?;
+        children.0.push((format!("agent {i} (:{port})"), child));
+    }
+    let metrics = format!("http://{master_addr}/metrics/snapshot");
+    let want = f64::from(args.agents);
+    let registered = wait_until("the agents to register", Duration::from_secs(30), || {
+        let c = client.clone();
+        let url = metrics.clone();
+        async move {
+            let Ok(r) = c.get(&url).send().await else {
+                return false;
+            };
+            let Ok(v) = r.json::<serde_json::Value>().await else {
+                return false;
+            };
+            v["master/slaves_active"].as_f64() >= Some(want)
+        }
+    })
+    .await;
+    if let Err(e) = registered {
+        children.stop().await;
+        return Err(e);
+    }
+
+    println!();
+    println!(
+        "Corral dev cluster is up ({} agent(s), work dir {})",
+        args.agents,
+        work.display()
+    );
+    println!("{:<14} {:<34} {}", "COMPONENT", "URL", "NOTES");
+    println!(
+        "{:<14} {:<34} {}",
+        "master",
+        format!("http://{master_addr}"),
+        "scheduler API /api/v1/scheduler, state /master/state"
+    );
+    for i in 0..args.agents {
+        println!(
+            "{:<14} {:<34} {}",
+            format!("agent {i}"),
+            format!("http://{}:{}", args.ip, args.port + 1 + i),
+            "executor API /api/v1/executor, files /files/browse"
+        );
+    }
+    println!();
+    println!("Point a Mesos framework at {master_addr}. Press Ctrl-C to stop.");
+
+    tokio::select! {
+        _ = terminated() => eprintln!("stopping the dev cluster"),
+        exited = async {
+            // Report the first daemon that dies on its own.
+            loop {
+                for (name, child) in children.0.iter_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        return (name.clone(), status);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        } => eprintln!("{} exited unexpectedly ({}); stopping the dev cluster", exited.0, exited.1),
+    }
+    children.stop().await;
+    Ok(())
+}

@@ -1,0 +1,671 @@
+//! The master's HTTP surface: scheduler API, operator API, legacy JSON
+//! endpoints and metrics. Handlers decode, validate the transport rules of
+//! the Mesos API (content types, stream ids, body limits) and hand the call
+//! to the actor; state errors map to HTTP status here, in one place.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use corral_api::codec::{self, Encoding};
+use corral_api::v1::{self, master as op, scheduler};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::actor::Input;
+use crate::legacy;
+use crate::state::{CallError, Clock, Master};
+
+/// Shared handle of the HTTP handlers.
+#[derive(Clone)]
+pub struct Shared {
+    /// The actor's input channel.
+    pub inputs: mpsc::Sender<Input>,
+    /// Request body limit in bytes.
+    pub max_body: usize,
+    /// `host:port` advertised for redirects.
+    pub advertised: String,
+}
+
+/// An HTTP error with a plain-text message.
+pub struct HttpError(pub StatusCode, pub String);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.1,
+        )
+            .into_response()
+    }
+}
+
+impl From<CallError> for HttpError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::BadRequest(m) => HttpError(StatusCode::BAD_REQUEST, m),
+            CallError::Forbidden(m) => HttpError(StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
+fn unavailable() -> HttpError {
+    HttpError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the master is shutting down".into(),
+    )
+}
+
+/// Runs a function on the master state and returns its result.
+pub async fn query<T: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce(&mut Master, Clock) -> T + Send + 'static,
+) -> Result<T, HttpError> {
+    let (tx, rx) = oneshot::channel();
+    shared
+        .inputs
+        .send(Input::With(Box::new(move |m, now| {
+            let _ = tx.send(f(m, now));
+        })))
+        .await
+        .map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())
+}
+
+/// The request's encoding from `Content-Type`: 400 when missing, 415 when
+/// unsupported.
+pub fn request_encoding(headers: &HeaderMap) -> Result<Encoding, HttpError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Err(HttpError(
+            StatusCode::BAD_REQUEST,
+            "Expecting 'Content-Type' to be present".into(),
+        ));
+    };
+    let ct = ct.to_str().unwrap_or("");
+    Encoding::from_content_type(ct).ok_or_else(|| {
+        HttpError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Expecting 'Content-Type' of application/json or application/x-protobuf, got '{ct}'"
+            ),
+        )
+    })
+}
+
+/// The response encoding from `Accept` (406 when nothing fits).
+pub fn response_encoding(headers: &HeaderMap, default: Encoding) -> Result<Encoding, HttpError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    Encoding::negotiate(accept, default).ok_or_else(|| {
+        HttpError(
+            StatusCode::NOT_ACCEPTABLE,
+            "Expecting 'Accept' to allow application/json or application/x-protobuf".into(),
+        )
+    })
+}
+
+/// Reads a request body, refusing more than `limit` bytes with 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        HttpError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body exceeds the limit of {limit} bytes"),
+        )
+    })
+}
+
+fn decode<M: prost::Message + prost::Name + Default>(
+    enc: Encoding,
+    bytes: &[u8],
+) -> Result<M, HttpError> {
+    enc.decode(bytes).map_err(|e| {
+        HttpError(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to parse body into Call: {e}"),
+        )
+    })
+}
+
+/// A streaming RecordIO response that reports its own end.
+fn stream_response(
+    encoding: Encoding,
+    rx: mpsc::Receiver<Bytes>,
+    extra: Option<(&'static str, String)>,
+    on_close: Option<Box<dyn FnOnce() + Send>>,
+) -> Response {
+    struct Guard(Option<Box<dyn FnOnce() + Send>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    let guard = Guard(on_close);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |b| {
+        let _keep = &guard;
+        Ok::<_, Infallible>(b)
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Some((name, value)) = extra {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    resp
+}
+
+/// `POST /api/v1/scheduler`.
+pub async fn scheduler_api(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let enc = request_encoding(&headers)?;
+    let bytes = read_body(body, shared.max_body).await?;
+    let call: scheduler::Call = decode(enc, &bytes)?;
+    let stream_id = headers
+        .get(corral_api::STREAM_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let is_subscribe = call.r#type == Some(scheduler::call::Type::Subscribe as i32);
+    if is_subscribe {
+        if stream_id.is_some() {
+            return Err(HttpError(
+                StatusCode::BAD_REQUEST,
+                "Subscribe calls should not include the 'Mesos-Stream-Id' header".into(),
+            ));
+        }
+        if call.subscribe.is_none() {
+            return Err(HttpError(
+                StatusCode::BAD_REQUEST,
+                "Expecting 'subscribe' to be present".into(),
+            ));
+        }
+        let out = response_encoding(&headers, enc)?;
+        let (tx, rx) = oneshot::channel();
+        shared
+            .inputs
+            .send(Input::Subscribe {
+                call,
+                encoding: out,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| unavailable())?;
+        let (stream_id, events) = rx.await.map_err(|_| unavailable())?;
+        let inputs = shared.inputs.clone();
+        let sid = stream_id.clone();
+        let on_close: Box<dyn FnOnce() + Send> = Box::new(move || {
+            tokio::spawn(async move {
+                let _ = inputs.send(Input::StreamClosed { stream_id: sid }).await;
+            });
+        });
+        return Ok(stream_response(
+            out,
+            events,
+            Some((corral_api::STREAM_ID_HEADER, stream_id)),
+            Some(on_close),
+        ));
+    }
+    let is_update_framework = call.r#type == Some(scheduler::call::Type::UpdateFramework as i32);
+    let (tx, rx) = oneshot::channel();
+    shared
+        .inputs
+        .send(Input::Call {
+            call,
+            stream_id,
+            reply: tx,
+        })
+        .await
+        .map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())??;
+    Ok(if is_update_framework {
+        StatusCode::OK.into_response()
+    } else {
+        StatusCode::ACCEPTED.into_response()
+    })
+}
+
+fn op_response(ty: op::response::Type) -> op::Response {
+    op::Response {
+        r#type: Some(ty as i32),
+        ..Default::default()
+    }
+}
+
+/// Encodes a synchronous operator response, gzipped when the client asks.
+fn encode_response<M: prost::Message + prost::Name>(
+    headers: &HeaderMap,
+    enc: Encoding,
+    msg: &M,
+) -> Response {
+    let body = enc.encode(msg);
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim().starts_with("gzip")));
+    if gzip {
+        use std::io::Write;
+        let mut enc_w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if enc_w.write_all(&body).is_ok() {
+            if let Ok(zipped) = enc_w.finish() {
+                return (
+                    StatusCode::OK,
+                    [
+                        (header::CONTENT_TYPE, enc.content_type()),
+                        (header::CONTENT_ENCODING, "gzip"),
+                    ],
+                    zipped,
+                )
+                    .into_response();
+            }
+        }
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, enc.content_type())],
+        body,
+    )
+        .into_response()
+}
+
+/// `POST /api/v1` and `/api/v1/operator`.
+pub async fn operator_api(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    use op::call::Type as T;
+    use op::response::Type as R;
+    let enc = request_encoding(&headers)?;
+    let bytes = read_body(body, shared.max_body).await?;
+    let call: op::Call = decode(enc, &bytes)?;
+    let out = response_encoding(&headers, Encoding::Json)?;
+    let ty = call
+        .r#type
+        .and_then(|t| T::try_from(t).ok())
+        .unwrap_or(T::Unknown);
+    let resp = match ty {
+        T::Subscribe => {
+            let (tx, rx) = oneshot::channel();
+            shared
+                .inputs
+                .send(Input::OperatorSubscribe {
+                    encoding: out,
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| unavailable())?;
+            let events = rx.await.map_err(|_| unavailable())?;
+            return Ok(stream_response(out, events, None, None));
+        }
+        T::GetHealth => op::Response {
+            get_health: Some(op::response::GetHealth { healthy: true }),
+            ..op_response(R::GetHealth)
+        },
+        T::GetFlags => {
+            let flags = query(&shared, |m, _| m.flags.pairs()).await?;
+            op::Response {
+                get_flags: Some(op::response::GetFlags {
+                    flags: flags
+                        .into_iter()
+                        .map(|(name, value)| v1::Flag {
+                            name,
+                            value: Some(value),
+                        })
+                        .collect(),
+                }),
+                ..op_response(R::GetFlags)
+            }
+        }
+        T::GetVersion => op::Response {
+            get_version: Some(op::response::GetVersion {
+                version_info: version_info(),
+            }),
+            ..op_response(R::GetVersion)
+        },
+        T::GetMetrics => {
+            let metrics = query(&shared, |m, now| legacy::metrics(m, now)).await?;
+            op::Response {
+                get_metrics: Some(op::response::GetMetrics {
+                    metrics: metrics
+                        .into_iter()
+                        .map(|(name, value)| v1::Metric {
+                            name,
+                            value: Some(value),
+                        })
+                        .collect(),
+                }),
+                ..op_response(R::GetMetrics)
+            }
+        }
+        T::GetState => {
+            let s = query(&shared, |m, _| m.get_state()).await?;
+            op::Response {
+                get_state: Some(s),
+                ..op_response(R::GetState)
+            }
+        }
+        T::GetAgents => {
+            let s = query(&shared, |m, _| m.get_agents()).await?;
+            op::Response {
+                get_agents: Some(s),
+                ..op_response(R::GetAgents)
+            }
+        }
+        T::GetFrameworks => {
+            let s = query(&shared, |m, _| m.get_frameworks()).await?;
+            op::Response {
+                get_frameworks: Some(s),
+                ..op_response(R::GetFrameworks)
+            }
+        }
+        T::GetExecutors => {
+            let s = query(&shared, |m, _| m.get_executors()).await?;
+            op::Response {
+                get_executors: Some(s),
+                ..op_response(R::GetExecutors)
+            }
+        }
+        T::GetTasks => {
+            let s = query(&shared, |m, _| m.get_tasks()).await?;
+            op::Response {
+                get_tasks: Some(s),
+                ..op_response(R::GetTasks)
+            }
+        }
+        T::GetRoles => {
+            let s = query(&shared, |m, _| m.get_roles()).await?;
+            op::Response {
+                get_roles: Some(s),
+                ..op_response(R::GetRoles)
+            }
+        }
+        T::GetMaster => {
+            let (info, start) = query(&shared, |m, _| (m.info.clone(), m.start_time)).await?;
+            op::Response {
+                get_master: Some(op::response::GetMaster {
+                    master_info: Some(info),
+                    start_time: Some(start),
+                    elected_time: Some(start),
+                }),
+                ..op_response(R::GetMaster)
+            }
+        }
+        T::Teardown => {
+            let Some(t) = call.teardown else {
+                return Err(HttpError(
+                    StatusCode::BAD_REQUEST,
+                    "Expecting 'teardown' to be present".into(),
+                ));
+            };
+            teardown(&shared, t.framework_id.value).await?;
+            return Ok(StatusCode::OK.into_response());
+        }
+        T::Unknown => {
+            return Err(HttpError(
+                StatusCode::BAD_REQUEST,
+                "Expecting 'type' to be present".into(),
+            ))
+        }
+        other => {
+            return Err(HttpError(
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "operator call {} is not supported by this master yet",
+                    other.as_str_name()
+                ),
+            ))
+        }
+    };
+    Ok(encode_response(&headers, out, &resp))
+}
+
+/// Tears a framework down (operator TEARDOWN and `/master/teardown`).
+async fn teardown(shared: &Shared, framework_id: String) -> Result<(), HttpError> {
+    let found = query(shared, move |m, now| {
+        if m.frameworks.contains_key(&framework_id) {
+            m.remove_framework(&framework_id, now);
+            true
+        } else {
+            false
+        }
+    })
+    .await?;
+    if found {
+        Ok(())
+    } else {
+        Err(HttpError(
+            StatusCode::BAD_REQUEST,
+            "No framework found with the specified ID".into(),
+        ))
+    }
+}
+
+/// Version facts reported by GET_VERSION and `/version`.
+pub fn version_info() -> v1::VersionInfo {
+    v1::VersionInfo {
+        version: corral_api::MESOS_VERSION.to_string(),
+        build_date: Some(String::new()),
+        build_time: Some(0.0),
+        build_user: Some(String::new()),
+        git_sha: Some(format!("corral-{}", corral_api::VERSION)),
+        ..Default::default()
+    }
+}
+
+async fn json_of(
+    shared: Shared,
+    f: impl FnOnce(&Master, Clock) -> serde_json::Value + Send + 'static,
+) -> Result<Response, HttpError> {
+    let v = query(&shared, move |m, now| f(m, now)).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        codec::json_bytes(&v),
+    )
+        .into_response())
+}
+
+async fn state_json(State(s): State<Shared>) -> Result<Response, HttpError> {
+    json_of(s, legacy::state).await
+}
+
+async fn slaves_json(State(s): State<Shared>) -> Result<Response, HttpError> {
+    json_of(s, |m, _| legacy::slaves(m)).await
+}
+
+async fn frameworks_json(State(s): State<Shared>) -> Result<Response, HttpError> {
+    json_of(s, |m, _| legacy::frameworks(m)).await
+}
+
+async fn tasks_json(
+    State(s): State<Shared>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Response, HttpError> {
+    let limit = match q.get("limit") {
+        Some(l) => l.parse::<usize>().map_err(|_| {
+            HttpError(
+                StatusCode::BAD_REQUEST,
+                format!("'limit' must be a number, got '{l}'"),
+            )
+        })?,
+        None => 100,
+    };
+    let offset = match q.get("offset") {
+        Some(l) => l.parse::<usize>().map_err(|_| {
+            HttpError(
+                StatusCode::BAD_REQUEST,
+                format!("'offset' must be a number, got '{l}'"),
+            )
+        })?,
+        None => 0,
+    };
+    let order = q.get("order").cloned().unwrap_or_else(|| "des".into());
+    if order != "asc" && order != "des" {
+        return Err(HttpError(
+            StatusCode::BAD_REQUEST,
+            "'order' must be 'asc' or 'des'".into(),
+        ));
+    }
+    let task_id = q.get("task_id").cloned();
+    json_of(s, move |m, _| {
+        legacy::tasks(m, limit, offset, order == "asc", task_id.as_deref())
+    })
+    .await
+}
+
+async fn metrics_snapshot(State(s): State<Shared>) -> Result<Response, HttpError> {
+    json_of(s, |m, now| {
+        let map: serde_json::Map<String, serde_json::Value> = legacy::metrics(m, now)
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::json!(v)))
+            .collect();
+        serde_json::Value::Object(map)
+    })
+    .await
+}
+
+async fn prometheus(State(s): State<Shared>) -> Result<Response, HttpError> {
+    let metrics = query(&s, |m, now| legacy::metrics(m, now)).await?;
+    let mut out = String::new();
+    for (name, value) in metrics {
+        let prom: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        out.push_str(&format!("corral_{prom} {value}\n"));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+async fn version() -> Response {
+    let v = version_info();
+    let body = serde_json::json!({
+        "version": v.version,
+        "build_date": v.build_date,
+        "build_time": v.build_time,
+        "build_user": v.build_user,
+        "git_sha": v.git_sha,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        codec::json_bytes(&body),
+    )
+        .into_response()
+}
+
+async fn redirect(State(s): State<Shared>) -> Response {
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, format!("//{}", s.advertised))],
+    )
+        .into_response()
+}
+
+async fn teardown_form(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let bytes = read_body(body, shared.max_body).await?;
+    let form: BTreeMap<String, String> = url_decode_form(&bytes);
+    let _ = headers;
+    let Some(fid) = form.get("frameworkId").cloned() else {
+        return Err(HttpError(
+            StatusCode::BAD_REQUEST,
+            "Missing 'frameworkId' query parameter in the request body".into(),
+        ));
+    };
+    teardown(&shared, fid).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+fn url_decode_form(bytes: &[u8]) -> BTreeMap<String, String> {
+    let text = String::from_utf8_lossy(bytes);
+    text.split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((percent_decode(k), percent_decode(v)))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// All HTTP routes of the master.
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/api/v1/scheduler", post(scheduler_api))
+        .route("/api/v1", post(operator_api))
+        .route("/api/v1/operator", post(operator_api))
+        .route("/master/api/v1", post(operator_api))
+        .route("/master/api/v1/scheduler", post(scheduler_api))
+        .route("/master/state", get(state_json))
+        .route("/master/state.json", get(state_json))
+        .route("/state", get(state_json))
+        .route("/state.json", get(state_json))
+        .route("/master/slaves", get(slaves_json))
+        .route("/slaves", get(slaves_json))
+        .route("/master/frameworks", get(frameworks_json))
+        .route("/frameworks", get(frameworks_json))
+        .route("/master/tasks", get(tasks_json))
+        .route("/tasks", get(tasks_json))
+        .route("/metrics/snapshot", get(metrics_snapshot))
+        .route("/metrics", get(prometheus))
+        .route("/version", get(version))
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/master/health", get(|| async { StatusCode::OK }))
+        .route("/master/redirect", get(redirect))
+        .route("/redirect", get(redirect))
+        .route("/master/teardown", post(teardown_form))
+        .route("/teardown", post(teardown_form))
+        .with_state(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_forms() {
+        let f = url_decode_form(b"frameworkId=abc-0001&x=a%20b+c");
+        assert_eq!(f["frameworkId"], "abc-0001");
+        assert_eq!(f["x"], "a b c");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}

@@ -1,0 +1,134 @@
+//! The Corral master.
+//!
+//! * [`state`] – the master's state and transitions (pure: inputs in,
+//!   effects out), using the DRF allocator of `corral-allocator`.
+//! * [`actor`] – the event loop that owns the state and the connections.
+//! * [`http`] – scheduler API, operator API, legacy JSON, metrics.
+//! * [`grpc`] – the agents' session service.
+//! * [`legacy`] – v0 JSON views of the state.
+//! * [`flags`] – `corral master` flags.
+
+pub mod actor;
+pub mod flags;
+pub mod grpc;
+pub mod http;
+pub mod legacy;
+pub mod state;
+
+use std::net::{IpAddr, SocketAddr};
+
+use corral_api::internal::agent_service_server::AgentServiceServer;
+use corral_api::v1;
+use tokio::sync::mpsc;
+
+pub use flags::MasterFlags;
+
+/// Errors starting the master.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// A flag is invalid.
+    #[error("invalid flag --{flag}: {message}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Binding the listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Builds this master's MasterInfo.
+pub fn master_info(ip: IpAddr, port: u16, hostname: &str) -> v1::MasterInfo {
+    let ip_u32 = match ip {
+        // Mesos stores the address as the in-memory value of `s_addr`,
+        // i.e. network byte order read as a host integer.
+        IpAddr::V4(v4) => u32::from_ne_bytes(v4.octets()),
+        IpAddr::V6(_) => 0,
+    };
+    v1::MasterInfo {
+        id: corral_api::ids::new_uuid(),
+        ip: ip_u32,
+        port: u32::from(port),
+        pid: Some(format!("master@{ip}:{port}")),
+        hostname: Some(hostname.to_string()),
+        version: Some(corral_api::MESOS_VERSION.to_string()),
+        address: Some(v1::Address {
+            hostname: Some(hostname.to_string()),
+            ip: Some(ip.to_string()),
+            port: i32::from(port),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Runs the master until `shutdown` resolves.
+pub async fn run(
+    flags: MasterFlags,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), MasterError> {
+    if let Some(zk) = &flags.zk {
+        return Err(MasterError::Flag {
+            flag: "zk",
+            message: format!(
+                "ZooKeeper leader election is not available in this build (got '{zk}'); run a single master without --zk"
+            ),
+        });
+    }
+    let ip: IpAddr = flags.ip.parse().map_err(|_| MasterError::Flag {
+        flag: "ip",
+        message: format!("'{}' is not an IP address", flags.ip),
+    })?;
+    let addr = SocketAddr::new(ip, flags.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MasterError::Bind { addr, source })?;
+    let local = listener.local_addr()?;
+    let hostname = flags.hostname.clone().unwrap_or_else(|| ip.to_string());
+    let info = master_info(ip, local.port(), &hostname);
+    tracing::info!(master_id = %info.id, addr = %local, "master starting");
+    let master = state::Master::new(info, flags.clone(), corral_api::ids::now_secs());
+    let (tx, rx) = mpsc::channel(actor::INPUT_CAPACITY);
+    let actor = actor::Actor::new(master, tx.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let actor_task = tokio::spawn({
+        let mut stop = stop_rx.clone();
+        async move {
+            actor
+                .run(rx, async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        }
+    });
+    let shared = http::Shared {
+        inputs: tx.clone(),
+        max_body: flags.max_request_body_bytes,
+        advertised: format!("{hostname}:{}", local.port()),
+    };
+    let grpc =
+        tonic::service::Routes::new(AgentServiceServer::new(grpc::AgentSessions { inputs: tx }))
+            .into_axum_router();
+    let app = http::router(shared).merge(grpc);
+    let mut stop = stop_rx;
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = stop.changed().await;
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    server.await?;
+    let _ = actor_task.await;
+    tracing::info!("master stopped");
+    Ok(())
+}

@@ -1,0 +1,491 @@
+//! State transitions without sockets: inputs in, effects out.
+
+use super::*;
+use clap::Parser;
+use corral_api::resources::parse;
+
+#[derive(Parser)]
+struct Flags {
+    #[command(flatten)]
+    flags: MasterFlags,
+}
+
+fn master() -> Master {
+    let flags = Flags::parse_from(["master"]).flags;
+    let info = crate::master_info("127.0.0.1".parse().unwrap(), 5050, "localhost");
+    Master::new(info, flags, 0.0)
+}
+
+fn at(secs: u64) -> Clock {
+    Clock {
+        mono: Duration::from_secs(secs),
+        wall: 1_700_000_000.0 + secs as f64,
+    }
+}
+
+fn subscribe(m: &mut Master, name: &str, caps: &[FwCap]) -> String {
+    let call = scheduler::Call {
+        r#type: Some(scheduler::call::Type::Subscribe as i32),
+        subscribe: Some(scheduler::call::Subscribe {
+            framework_info: v1::FrameworkInfo {
+                user: "root".into(),
+                name: name.into(),
+                failover_timeout: Some(10.0),
+                capabilities: caps
+                    .iter()
+                    .map(|c| v1::framework_info::Capability {
+                        r#type: Some(*c as i32),
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = m
+        .subscribe(&call, &format!("stream-{name}"), at(0))
+        .unwrap();
+    m.take_effects();
+    id
+}
+
+fn add_agent(m: &mut Master, resources: &str) -> String {
+    let reg = internal::RegisterAgent {
+        agent_info: v1::AgentInfo {
+            hostname: "host1".into(),
+            port: Some(5051),
+            resources: parse(resources).unwrap(),
+            ..Default::default()
+        },
+        version: "1.11.0".into(),
+        endpoint: "127.0.0.1:5051".into(),
+        ..Default::default()
+    };
+    let id = m.register_agent(reg, at(0)).unwrap();
+    m.take_effects();
+    id
+}
+
+fn offers_of(effects: &[Effect], fid: &str) -> Vec<v1::Offer> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Framework {
+                framework_id,
+                event,
+            } if framework_id == fid => event.offers.clone(),
+            _ => None,
+        })
+        .flat_map(|o| o.offers)
+        .collect()
+}
+
+fn updates_of(effects: &[Effect]) -> Vec<v1::TaskStatus> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Framework { event, .. } => event.update.clone().map(|u| u.status),
+            _ => None,
+        })
+        .collect()
+}
+
+fn run_tasks(effects: &[Effect]) -> Vec<internal::RunTask> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Agent {
+                message: ToAgent::RunTask(r),
+                ..
+            } => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn accept(offer: &v1::Offer, tasks: Vec<v1::TaskInfo>) -> scheduler::Call {
+    scheduler::Call {
+        framework_id: Some(offer.framework_id.clone()),
+        r#type: Some(scheduler::call::Type::Accept as i32),
+        accept: Some(scheduler::call::Accept {
+            offer_ids: vec![offer.id.clone()],
+            operations: vec![v1::offer::Operation {
+                r#type: Some(OpType::Launch as i32),
+                launch: Some(v1::offer::operation::Launch { task_infos: tasks }),
+                ..Default::default()
+            }],
+            filters: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn command_task(id: &str, resources: &str) -> v1::TaskInfo {
+    v1::TaskInfo {
+        name: id.into(),
+        task_id: v1::TaskId { value: id.into() },
+        resources: parse(resources).unwrap(),
+        command: Some(v1::CommandInfo {
+            value: Some("true".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn offered(m: &mut Master, fid: &str) -> v1::Offer {
+    m.allocate(at(1), true);
+    let effects = m.take_effects();
+    offers_of(&effects, fid).remove(0)
+}
+
+#[test]
+fn subscribe_answers_subscribed_with_a_new_id() {
+    let mut m = master();
+    let call = scheduler::Call {
+        r#type: Some(scheduler::call::Type::Subscribe as i32),
+        subscribe: Some(scheduler::call::Subscribe {
+            framework_info: v1::FrameworkInfo {
+                user: "u".into(),
+                name: "fw".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = m.subscribe(&call, "s1", at(0)).unwrap();
+    assert!(id.starts_with(&m.info.id));
+    let effects = m.take_effects();
+    let subscribed = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Framework { event, .. } => event.subscribed.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(subscribed.framework_id.value, id);
+    assert_eq!(subscribed.heartbeat_interval_seconds, Some(15.0));
+}
+
+#[test]
+fn subscribe_refuses_bad_framework_info() {
+    let mut m = master();
+    let mut call = scheduler::Call {
+        r#type: Some(scheduler::call::Type::Subscribe as i32),
+        subscribe: Some(scheduler::call::Subscribe {
+            framework_info: v1::FrameworkInfo {
+                user: "u".into(),
+                name: "".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert!(m.subscribe(&call, "s", at(0)).is_err());
+    if let Some(s) = call.subscribe.as_mut() {
+        s.framework_info.name = "x".into();
+        s.framework_info.role = Some("/bad".into());
+    }
+    assert!(m.subscribe(&call, "s", at(0)).is_err());
+    assert!(m.frameworks.is_empty());
+}
+
+#[test]
+fn offers_a_registered_agent_and_launches_a_valid_task() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    let aid = add_agent(&mut m, "cpus:2;mem:1024;ports:[31000-32000]");
+    let offer = offered(&mut m, &fid);
+    assert_eq!(offer.agent_id.value, aid);
+    // Without RESERVATION_REFINEMENT resources carry the pre-refinement role.
+    assert!(offer
+        .resources
+        .iter()
+        .all(|r| r.role.as_deref() == Some("*")));
+    let call = accept(&offer, vec![command_task("t1", "cpus:1;mem:128")]);
+    m.scheduler_call(&fid, call, at(2)).unwrap();
+    let effects = m.take_effects();
+    let runs = run_tasks(&effects);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].task.as_ref().unwrap().agent_id.value, aid);
+    assert_eq!(
+        m.frameworks[&fid].tasks["t1"].state,
+        TaskState::TaskStaging as i32
+    );
+    assert_eq!(m.agents[&aid].used_total().scalar("cpus"), 1.0);
+}
+
+#[test]
+fn accept_of_an_unknown_offer_loses_the_tasks() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    add_agent(&mut m, "cpus:2;mem:1024");
+    let mut offer = offered(&mut m, &fid);
+    offer.id.value = "no-such-offer".into();
+    m.scheduler_call(
+        &fid,
+        accept(&offer, vec![command_task("t1", "cpus:1")]),
+        at(2),
+    )
+    .unwrap();
+    let effects = m.take_effects();
+    assert!(run_tasks(&effects).is_empty());
+    let updates = updates_of(&effects);
+    assert_eq!(updates[0].state, TaskState::TaskLost as i32);
+    assert_eq!(updates[0].reason, Some(Reason::InvalidOffers as i32));
+    assert!(updates[0].uuid.is_none());
+    assert!(m.frameworks[&fid].tasks.is_empty());
+}
+
+#[test]
+fn partition_aware_frameworks_get_dropped_for_invalid_offers() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[FwCap::PartitionAware]);
+    add_agent(&mut m, "cpus:2;mem:1024");
+    let mut offer = offered(&mut m, &fid);
+    offer.id.value = "gone".into();
+    m.scheduler_call(
+        &fid,
+        accept(&offer, vec![command_task("t1", "cpus:1")]),
+        at(2),
+    )
+    .unwrap();
+    let updates = updates_of(&m.take_effects());
+    assert_eq!(updates[0].state, TaskState::TaskDropped as i32);
+}
+
+#[test]
+fn launch_beyond_the_offer_is_a_task_error_and_resources_return() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    let aid = add_agent(&mut m, "cpus:2;mem:1024");
+    let offer = offered(&mut m, &fid);
+    m.scheduler_call(
+        &fid,
+        accept(&offer, vec![command_task("big", "cpus:3")]),
+        at(2),
+    )
+    .unwrap();
+    let effects = m.take_effects();
+    assert!(run_tasks(&effects).is_empty());
+    let updates = updates_of(&effects);
+    assert_eq!(updates[0].state, TaskState::TaskError as i32);
+    assert!(updates[0].message.as_deref().unwrap().contains("exceeds"));
+    assert!(m.agents[&aid].used_total().is_empty());
+    assert!(m.offers.is_empty());
+}
+
+#[test]
+fn duplicate_task_ids_and_missing_commands_are_refused() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    add_agent(&mut m, "cpus:4;mem:1024");
+    let offer = offered(&mut m, &fid);
+    let mut no_command = command_task("nocmd", "cpus:1");
+    no_command.command = None;
+    m.scheduler_call(
+        &fid,
+        accept(
+            &offer,
+            vec![
+                command_task("dup", "cpus:1"),
+                command_task("dup", "cpus:1"),
+                no_command,
+            ],
+        ),
+        at(2),
+    )
+    .unwrap();
+    let effects = m.take_effects();
+    assert_eq!(run_tasks(&effects).len(), 1);
+    let errors: Vec<_> = updates_of(&effects)
+        .into_iter()
+        .filter(|u| u.state == TaskState::TaskError as i32)
+        .collect();
+    assert_eq!(errors.len(), 2);
+}
+
+#[test]
+fn status_updates_flow_and_terminal_acks_complete_tasks() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    let aid = add_agent(&mut m, "cpus:2;mem:1024");
+    let offer = offered(&mut m, &fid);
+    m.scheduler_call(
+        &fid,
+        accept(&offer, vec![command_task("t1", "cpus:1")]),
+        at(2),
+    )
+    .unwrap();
+    m.take_effects();
+    let uuid = vec![7u8; 16];
+    m.agent_message(
+        &aid,
+        internal::agent_message::Message::StatusUpdate(internal::StatusUpdate {
+            framework_id: v1::FrameworkId { value: fid.clone() },
+            status: v1::TaskStatus {
+                task_id: v1::TaskId { value: "t1".into() },
+                state: TaskState::TaskFinished as i32,
+                uuid: Some(uuid.clone()),
+                ..Default::default()
+            },
+            executor_id: None,
+            latest_state: None,
+        }),
+        at(3),
+    );
+    let effects = m.take_effects();
+    let updates = updates_of(&effects);
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].agent_id.as_ref().unwrap().value, aid);
+    // Terminal update frees the resources at once.
+    assert_eq!(m.agents[&aid].used_total().scalar("cpus"), 0.0);
+    let ack = scheduler::Call {
+        framework_id: Some(v1::FrameworkId { value: fid.clone() }),
+        r#type: Some(scheduler::call::Type::Acknowledge as i32),
+        acknowledge: Some(scheduler::call::Acknowledge {
+            agent_id: v1::AgentId { value: aid.clone() },
+            task_id: v1::TaskId { value: "t1".into() },
+            uuid,
+        }),
+        ..Default::default()
+    };
+    m.scheduler_call(&fid, ack, at(4)).unwrap();
+    let effects = m.take_effects();
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Agent {
+            message: ToAgent::Acknowledge(_),
+            ..
+        }
+    )));
+    assert!(m.frameworks[&fid].tasks.is_empty());
+    assert_eq!(m.frameworks[&fid].completed_tasks.len(), 1);
+}
+
+#[test]
+fn reconciliation_reports_known_and_unknown_tasks_without_uuid() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    add_agent(&mut m, "cpus:2;mem:1024");
+    let offer = offered(&mut m, &fid);
+    m.scheduler_call(
+        &fid,
+        accept(&offer, vec![command_task("t1", "cpus:1")]),
+        at(2),
+    )
+    .unwrap();
+    m.take_effects();
+    let reconcile = |tasks: Vec<&str>| scheduler::Call {
+        framework_id: Some(v1::FrameworkId { value: fid.clone() }),
+        r#type: Some(scheduler::call::Type::Reconcile as i32),
+        reconcile: Some(scheduler::call::Reconcile {
+            tasks: tasks
+                .into_iter()
+                .map(|t| scheduler::call::reconcile::Task {
+                    task_id: v1::TaskId { value: t.into() },
+                    agent_id: None,
+                })
+                .collect(),
+        }),
+        ..Default::default()
+    };
+    m.scheduler_call(&fid, reconcile(vec![]), at(3)).unwrap();
+    let implicit = updates_of(&m.take_effects());
+    assert_eq!(implicit.len(), 1);
+    assert_eq!(implicit[0].reason, Some(Reason::Reconciliation as i32));
+    assert!(implicit[0].uuid.is_none());
+    m.scheduler_call(&fid, reconcile(vec!["t1", "nope"]), at(3))
+        .unwrap();
+    let explicit = updates_of(&m.take_effects());
+    assert_eq!(explicit.len(), 2);
+    assert_eq!(explicit[0].state, TaskState::TaskStaging as i32);
+    assert_eq!(explicit[1].state, TaskState::TaskLost as i32);
+}
+
+#[test]
+fn failover_timeout_removes_a_disconnected_framework() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    m.framework_disconnected(&fid, "stream-fw", at(0));
+    assert!(!m.frameworks[&fid].connected);
+    m.expire(at(5));
+    assert!(m.frameworks.contains_key(&fid), "within failover_timeout");
+    m.expire(at(11));
+    assert!(!m.frameworks.contains_key(&fid));
+    assert_eq!(m.completed_frameworks.len(), 1);
+}
+
+#[test]
+fn stale_stream_ids_are_refused() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    let call = scheduler::Call {
+        framework_id: Some(v1::FrameworkId { value: fid.clone() }),
+        r#type: Some(scheduler::call::Type::Revive as i32),
+        ..Default::default()
+    };
+    assert!(m.authorize_call(&call, Some("stream-fw")).is_ok());
+    assert!(matches!(
+        m.authorize_call(&call, Some("other")),
+        Err(CallError::BadRequest(_))
+    ));
+    assert!(matches!(
+        m.authorize_call(&call, None),
+        Err(CallError::BadRequest(_))
+    ));
+    m.framework_disconnected(&fid, "stream-fw", at(0));
+    assert!(matches!(
+        m.authorize_call(&call, Some("stream-fw")),
+        Err(CallError::Forbidden(_))
+    ));
+}
+
+#[test]
+fn lost_agents_lose_tasks_or_make_them_unreachable() {
+    let mut m = master();
+    let plain = subscribe(&mut m, "plain", &[]);
+    let aware = subscribe(&mut m, "aware", &[FwCap::PartitionAware]);
+    let aid = add_agent(&mut m, "cpus:4;mem:1024");
+    m.allocate(at(1), true);
+    let effects = m.take_effects();
+    // One framework got the agent; give the other one a turn after.
+    let (first, second) = if offers_of(&effects, &plain).is_empty() {
+        (aware.clone(), plain.clone())
+    } else {
+        (plain.clone(), aware.clone())
+    };
+    let offer = offers_of(&effects, &first).remove(0);
+    let mut call = accept(&offer, vec![command_task("a", "cpus:1")]);
+    if let Some(a) = call.accept.as_mut() {
+        a.filters = Some(v1::Filters {
+            refuse_seconds: Some(0.0),
+        });
+    }
+    m.scheduler_call(&first, call, at(2)).unwrap();
+    m.take_effects();
+    m.allocate(at(3), true);
+    let offer = offers_of(&m.take_effects(), &second).remove(0);
+    m.scheduler_call(
+        &second,
+        accept(&offer, vec![command_task("b", "cpus:1")]),
+        at(3),
+    )
+    .unwrap();
+    m.take_effects();
+    m.agent_disconnected(&aid, at(10));
+    m.expire(at(10 + 15 * 5 + 1));
+    let updates = updates_of(&m.take_effects());
+    let state_of = |t: &str| updates.iter().find(|u| u.task_id.value == t).unwrap().state;
+    let (plain_task, aware_task) = if first == plain {
+        ("a", "b")
+    } else {
+        ("b", "a")
+    };
+    assert_eq!(state_of(plain_task), TaskState::TaskLost as i32);
+    assert_eq!(state_of(aware_task), TaskState::TaskUnreachable as i32);
+    assert!(m.agents.is_empty());
+}
