@@ -14,7 +14,8 @@ use crate::v1::{self, resource, value, Resource};
 
 /// Scalars are kept at Mesos' fixed precision of three decimals.
 pub fn round_scalar(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
+    // `+ 0.0` turns a negative zero (e.g. an empty sum) into 0.
+    (v * 1000.0).round() / 1000.0 + 0.0
 }
 
 /// A bag of resources with one entry per kind.

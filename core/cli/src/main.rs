@@ -79,8 +79,18 @@ async fn terminated() {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -226,19 +236,20 @@ async fn dev(args: DevArgs) -> Result<()> {
         args.agents,
         work.display()
     );
-    println!("{:<14} {:<34} {}", "COMPONENT", "URL", "NOTES");
-    println!(
-        "{:<14} {:<34} {}",
+    let row = |component: &str, url: &str, notes: &str| {
+        println!("{component:<14} {url:<34} {notes}");
+    };
+    row("COMPONENT", "URL", "NOTES");
+    row(
         "master",
-        format!("http://{master_addr}"),
-        "scheduler API /api/v1/scheduler, state /master/state"
+        &format!("http://{master_addr}"),
+        "scheduler API /api/v1/scheduler, state /master/state",
     );
     for i in 0..args.agents {
-        println!(
-            "{:<14} {:<34} {}",
-            format!("agent {i}"),
-            format!("http://{}:{}", args.ip, args.port + 1 + i),
-            "executor API /api/v1/executor, files /files/browse"
+        row(
+            &format!("agent {i}"),
+            &format!("http://{}:{}", args.ip, args.port + 1 + i),
+            "executor API /api/v1/executor, files /files/browse",
         );
     }
     println!();

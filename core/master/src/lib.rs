@@ -84,6 +84,24 @@ pub async fn run(
             ),
         });
     }
+    for (flag, d) in [
+        ("allocation_interval", flags.allocation_interval),
+        ("agent_ping_timeout", flags.agent_ping_timeout),
+        ("heartbeat_interval", flags.heartbeat_interval),
+    ] {
+        if d.is_zero() {
+            return Err(MasterError::Flag {
+                flag,
+                message: "must be greater than zero".into(),
+            });
+        }
+    }
+    if flags.max_agent_ping_timeouts == 0 {
+        return Err(MasterError::Flag {
+            flag: "max_agent_ping_timeouts",
+            message: "must be at least 1".into(),
+        });
+    }
     let ip: IpAddr = flags.ip.parse().map_err(|_| MasterError::Flag {
         flag: "ip",
         message: format!("'{}' is not an IP address", flags.ip),

@@ -1414,7 +1414,11 @@ impl Master {
         let agent_id = ack.agent_id.value.clone();
         if let Some(fw) = self.frameworks.get_mut(framework_id) {
             let done = fw.tasks.get(&ack.task_id.value).is_some_and(|t| {
-                is_terminal(t.state) && t.status_update_uuid.as_deref() == Some(&ack.uuid[..])
+                // Complete only when the acknowledged update itself is
+                // terminal: a RUNNING update may arrive with a terminal
+                // `latest_state`, and its FINISHED is still to come.
+                t.status_update_state.is_some_and(is_terminal)
+                    && t.status_update_uuid.as_deref() == Some(&ack.uuid[..])
             });
             if done {
                 if let Some(t) = fw.tasks.remove(&ack.task_id.value) {
@@ -1967,6 +1971,13 @@ impl Master {
                     self.counters.inc(m);
                 }
             }
+        } else if fw
+            .completed_tasks
+            .iter()
+            .any(|t| t.task_id == status.task_id)
+        {
+            // A retried update of a task already completed here: forward it
+            // again so the framework acknowledges it, but keep one record.
         } else {
             // Unknown task (e.g. from before a master restart): adopt it.
             fw.tasks.insert(

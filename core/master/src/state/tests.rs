@@ -489,3 +489,58 @@ fn lost_agents_lose_tasks_or_make_them_unreachable() {
     assert_eq!(state_of(aware_task), TaskState::TaskUnreachable as i32);
     assert!(m.agents.is_empty());
 }
+
+#[test]
+fn acknowledging_running_with_a_terminal_latest_state_keeps_the_task_open() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    let aid = add_agent(&mut m, "cpus:2;mem:1024");
+    let offer = offered(&mut m, &fid);
+    m.scheduler_call(
+        &fid,
+        accept(&offer, vec![command_task("t1", "cpus:1")]),
+        at(2),
+    )
+    .unwrap();
+    m.take_effects();
+    let update = |state: TaskState, uuid: u8| {
+        internal::agent_message::Message::StatusUpdate(internal::StatusUpdate {
+            framework_id: v1::FrameworkId { value: fid.clone() },
+            status: v1::TaskStatus {
+                task_id: v1::TaskId { value: "t1".into() },
+                state: state as i32,
+                uuid: Some(vec![uuid; 16]),
+                ..Default::default()
+            },
+            executor_id: None,
+            latest_state: Some(TaskState::TaskFinished as i32),
+        })
+    };
+    let ack = |uuid: u8| scheduler::Call {
+        framework_id: Some(v1::FrameworkId { value: fid.clone() }),
+        r#type: Some(scheduler::call::Type::Acknowledge as i32),
+        acknowledge: Some(scheduler::call::Acknowledge {
+            agent_id: v1::AgentId { value: aid.clone() },
+            task_id: v1::TaskId { value: "t1".into() },
+            uuid: vec![uuid; 16],
+        }),
+        ..Default::default()
+    };
+    m.agent_message(&aid, update(TaskState::TaskRunning, 1), at(3));
+    m.scheduler_call(&fid, ack(1), at(3)).unwrap();
+    assert!(
+        m.frameworks[&fid].tasks.contains_key("t1"),
+        "FINISHED not yet acknowledged"
+    );
+    m.agent_message(&aid, update(TaskState::TaskFinished, 2), at(4));
+    m.scheduler_call(&fid, ack(2), at(4)).unwrap();
+    let fw = &m.frameworks[&fid];
+    assert!(fw.tasks.is_empty());
+    assert_eq!(fw.completed_tasks.len(), 1);
+    assert_eq!(fw.completed_tasks[0].statuses.len(), 2);
+    // A retried FINISHED after completion does not create a second record.
+    m.agent_message(&aid, update(TaskState::TaskFinished, 2), at(5));
+    let fw = &m.frameworks[&fid];
+    assert!(fw.tasks.is_empty());
+    assert_eq!(fw.completed_tasks.len(), 1);
+}
