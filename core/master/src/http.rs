@@ -246,6 +246,84 @@ fn op_response(ty: op::response::Type) -> op::Response {
     }
 }
 
+/// The answer to a synchronous operator query, computed inside the actor;
+/// `None` for calls this master does not serve.
+fn sync_response(m: &Master, ty: op::call::Type, now: Clock) -> Option<op::Response> {
+    use op::call::Type as T;
+    use op::response::{self as r, Type as R};
+    Some(match ty {
+        T::GetHealth => op::Response {
+            get_health: Some(r::GetHealth { healthy: true }),
+            ..op_response(R::GetHealth)
+        },
+        T::GetFlags => op::Response {
+            get_flags: Some(r::GetFlags {
+                flags: m
+                    .flags
+                    .pairs()
+                    .into_iter()
+                    .map(|(name, value)| v1::Flag {
+                        name,
+                        value: Some(value),
+                    })
+                    .collect(),
+            }),
+            ..op_response(R::GetFlags)
+        },
+        T::GetVersion => op::Response {
+            get_version: Some(r::GetVersion {
+                version_info: version_info(),
+            }),
+            ..op_response(R::GetVersion)
+        },
+        T::GetMetrics => op::Response {
+            get_metrics: Some(r::GetMetrics {
+                metrics: legacy::metrics(m, now)
+                    .into_iter()
+                    .map(|(name, value)| v1::Metric {
+                        name,
+                        value: Some(value),
+                    })
+                    .collect(),
+            }),
+            ..op_response(R::GetMetrics)
+        },
+        T::GetState => op::Response {
+            get_state: Some(m.get_state()),
+            ..op_response(R::GetState)
+        },
+        T::GetAgents => op::Response {
+            get_agents: Some(m.get_agents()),
+            ..op_response(R::GetAgents)
+        },
+        T::GetFrameworks => op::Response {
+            get_frameworks: Some(m.get_frameworks()),
+            ..op_response(R::GetFrameworks)
+        },
+        T::GetExecutors => op::Response {
+            get_executors: Some(m.get_executors()),
+            ..op_response(R::GetExecutors)
+        },
+        T::GetTasks => op::Response {
+            get_tasks: Some(m.get_tasks()),
+            ..op_response(R::GetTasks)
+        },
+        T::GetRoles => op::Response {
+            get_roles: Some(m.get_roles()),
+            ..op_response(R::GetRoles)
+        },
+        T::GetMaster => op::Response {
+            get_master: Some(r::GetMaster {
+                master_info: Some(m.info.clone()),
+                start_time: Some(m.start_time),
+                elected_time: Some(m.start_time),
+            }),
+            ..op_response(R::GetMaster)
+        },
+        _ => return None,
+    })
+}
+
 /// Encodes a synchronous operator response, gzipped when the client asks.
 fn encode_response<M: prost::Message + prost::Name>(
     headers: &HeaderMap,
@@ -289,7 +367,6 @@ pub async fn operator_api(
     body: Body,
 ) -> Result<Response, HttpError> {
     use op::call::Type as T;
-    use op::response::Type as R;
     let enc = request_encoding(&headers)?;
     let bytes = read_body(body, shared.max_body).await?;
     let call: op::Call = decode(enc, &bytes)?;
@@ -312,99 +389,6 @@ pub async fn operator_api(
             let events = rx.await.map_err(|_| unavailable())?;
             return Ok(stream_response(out, events, None, None));
         }
-        T::GetHealth => op::Response {
-            get_health: Some(op::response::GetHealth { healthy: true }),
-            ..op_response(R::GetHealth)
-        },
-        T::GetFlags => {
-            let flags = query(&shared, |m, _| m.flags.pairs()).await?;
-            op::Response {
-                get_flags: Some(op::response::GetFlags {
-                    flags: flags
-                        .into_iter()
-                        .map(|(name, value)| v1::Flag {
-                            name,
-                            value: Some(value),
-                        })
-                        .collect(),
-                }),
-                ..op_response(R::GetFlags)
-            }
-        }
-        T::GetVersion => op::Response {
-            get_version: Some(op::response::GetVersion {
-                version_info: version_info(),
-            }),
-            ..op_response(R::GetVersion)
-        },
-        T::GetMetrics => {
-            let metrics = query(&shared, |m, now| legacy::metrics(m, now)).await?;
-            op::Response {
-                get_metrics: Some(op::response::GetMetrics {
-                    metrics: metrics
-                        .into_iter()
-                        .map(|(name, value)| v1::Metric {
-                            name,
-                            value: Some(value),
-                        })
-                        .collect(),
-                }),
-                ..op_response(R::GetMetrics)
-            }
-        }
-        T::GetState => {
-            let s = query(&shared, |m, _| m.get_state()).await?;
-            op::Response {
-                get_state: Some(s),
-                ..op_response(R::GetState)
-            }
-        }
-        T::GetAgents => {
-            let s = query(&shared, |m, _| m.get_agents()).await?;
-            op::Response {
-                get_agents: Some(s),
-                ..op_response(R::GetAgents)
-            }
-        }
-        T::GetFrameworks => {
-            let s = query(&shared, |m, _| m.get_frameworks()).await?;
-            op::Response {
-                get_frameworks: Some(s),
-                ..op_response(R::GetFrameworks)
-            }
-        }
-        T::GetExecutors => {
-            let s = query(&shared, |m, _| m.get_executors()).await?;
-            op::Response {
-                get_executors: Some(s),
-                ..op_response(R::GetExecutors)
-            }
-        }
-        T::GetTasks => {
-            let s = query(&shared, |m, _| m.get_tasks()).await?;
-            op::Response {
-                get_tasks: Some(s),
-                ..op_response(R::GetTasks)
-            }
-        }
-        T::GetRoles => {
-            let s = query(&shared, |m, _| m.get_roles()).await?;
-            op::Response {
-                get_roles: Some(s),
-                ..op_response(R::GetRoles)
-            }
-        }
-        T::GetMaster => {
-            let (info, start) = query(&shared, |m, _| (m.info.clone(), m.start_time)).await?;
-            op::Response {
-                get_master: Some(op::response::GetMaster {
-                    master_info: Some(info),
-                    start_time: Some(start),
-                    elected_time: Some(start),
-                }),
-                ..op_response(R::GetMaster)
-            }
-        }
         T::Teardown => {
             let Some(t) = call.teardown else {
                 return Err(HttpError(
@@ -422,13 +406,16 @@ pub async fn operator_api(
             ))
         }
         other => {
-            return Err(HttpError(
+            let unsupported = HttpError(
                 StatusCode::NOT_IMPLEMENTED,
                 format!(
                     "operator call {} is not supported by this master yet",
                     other.as_str_name()
                 ),
-            ))
+            );
+            query(&shared, move |m, now| sync_response(m, other, now))
+                .await?
+                .ok_or(unsupported)?
         }
     };
     Ok(encode_response(&headers, out, &resp))
