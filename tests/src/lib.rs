@@ -463,6 +463,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     master_proc: Daemon,
     agent_procs: Vec<Daemon>,
+    opts: ClusterOptions,
+    spawns: usize,
 }
 
 impl Cluster {
@@ -535,6 +537,8 @@ impl Cluster {
             dir,
             master_proc,
             agent_procs: Vec::new(),
+            opts: opts.clone(),
+            spawns: 0,
         };
 
         // The agents: each with its own port and work dir.
@@ -543,7 +547,7 @@ impl Cluster {
         for i in 0..opts.agents {
             let work_dir = cluster.dir.path().join(format!("agent-{i}"));
             std::fs::create_dir_all(&work_dir).expect("agent work dir");
-            let (port, d) = cluster.spawn_agent(i, &work_dir, &opts, 1);
+            let (port, d) = cluster.spawn_agent(i, free_port(), &work_dir, &opts, &[], 1);
             cluster.agent_procs.push(d);
             ports.push(port);
             work_dirs.push(work_dir);
@@ -560,8 +564,14 @@ impl Cluster {
                     if respawns > 3 || !log.contains("listen") {
                         panic!("agent {i} exited during start; log:\n{log}");
                     }
-                    let (port, d) =
-                        cluster.spawn_agent(i, &work_dirs[i].clone(), &opts, respawns + 1);
+                    let (port, d) = cluster.spawn_agent(
+                        i,
+                        free_port(),
+                        &work_dirs[i].clone(),
+                        &opts,
+                        &[],
+                        respawns + 1,
+                    );
                     cluster.agent_procs[i] = d;
                     ports[i] = port;
                 }
@@ -609,11 +619,12 @@ impl Cluster {
     fn spawn_agent(
         &self,
         i: usize,
+        port: u16,
         work_dir: &Path,
         opts: &ClusterOptions,
+        extra: &[String],
         attempt: usize,
     ) -> (u16, Daemon) {
-        let port = free_port();
         let mut defaults = vec![
             format!("--master={}", self.master),
             "--ip=127.0.0.1".to_string(),
@@ -627,12 +638,96 @@ impl Cluster {
             defaults.push(format!("--resources={r}"));
         }
         let defaults: Vec<&str> = defaults.iter().map(String::as_str).collect();
+        let flags: Vec<String> = opts.agent_flags.iter().chain(extra).cloned().collect();
         let args: Vec<String> = ["agent".to_string()]
             .into_iter()
-            .chain(with_defaults(&defaults, &opts.agent_flags))
+            .chain(with_defaults(&defaults, &flags))
             .collect();
         let log = self.dir.path().join(format!("agent-{i}-{attempt}.log"));
         (port, Daemon::spawn(&format!("agent {i}"), &args, log))
+    }
+
+    /// SIGKILLs agent `i` (as `kill -9` would; its executors keep running)
+    /// and reaps it.
+    pub fn kill_agent(&mut self, i: usize) {
+        let d = &mut self.agent_procs[i];
+        signal(d.pid(), nix::sys::signal::Signal::SIGKILL);
+        let _ = d.child.wait();
+    }
+
+    /// The pid of agent `i`'s process.
+    pub fn agent_pid(&self, i: usize) -> i32 {
+        self.agent_procs[i].pid()
+    }
+
+    /// Starts agent `i` again on its port and work dir (the cluster's agent
+    /// flags plus `extra`), and waits until it has registered with the
+    /// master again (its `slave/registered` metric).
+    pub async fn restart_agent(&mut self, i: usize, extra: &[String]) {
+        self.respawn_agent(i, extra);
+        let url = self.agents[i].url("/metrics/snapshot");
+        let http = self.http.clone();
+        let registered = wait_for(Duration::from_secs(30), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let Ok(r) = http.get(&url).timeout(Duration::from_secs(2)).send().await else {
+                    return false;
+                };
+                r.json::<Value>()
+                    .await
+                    .is_ok_and(|v| v["slave/registered"].as_f64() == Some(1.0))
+            }
+        })
+        .await;
+        if !registered {
+            panic!(
+                "agent {i} did not re-register within 30s after its restart\n{}",
+                self.logs()
+            );
+        }
+    }
+
+    /// Starts agent `i` again and expects it to exit by itself within
+    /// `timeout`; returns its exit status and log.
+    pub async fn restart_agent_expect_exit(
+        &mut self,
+        i: usize,
+        extra: &[String],
+        timeout: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        self.respawn_agent(i, extra);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.agent_procs[i].exited() {
+                return (status, tail(&self.agent_procs[i].log, u64::MAX));
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "agent {i} was expected to exit within {timeout:?} but runs on\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn respawn_agent(&mut self, i: usize, extra: &[String]) {
+        let port: u16 = self.agents[i]
+            .endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("agent endpoint has a port");
+        self.spawns += 1;
+        let work_dir = self.agents[i].work_dir.clone();
+        let opts = self.opts.clone();
+        let (_, d) = self.spawn_agent(i, port, &work_dir, &opts, extra, 100 + self.spawns);
+        self.agent_procs[i] = d;
+    }
+
+    /// Agent `i`'s log (its current process).
+    pub fn agent_log(&self, i: usize) -> String {
+        tail(&self.agent_procs[i].log, u64::MAX)
     }
 
     /// The cluster's temp directory (logs, agent work dirs).
@@ -1383,6 +1478,76 @@ impl Scheduler {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Prerequisites of the container tests (never skipped: missing ones fail)
+// ---------------------------------------------------------------------------
+
+/// Fails the test unless this process is root and cgroups are mounted
+/// (cgroups/cpu and cgroups/mem need both).
+pub fn require_cgroups() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root to create cgroups (run the suite as root, as CI does)"
+    );
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
+    let v1 = Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").is_file()
+        && Path::new("/sys/fs/cgroup/cpu/cpu.shares").is_file();
+    assert!(
+        v1 || v2,
+        "this test needs cgroups mounted at /sys/fs/cgroup (v1 cpu+memory hierarchies or v2)"
+    );
+}
+
+/// The directory of cgroup controller `controller` holding `path`
+/// (`<root>/<container>`): v1 `/sys/fs/cgroup/<controller>/<path>`, v2
+/// `/sys/fs/cgroup/<path>`.
+pub fn cgroup_dir(controller: &str, path: &str) -> PathBuf {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        Path::new("/sys/fs/cgroup").join(path)
+    } else {
+        Path::new("/sys/fs/cgroup").join(controller).join(path)
+    }
+}
+
+/// Fails the test unless the Docker engine answers; builds the local test
+/// image (scripts/docker-test-image.sh, idempotent) and returns its name.
+pub fn require_docker_image() -> String {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let info = Command::new("docker")
+                .args(["info", "--format", "{{.ServerVersion}}"])
+                .output();
+            match &info {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => panic!(
+                    "this test needs a running Docker engine: `docker info` failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(e) => panic!("this test needs the docker CLI and engine: {e}"),
+            }
+            let script = workspace_dir().join("scripts").join("docker-test-image.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+            assert!(
+                out.status.success(),
+                "{} failed:\n{}{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .clone()
 }
 
 /// Percent-encodes a query parameter value.

@@ -22,7 +22,11 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use crate::checkpoint::{Checkpoint, ContainerRecord, RunKind};
 use crate::containerizer::{self, LaunchSpec, ProcessHandle};
+use crate::fetcher::Fetcher;
+use crate::isolation::{CgroupSpec, Isolation};
+use crate::launcher::RLimit;
 use crate::paths;
 use crate::status_updates::{is_terminal, Acked, StatusUpdateManager};
 
@@ -34,10 +38,10 @@ const MAX_COMPLETED_EXECUTORS: usize = 150;
 const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 /// Statuses kept per task.
 const MAX_STATUSES: usize = 50;
-/// MESOS_RECOVERY_TIMEOUT given to checkpointing executors.
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-/// MESOS_SUBSCRIPTION_BACKOFF_MAX given to checkpointing executors.
-const SUBSCRIPTION_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// CPU allowance Mesos adds to a command executor's container.
+pub const COMMAND_EXECUTOR_CPUS: f64 = 0.1;
+/// Memory allowance (MB) Mesos adds to a command executor's container.
+pub const COMMAND_EXECUTOR_MEM_MB: f64 = 32.0;
 
 /// Locks a mutex, recovering the data if a holder panicked.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -59,6 +63,9 @@ pub struct Config {
     pub attributes: Vec<v1::Attribute>,
     /// Program run as `<launcher> executor`.
     pub launcher: PathBuf,
+    /// Program run as `<launcher> launcher --config ...` to set up each
+    /// container (a corral binary); `None` starts executors directly.
+    pub container_launcher: Option<PathBuf>,
     /// `--executor_registration_timeout`.
     pub executor_registration_timeout: Duration,
     /// `--executor_shutdown_grace_period`.
@@ -71,6 +78,24 @@ pub struct Config {
     pub flags: Vec<(String, String)>,
     /// Seconds since the epoch when the agent started.
     pub start_time: f64,
+    /// The Mesos containerizer's isolators.
+    pub isolation: Isolation,
+    /// `--cgroups_root`.
+    pub cgroups_root: String,
+    /// The Docker engine's socket when the docker containerizer is on.
+    pub docker_socket: Option<PathBuf>,
+    /// `--docker_kill_orphans`.
+    pub docker_kill_orphans: bool,
+    /// The fetcher and its cache.
+    pub fetcher: Arc<Fetcher>,
+    /// Where checkpoints go.
+    pub checkpoint: Checkpoint,
+    /// `--recovery_timeout` (MESOS_RECOVERY_TIMEOUT of executors).
+    pub recovery_timeout: Duration,
+    /// `--executor_reregistration_timeout`.
+    pub executor_reregistration_timeout: Duration,
+    /// `--container_disk_watch_interval`.
+    pub disk_watch_interval: Duration,
 }
 
 impl Config {
@@ -152,6 +177,108 @@ pub struct Executor {
     pub process: Option<ProcessHandle>,
     /// Raw wait status once it exited.
     pub exit_status: Option<i32>,
+    /// The framework checkpoints: this executor's state is on disk.
+    pub checkpoint: bool,
+    /// Limits of the container (executor + tasks).
+    pub limits: Limits,
+    /// The container's cgroups.
+    pub cgroup: Option<CgroupSpec>,
+    /// The Docker container of a Docker task.
+    pub docker_container: Option<String>,
+    /// Why the container was (or is being) destroyed by the agent.
+    pub termination: Option<Termination>,
+    /// Recovered from a checkpoint after an agent restart.
+    pub recovered: bool,
+    /// Sandbox usage measured by disk/du.
+    pub disk_used: Option<u64>,
+}
+
+/// Resources a container is limited to.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// cpus.
+    pub cpus: f64,
+    /// mem in MB.
+    pub mem_mb: f64,
+    /// disk in MB.
+    pub disk_mb: f64,
+}
+
+impl Limits {
+    fn of(resources: &[v1::Resource]) -> Self {
+        let r = corral_api::resources::Resources::from_vec(resources);
+        Limits {
+            cpus: r.scalar("cpus"),
+            mem_mb: r.scalar("mem"),
+            disk_mb: r.scalar("disk"),
+        }
+    }
+
+    fn add(&mut self, other: Limits) {
+        self.cpus += other.cpus;
+        self.mem_mb += other.mem_mb;
+        self.disk_mb += other.disk_mb;
+    }
+}
+
+/// Why the agent ended a container; open tasks get this status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Termination {
+    /// Terminal state for its open tasks.
+    pub state: TaskState,
+    /// The reason.
+    pub reason: task_status::Reason,
+    /// The message.
+    pub message: String,
+    /// For container limitations: the resource that was exceeded.
+    pub limitation: Option<v1::TaskResourceLimitation>,
+}
+
+/// Formats MB the way Mesos' Bytes does (`64MB`, `1GB`).
+pub fn format_mb(mb: f64) -> String {
+    if mb >= 1024.0 && (mb / 1024.0).fract() == 0.0 {
+        format!("{}GB", mb / 1024.0)
+    } else if mb.fract() == 0.0 {
+        format!("{mb}MB")
+    } else {
+        format!("{mb:.2}MB")
+    }
+}
+
+/// The memory limitation of a container: TASK_FAILED with
+/// REASON_CONTAINER_LIMITATION_MEMORY.
+pub fn memory_limitation(limit_mb: f64, max_used_bytes: Option<u64>) -> Termination {
+    let used = max_used_bytes
+        .map(|b| format_mb((b as f64 / (1024.0 * 1024.0)).round()))
+        .unwrap_or_else(|| format_mb(limit_mb));
+    Termination {
+        state: TaskState::TaskFailed,
+        reason: task_status::Reason::ContainerLimitationMemory,
+        message: format!(
+            "Memory limit exceeded: Requested: {} Maximum Used: {used}",
+            format_mb(limit_mb)
+        ),
+        limitation: Some(v1::TaskResourceLimitation {
+            resources: vec![corral_api::resources::scalar("mem", limit_mb)],
+        }),
+    }
+}
+
+/// The disk limitation of a container: TASK_FAILED with
+/// REASON_CONTAINER_LIMITATION_DISK.
+pub fn disk_limitation(limit_mb: f64, used_bytes: u64) -> Termination {
+    Termination {
+        state: TaskState::TaskFailed,
+        reason: task_status::Reason::ContainerLimitationDisk,
+        message: format!(
+            "Disk usage ({}) exceeds quota ({})",
+            format_mb((used_bytes as f64 / (1024.0 * 1024.0)).ceil()),
+            format_mb(limit_mb)
+        ),
+        limitation: Some(v1::TaskResourceLimitation {
+            resources: vec![corral_api::resources::scalar("disk", limit_mb)],
+        }),
+    }
 }
 
 impl Executor {
@@ -403,6 +530,10 @@ impl Agent {
             }
             st.master_info = Some(reg.master_info.clone());
             st.registered = true;
+            // Mesos always checkpoints the agent's info: a restart keeps the id.
+            if let Err(e) = self.config.checkpoint.write_agent(&self.agent_info(&st)) {
+                tracing::error!(error = %e, "cannot checkpoint the agent info");
+            }
         }
         *lock(&self.master) = Some(link);
         let resend = lock(&self.sum).resend_all(Instant::now());
@@ -494,6 +625,8 @@ impl Agent {
             "status update"
         );
         let forward = lock(&self.sum).update(&framework_id, executor_id, status, Instant::now());
+        // Checkpointed before it is forwarded (and acknowledged to the executor).
+        self.checkpoint_task(st, fw_id, &task_id);
         match forward {
             Ok(Some(msg)) => self.send_to_master(agent_message::Message::StatusUpdate(msg)),
             Ok(None) => {}
@@ -502,10 +635,81 @@ impl Agent {
         self.sum_wake.notify_one();
     }
 
+    /// Writes a checkpointing framework's task record and its
+    /// unacknowledged updates.
+    fn checkpoint_task(&self, st: &State, fw_id: &str, task_id: &str) {
+        let Some(agent_id) = st.agent_id.as_ref().map(|a| a.value.as_str()) else {
+            return;
+        };
+        let Some(fw) = st.frameworks.get(fw_id) else {
+            return;
+        };
+        let Some(ex) = fw
+            .executors
+            .values()
+            .find(|e| e.checkpoint && e.tasks.contains_key(task_id))
+        else {
+            return;
+        };
+        let Some(task) = ex.tasks.get(task_id) else {
+            return;
+        };
+        let pending = lock(&self.sum).pending_updates(fw_id, task_id);
+        let cp = &self.config.checkpoint;
+        let ex_id = &ex.info.executor_id.value;
+        let result = cp
+            .write_task(agent_id, ex_id, &ex.container_id, task)
+            .and_then(|_| {
+                cp.write_updates(agent_id, fw_id, ex_id, &ex.container_id, task_id, &pending)
+            });
+        if let Err(e) = result {
+            tracing::error!(framework_id = fw_id, task_id, error = %e, "checkpoint failed");
+        }
+    }
+
+    /// Writes a checkpointing framework's framework, executor and container
+    /// records.
+    fn checkpoint_executor(&self, agent_id: &str, fw: &FrameworkInfo, ex: &Executor) {
+        if !ex.checkpoint {
+            return;
+        }
+        let fw_id = fw.id.as_ref().map(|i| i.value.as_str()).unwrap_or("");
+        let cp = &self.config.checkpoint;
+        let pid = ex.process.as_ref().map(|p| p.pid());
+        let record = ContainerRecord {
+            container_id: ex.container_id.clone(),
+            kind: match ex.kind {
+                ExecutorKind::Command => RunKind::Command,
+                ExecutorKind::Default => RunKind::Default,
+                ExecutorKind::Custom => RunKind::Custom,
+            },
+            pid,
+            pid_start_time: pid.and_then(containerizer::start_time),
+            directory: ex.directory.clone(),
+            cgroup: ex.cgroup.clone(),
+            docker_container: ex.docker_container.clone(),
+            cpus: ex.limits.cpus,
+            mem_mb: ex.limits.mem_mb,
+            disk_mb: ex.limits.disk_mb,
+        };
+        let result = cp
+            .write_framework(agent_id, fw)
+            .and_then(|_| cp.write_executor(agent_id, fw_id, &ex.info))
+            .and_then(|_| cp.write_container(agent_id, fw_id, &ex.info.executor_id.value, &record));
+        if let Err(e) = result {
+            tracing::error!(framework_id = fw_id, executor_id = %ex.info.executor_id.value, error = %e, "checkpoint failed");
+        }
+    }
+
     /// Moves a terminal task without pending updates to completed, then the
     /// executor and framework when nothing of them remains.
     fn maybe_complete(&self, st: &mut State, fw_id: &str, task_id: Option<&str>) {
         let sum = lock(&self.sum);
+        let agent_id = st
+            .agent_id
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
         let Some(fw) = st.frameworks.get_mut(fw_id) else {
             return;
         };
@@ -536,6 +740,11 @@ impl Agent {
             .collect();
         for id in finished {
             if let Some(ex) = fw.executors.remove(&id) {
+                if ex.checkpoint {
+                    self.config
+                        .checkpoint
+                        .remove_run(&agent_id, fw_id, &id, &ex.container_id);
+                }
                 fw.completed_executors.push_back(ex);
                 if fw.completed_executors.len() > MAX_COMPLETED_EXECUTORS {
                     fw.completed_executors.pop_front();
@@ -544,6 +753,9 @@ impl Agent {
         }
         if fw.executors.is_empty() {
             if let Some(fw) = st.frameworks.remove(fw_id) {
+                if fw.info.checkpoint.unwrap_or(false) {
+                    self.config.checkpoint.remove_framework(&agent_id, fw_id);
+                }
                 tracing::info!(framework_id = fw_id, "framework has no executors left");
                 st.completed_frameworks.push_back(fw);
                 if st.completed_frameworks.len() > MAX_COMPLETED_FRAMEWORKS {
@@ -568,6 +780,7 @@ impl Agent {
                 );
             }
             Acked::Done { next, empty, .. } => {
+                self.checkpoint_task(&st, fw_id, task_id);
                 if let Some(next) = next {
                     self.send_to_master(agent_message::Message::StatusUpdate(next));
                 }
@@ -644,6 +857,7 @@ impl Agent {
                     .iter()
                     .try_for_each(|t| paths::validate_id("task", &t.task_id.value))
             });
+        let invalid = invalid.and_then(|_| self.check_containers(&info, kind, &tasks));
         if let Err(reason) = invalid {
             drop(st);
             self.fail_unlaunched(&fw_info, &tasks, Some(&info.executor_id), &reason);
@@ -707,7 +921,7 @@ impl Agent {
         }
 
         if !fw.executors.contains_key(&ex_id) {
-            match self.start_executor(&agent_id.value, &fw_info, info.clone(), kind) {
+            match self.start_executor(&agent_id.value, &fw_info, info.clone(), kind, &tasks) {
                 Ok(ex) => {
                     fw.executors.insert(ex_id.clone(), ex);
                 }
@@ -732,6 +946,18 @@ impl Agent {
                 make_task(t, &fw_id, task_executor.clone(), &agent_id),
             );
         }
+        if ex.checkpoint {
+            for t in &tasks {
+                self.checkpoint_task(&st, &fw_id, &t.task_id.value);
+            }
+        }
+        let Some(ex) = st
+            .frameworks
+            .get_mut(&fw_id)
+            .and_then(|f| f.executors.get_mut(&ex_id))
+        else {
+            return;
+        };
         if ex.phase == ExecutorPhase::Running && ex.events.is_some() {
             let sent = ex.send(launch_event(queued.clone()));
             if sent {
@@ -851,14 +1077,77 @@ impl Agent {
         if checkpoint {
             env.push((
                 "MESOS_RECOVERY_TIMEOUT".into(),
-                stout::format_duration(RECOVERY_TIMEOUT),
+                stout::format_duration(self.config.recovery_timeout),
             ));
+            // Mesos: half the re-registration timeout, so a recovered agent
+            // sees its executors again in time.
+            let backoff =
+                (self.config.executor_reregistration_timeout / 2).max(Duration::from_millis(10));
             env.push((
                 "MESOS_SUBSCRIPTION_BACKOFF_MAX".into(),
-                stout::format_duration(SUBSCRIPTION_BACKOFF_MAX),
+                stout::format_duration(backoff),
             ));
         }
+        env.push(("MESOS_CONTAINER_ID".into(), ex.container_id.clone()));
+        if let (Some(name), Some(socket)) = (&ex.docker_container, &self.config.docker_socket) {
+            env.push(("MESOS_CONTAINER_NAME".into(), name.clone()));
+            env.push(("CORRAL_DOCKER_SOCKET".into(), socket.display().to_string()));
+            env.push(("CORRAL_AGENT_ID".into(), agent_id.into()));
+        }
         env
+    }
+
+    /// Refuses containers this agent cannot run.
+    fn check_containers(
+        &self,
+        info: &ExecutorInfo,
+        kind: ExecutorKind,
+        tasks: &[TaskInfo],
+    ) -> Result<(), String> {
+        use v1::container_info::Type as CType;
+        if info
+            .container
+            .as_ref()
+            .is_some_and(|c| c.r#type == CType::Docker as i32)
+        {
+            return Err(
+                "executors in Docker containers are not supported; give the task a DOCKER \
+                 ContainerInfo and no executor"
+                    .into(),
+            );
+        }
+        for t in tasks {
+            let Some(c) = &t.container else {
+                continue;
+            };
+            if c.r#type == CType::Docker as i32 {
+                if kind != ExecutorKind::Command {
+                    return Err(format!(
+                        "task '{}' has a DOCKER ContainerInfo; only command tasks (no executor) \
+                         run in Docker",
+                        t.task_id.value
+                    ));
+                }
+                if self.config.docker_socket.is_none() {
+                    return Err(format!(
+                        "task '{}' needs the docker containerizer, which is not enabled \
+                         (--containerizers=docker,mesos)",
+                        t.task_id.value
+                    ));
+                }
+                if c.docker.as_ref().is_none_or(|d| d.image.trim().is_empty()) {
+                    return Err(format!(
+                        "task '{}' has a DOCKER ContainerInfo without an image",
+                        t.task_id.value
+                    ));
+                }
+            }
+            if let Some(r) = &c.rlimit_info {
+                crate::launcher::validate_rlimits(&rlimits_of(r))
+                    .map_err(|e| format!("task '{}': {e}", t.task_id.value))?;
+            }
+        }
+        Ok(())
     }
 
     fn start_executor(
@@ -867,6 +1156,7 @@ impl Agent {
         fw: &FrameworkInfo,
         info: ExecutorInfo,
         kind: ExecutorKind,
+        tasks: &[TaskInfo],
     ) -> Result<Executor, String> {
         let fw_id = fw.id.as_ref().map(|i| i.value.clone()).unwrap_or_default();
         let ex_id = info.executor_id.value.clone();
@@ -879,6 +1169,53 @@ impl Agent {
             &container_id,
         )
         .map_err(|e| format!("failed to create the sandbox: {e}"))?;
+
+        // The container's limits: the executor's resources, its tasks', and
+        // Mesos' allowance for the command executor.
+        let mut limits = Limits::of(&info.resources);
+        for t in tasks {
+            limits.add(Limits::of(&t.resources));
+        }
+        let docker_task = tasks.iter().find(|t| {
+            t.container
+                .as_ref()
+                .is_some_and(|c| c.r#type == v1::container_info::Type::Docker as i32)
+        });
+        let docker_container = docker_task.map(|_| format!("mesos-{container_id}"));
+        // A Docker task's resources limit its Docker container; the executor
+        // that runs it gets the allowance.
+        let mut cgroup_limits = if docker_task.is_some() {
+            Limits::default()
+        } else {
+            limits
+        };
+        if kind == ExecutorKind::Command {
+            cgroup_limits.cpus += COMMAND_EXECUTOR_CPUS;
+            cgroup_limits.mem_mb += COMMAND_EXECUTOR_MEM_MB;
+        }
+        let cgroup = self.config.isolation.cgroup_spec(
+            &self.config.cgroups_root,
+            &container_id,
+            cgroup_limits.cpus,
+            cgroup_limits.mem_mb,
+        );
+        let command = match kind {
+            ExecutorKind::Command => tasks.first().and_then(|t| t.command.as_ref()),
+            _ => info.command.as_ref(),
+        };
+        let uris = command.map(|c| c.uris.clone()).unwrap_or_default();
+        let user = command
+            .and_then(|c| c.user.clone())
+            .filter(|u| !u.is_empty());
+        let container_info = match kind {
+            ExecutorKind::Command => tasks.first().and_then(|t| t.container.as_ref()),
+            _ => info.container.as_ref(),
+        };
+        let rlimits = container_info
+            .and_then(|c| c.rlimit_info.as_ref())
+            .map(rlimits_of)
+            .unwrap_or_default();
+
         let mut ex = Executor {
             info,
             kind,
@@ -891,6 +1228,13 @@ impl Agent {
             events: None,
             process: None,
             exit_status: None,
+            checkpoint: fw.checkpoint.unwrap_or(false),
+            limits,
+            cgroup: cgroup.clone(),
+            docker_container,
+            termination: None,
+            recovered: false,
+            disk_used: None,
         };
         let mut spec = match kind {
             ExecutorKind::Command | ExecutorKind::Default => LaunchSpec {
@@ -898,7 +1242,11 @@ impl Agent {
                 arg0: None,
                 args: vec!["executor".into()],
                 env: Vec::new(),
-                sandbox: directory,
+                sandbox: directory.clone(),
+                launcher: None,
+                user: None,
+                rlimits: Vec::new(),
+                cgroup: None,
             },
             ExecutorKind::Custom => {
                 let cmd = ex
@@ -923,11 +1271,19 @@ impl Agent {
                         arg0,
                         args: args.collect(),
                         env: Vec::new(),
-                        sandbox: directory,
+                        sandbox: directory.clone(),
+                        launcher: None,
+                        user: None,
+                        rlimits: Vec::new(),
+                        cgroup: None,
                     }
                 }
             }
         };
+        spec.launcher = self.config.container_launcher.clone();
+        spec.user = user;
+        spec.rlimits = rlimits;
+        spec.cgroup = cgroup;
         spec.env = self.executor_env(agent_id, fw, &ex);
         if kind == ExecutorKind::Custom {
             if let Some(env) = ex
@@ -943,9 +1299,87 @@ impl Agent {
                 }
             }
         }
+        if uris.is_empty() {
+            self.launch_process(&mut ex, &spec, &fw_id)?;
+            self.checkpoint_executor(agent_id, fw, &ex);
+            return Ok(ex);
+        }
+        // Fetch first; the executor starts once the URIs are in the sandbox.
+        tracing::info!(framework_id = %fw_id, executor_id = %ex_id, uris = uris.len(), "fetching");
+        let agent = self.clone();
+        let (fw_info, agent_id) = (fw.clone(), agent_id.to_string());
+        tokio::spawn(async move {
+            let fetched = agent.config.fetcher.fetch_all(&uris, &directory).await;
+            agent.fetched(&agent_id, &fw_info, &ex_id, &container_id, fetched, spec);
+        });
+        Ok(ex)
+    }
+
+    /// The fetcher finished for a container: start its executor, or fail
+    /// its tasks naming the URI.
+    fn fetched(
+        self: &Arc<Self>,
+        agent_id: &str,
+        fw: &FrameworkInfo,
+        ex_id: &str,
+        container_id: &str,
+        fetched: Result<(), crate::fetcher::FetchError>,
+        spec: LaunchSpec,
+    ) {
+        let fw_id = fw.id.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+        let mut st = lock(&self.state);
+        let Some(ex) = st
+            .frameworks
+            .get_mut(&fw_id)
+            .and_then(|f| f.executors.get_mut(ex_id))
+            .filter(|e| e.container_id == container_id)
+        else {
+            return;
+        };
+        let failure = match fetched {
+            _ if ex.phase != ExecutorPhase::Registering => Some(None),
+            Ok(()) => match self.launch_process(ex, &spec, &fw_id) {
+                Ok(()) => {
+                    let ex = &*ex;
+                    self.checkpoint_executor(agent_id, fw, ex);
+                    None
+                }
+                Err(e) => Some(Some(Termination {
+                    state: TaskState::TaskFailed,
+                    reason: task_status::Reason::ContainerLaunchFailed,
+                    message: e,
+                    limitation: None,
+                })),
+            },
+            Err(e) => Some(Some(Termination {
+                state: TaskState::TaskFailed,
+                reason: task_status::Reason::ContainerLaunchFailed,
+                message: e.to_string(),
+                limitation: None,
+            })),
+        };
+        if let Some(termination) = failure {
+            // Killed or shut down while fetching, or the fetch failed: the
+            // container never ran.
+            if termination.is_some() {
+                ex.termination = termination;
+            }
+            drop(st);
+            self.executor_exited(&fw_id, ex_id, container_id, None);
+        }
+    }
+
+    fn launch_process(
+        self: &Arc<Self>,
+        ex: &mut Executor,
+        spec: &LaunchSpec,
+        fw_id: &str,
+    ) -> Result<(), String> {
+        let ex_id = ex.info.executor_id.value.clone();
+        let container_id = ex.container_id.clone();
         let weak: Weak<Agent> = Arc::downgrade(self);
-        let (f, e, c) = (fw_id.clone(), ex_id.clone(), container_id.clone());
-        let process = containerizer::launch(&spec, move |status| {
+        let (f, e, c) = (fw_id.to_string(), ex_id.clone(), container_id.clone());
+        let process = containerizer::launch(spec, move |status| {
             if let Some(agent) = weak.upgrade() {
                 agent.executor_exited(&f, &e, &c, status);
             }
@@ -961,19 +1395,21 @@ impl Agent {
             executor_id = %ex_id,
             container_id = %container_id,
             pid = process.pid(),
+            cgroup = ex.cgroup.as_ref().map(|c| c.path.as_str()).unwrap_or(""),
             "executor started"
         );
         ex.process = Some(process);
 
         let weak: Weak<Agent> = Arc::downgrade(self);
         let timeout = self.config.executor_registration_timeout;
+        let fw_id = fw_id.to_string();
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             if let Some(agent) = weak.upgrade() {
                 agent.registration_timed_out(&fw_id, &ex_id, &container_id);
             }
         });
-        Ok(ex)
+        Ok(())
     }
 
     fn registration_timed_out(&self, fw_id: &str, ex_id: &str, container_id: &str) {
@@ -1032,10 +1468,45 @@ impl Agent {
             return;
         };
         tracing::info!(framework_id = fw_id, executor_id = ex_id, status = ?status, "executor exited");
+        let never_subscribed = ex.phase == ExecutorPhase::Registering && !ex.recovered;
         ex.phase = ExecutorPhase::Terminated;
         ex.exit_status = status;
         ex.events = None;
         ex.queued.clear();
+        if ex.termination.is_none() {
+            if let Some(cg) = ex.cgroup.as_ref().filter(|c| c.mem_limit_bytes.is_some()) {
+                if cg.oom_kills() > 0 {
+                    let max = cg.usage().mem_max_bytes;
+                    ex.termination = Some(memory_limitation(
+                        cg.mem_limit_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
+                        max,
+                    ));
+                }
+            }
+        }
+        let termination = ex.termination.clone().unwrap_or_else(|| Termination {
+            state: TaskState::TaskFailed,
+            reason: task_status::Reason::ExecutorTerminated,
+            message: if never_subscribed {
+                match last_line(&ex.directory.join("stderr")) {
+                    Some(line) => format!("executor terminated before subscribing: {line}"),
+                    None => "executor terminated before subscribing".into(),
+                }
+            } else {
+                "executor terminated".into()
+            },
+            limitation: None,
+        });
+        // What is left of the container goes: its cgroups, its Docker container.
+        if let Some(cg) = ex.cgroup.clone() {
+            tokio::task::spawn_blocking(move || cg.destroy());
+        }
+        if let (Some(name), Some(socket)) = (
+            ex.docker_container.clone(),
+            self.config.docker_socket.clone(),
+        ) {
+            tokio::spawn(async move { crate::docker::remove(&socket, &name).await });
+        }
         let executor_id = ex.info.executor_id.clone();
         let framework_id = fw
             .info
@@ -1052,14 +1523,15 @@ impl Agent {
         st.counters.executors_terminated += 1;
         if !terminating {
             for task_id in &open {
-                let status = Self::agent_status(
+                let mut status = Self::agent_status(
                     &st,
                     task_id,
                     Some(&executor_id),
-                    TaskState::TaskFailed,
-                    task_status::Reason::ExecutorTerminated,
-                    "executor terminated",
+                    termination.state,
+                    termination.reason,
+                    termination.message.clone(),
                 );
+                status.limitation = termination.limitation.clone();
                 self.emit(&mut st, fw_id, status);
             }
         }
@@ -1470,6 +1942,26 @@ impl Agent {
             ex.send(ack);
             return Ok(());
         }
+        if is_terminal(status.state) && status.state != TaskState::TaskFinished as i32 {
+            // A task the kernel killed for its container's memory limit (or
+            // that the agent killed for a limitation) carries the limitation.
+            if ex.termination.is_none() {
+                if let Some(cg) = ex.cgroup.as_ref().filter(|c| c.mem_limit_bytes.is_some()) {
+                    if cg.oom_kills() > 0 {
+                        ex.termination = Some(memory_limitation(
+                            cg.mem_limit_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
+                            cg.usage().mem_max_bytes,
+                        ));
+                    }
+                }
+            }
+            if let Some(t) = ex.termination.as_ref().filter(|t| t.limitation.is_some()) {
+                status.state = t.state as i32;
+                status.reason = Some(t.reason as i32);
+                status.message = Some(t.message.clone());
+                status.limitation = t.limitation.clone();
+            }
+        }
         status.source = Some(task_status::Source::Executor as i32);
         status.executor_id = Some(call.executor_id.clone());
         if status.agent_id.is_none() {
@@ -1577,4 +2069,34 @@ pub fn make_task(
         user: t.command.as_ref().and_then(|c| c.user.clone()),
         ..Default::default()
     }
+}
+
+/// The rlimits of an RLimitInfo, by Mesos name.
+pub fn rlimits_of(info: &v1::RLimitInfo) -> Vec<RLimit> {
+    info.rlimits
+        .iter()
+        .map(|r| RLimit {
+            resource: v1::r_limit_info::r_limit::Type::try_from(r.r#type.unwrap_or(0))
+                .map(|t| t.as_str_name().to_string())
+                .unwrap_or_else(|_| format!("type {}", r.r#type.unwrap_or(0))),
+            soft: r.soft,
+            hard: r.hard,
+        })
+        .collect()
+}
+
+/// The last non-empty line of a (small tail of a) file.
+fn last_line(path: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| l.chars().take(1000).collect())
 }

@@ -1,6 +1,8 @@
-//! The process containerizer: starts an executor in its own session and
-//! process group, with cwd = sandbox and stdout/stderr to sandbox files,
-//! reaps it, and signals its whole group.
+//! The process side of the Mesos containerizer: starts an executor in its
+//! own session and process group, with cwd = sandbox and stdout/stderr to
+//! sandbox files (through the launcher when one is given: cgroups, rlimits,
+//! user), reaps it, and signals its whole group. A recovered executor (not
+//! our child any more) is watched through a pidfd.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,9 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::watch;
+
+use crate::isolation::CgroupSpec;
+use crate::launcher::{LaunchConfig, RLimit};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -25,6 +30,15 @@ pub struct LaunchSpec {
     pub env: Vec<(String, String)>,
     /// Working directory, the sandbox; stdout and stderr go to files there.
     pub sandbox: PathBuf,
+    /// Run through `<launcher> launcher --config <json>`, which sets up the
+    /// container and execs the program.
+    pub launcher: Option<PathBuf>,
+    /// User to run as.
+    pub user: Option<String>,
+    /// Resource limits.
+    pub rlimits: Vec<RLimit>,
+    /// cgroups the launcher creates and enters.
+    pub cgroup: Option<CgroupSpec>,
 }
 
 impl LaunchSpec {
@@ -36,6 +50,28 @@ impl LaunchSpec {
             args: vec!["-c".into(), command.into()],
             env: Vec::new(),
             sandbox: sandbox.to_path_buf(),
+            launcher: None,
+            user: None,
+            rlimits: Vec::new(),
+            cgroup: None,
+        }
+    }
+
+    fn launch_config(&self) -> LaunchConfig {
+        let program = self.program.to_string_lossy().into_owned();
+        let mut argv = vec![self
+            .arg0
+            .as_ref()
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_else(|| program.clone())];
+        argv.extend(self.args.iter().map(|a| a.to_string_lossy().into_owned()));
+        LaunchConfig {
+            program,
+            argv,
+            working_dir: self.sandbox.clone(),
+            user: self.user.clone(),
+            rlimits: self.rlimits.clone(),
+            cgroup: self.cgroup.clone(),
         }
     }
 }
@@ -115,12 +151,24 @@ pub fn launch(
 ) -> std::io::Result<ProcessHandle> {
     let stdout = std::fs::File::create(spec.sandbox.join("stdout"))?;
     let stderr = std::fs::File::create(spec.sandbox.join("stderr"))?;
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    if let Some(arg0) = &spec.arg0 {
-        cmd.arg0(arg0);
-    }
-    cmd.args(&spec.args)
-        .current_dir(&spec.sandbox)
+    let mut cmd = match &spec.launcher {
+        Some(launcher) => {
+            let config = serde_json::to_string(&spec.launch_config())
+                .map_err(|e| std::io::Error::other(format!("launcher config: {e}")))?;
+            let mut cmd = tokio::process::Command::new(launcher);
+            cmd.args(["launcher", "--config"]).arg(config);
+            cmd
+        }
+        None => {
+            let mut cmd = tokio::process::Command::new(&spec.program);
+            if let Some(arg0) = &spec.arg0 {
+                cmd.arg0(arg0);
+            }
+            cmd.args(&spec.args);
+            cmd
+        }
+    };
+    cmd.current_dir(&spec.sandbox)
         .stdin(Stdio::null())
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
@@ -166,6 +214,60 @@ pub fn launch(
         on_exit(status);
     });
     Ok(ProcessHandle { pid, exit: rx })
+}
+
+/// Watches a live process that is not our child (an executor started by a
+/// previous run of the agent) through a pidfd. `on_exit` runs once it is
+/// gone (with no wait status: only its parent could reap it).
+pub fn adopt(
+    pid: i32,
+    on_exit: impl FnOnce(Option<i32>) + Send + 'static,
+) -> std::io::Result<ProcessHandle> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if pid <= 1 {
+        return Err(std::io::Error::other(format!(
+            "refusing to adopt pid {pid}"
+        )));
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the fd was just returned by the kernel and is owned by nobody else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let afd = tokio::io::unix::AsyncFd::with_interest(owned, tokio::io::Interest::READABLE)?;
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        // A pidfd becomes readable when the process exits.
+        let _ = afd.readable().await;
+        signal_group(pid, Signal::SIGKILL);
+        let _ = tx.send(Some(None));
+        on_exit(None);
+    });
+    Ok(ProcessHandle { pid, exit: rx })
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn is_alive(pid: i32) -> bool {
+    if pid <= 1 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Start time of a process (clock ticks since boot), to tell a recovered
+/// pid from a reused one.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -235,5 +337,44 @@ mod tests {
         .await
         .unwrap();
         assert!(handle.has_exited());
+    }
+
+    #[tokio::test]
+    async fn adopts_a_process_that_is_not_a_child() {
+        // A grandchild: `sh` starts `sleep` in the background and exits.
+        let dir = tempfile::tempdir().unwrap();
+        let spec = LaunchSpec::shell(
+            "setsid sleep 30 >/dev/null 2>&1 & echo $! > pid",
+            dir.path(),
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        launch(&spec, move |s| {
+            let _ = tx.send(s);
+        })
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .unwrap()
+            .unwrap();
+        let pid: i32 = std::fs::read_to_string(dir.path().join("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(is_alive(pid));
+        assert!(start_time(pid).is_some());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let h = adopt(pid, move |s| {
+            let _ = tx.send(s);
+        })
+        .unwrap();
+        assert!(!h.has_exited());
+        nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, None);
+        assert!(h.has_exited());
     }
 }

@@ -86,6 +86,165 @@ pub struct AgentFlags {
     /// `<launcher> executor` (default: the current executable).
     #[arg(long = "launcher", env = "MESOS_LAUNCHER")]
     pub launcher: Option<PathBuf>,
+
+    /// Containerizers, in order of preference: `mesos` (processes in
+    /// cgroups) and `docker` (tasks whose ContainerInfo is DOCKER).
+    #[arg(
+        long = "containerizers",
+        env = "MESOS_CONTAINERIZERS",
+        default_value = "mesos"
+    )]
+    pub containerizers: String,
+
+    /// Isolators of the Mesos containerizer, comma separated:
+    /// `cgroups/cpu` (cpu.shares, and CFS quota with
+    /// --cgroups_enable_cfs), `cgroups/mem` (hard memory limit), `disk/du`
+    /// (sandbox usage), `posix/cpu`, `posix/mem` (usage only, where cgroups
+    /// are unavailable).
+    #[arg(
+        long = "isolation",
+        env = "MESOS_ISOLATION",
+        default_value = "posix/cpu,posix/mem"
+    )]
+    pub isolation: String,
+
+    /// Name of the cgroup (under each hierarchy) that holds the containers'
+    /// cgroups.
+    #[arg(
+        long = "cgroups_root",
+        env = "MESOS_CGROUPS_ROOT",
+        default_value = "corral"
+    )]
+    pub cgroups_root: String,
+
+    /// Cap each container's CPU time with a CFS quota of its cpus
+    /// (cgroups/cpu); without it cpus only set cpu.shares.
+    #[arg(
+        long = "cgroups_enable_cfs",
+        env = "MESOS_CGROUPS_ENABLE_CFS",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub cgroups_enable_cfs: bool,
+
+    /// Kill a container whose sandbox grows past its disk resource
+    /// (disk/du), with REASON_CONTAINER_LIMITATION_DISK.
+    #[arg(
+        long = "enforce_container_disk_quota",
+        env = "MESOS_ENFORCE_CONTAINER_DISK_QUOTA",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enforce_container_disk_quota: bool,
+
+    /// How often disk/du measures each sandbox.
+    #[arg(
+        long = "container_disk_watch_interval",
+        env = "MESOS_CONTAINER_DISK_WATCH_INTERVAL",
+        default_value = "15secs",
+        value_parser = parse_duration
+    )]
+    pub container_disk_watch_interval: Duration,
+
+    /// The Docker engine's socket (docker containerizer).
+    #[arg(
+        long = "docker_socket",
+        env = "MESOS_DOCKER_SOCKET",
+        default_value = "/var/run/docker.sock"
+    )]
+    pub docker_socket: PathBuf,
+
+    /// On start, stop and remove Docker containers this agent launched that
+    /// no recovered executor owns.
+    #[arg(
+        long = "docker_kill_orphans",
+        env = "MESOS_DOCKER_KILL_ORPHANS",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub docker_kill_orphans: bool,
+
+    /// Size of the fetcher cache (`2GB`, `512MB`, bytes); least recently
+    /// used entries are evicted past it.
+    #[arg(
+        long = "fetcher_cache_size",
+        env = "MESOS_FETCHER_CACHE_SIZE",
+        default_value = "2GB",
+        value_parser = parse_bytes
+    )]
+    pub fetcher_cache_size: u64,
+
+    /// Directory of the fetcher cache (default `<work_dir>/fetch`). It is
+    /// emptied when the agent starts.
+    #[arg(long = "fetcher_cache_dir", env = "MESOS_FETCHER_CACHE_DIR")]
+    pub fetcher_cache_dir: Option<PathBuf>,
+
+    /// What to do with a checkpointed previous run: `reconnect` to its live
+    /// executors, or `cleanup` (kill them, remove the checkpoint and exit).
+    #[arg(long = "recover", env = "MESOS_RECOVER", default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
+    pub recover: String,
+
+    /// Refuse to start when a checkpoint cannot be read (naming the file);
+    /// with `--strict=false` recover what can be and report the rest lost.
+    #[arg(
+        long = "strict",
+        env = "MESOS_STRICT",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub strict: bool,
+
+    /// How long checkpointing executors keep trying to reconnect to a
+    /// restarting agent (MESOS_RECOVERY_TIMEOUT) before they give up.
+    #[arg(
+        long = "recovery_timeout",
+        env = "MESOS_RECOVERY_TIMEOUT",
+        default_value = "15mins",
+        value_parser = parse_duration
+    )]
+    pub recovery_timeout: Duration,
+
+    /// How long a recovered executor has to re-subscribe after the agent
+    /// restarted before it is killed.
+    #[arg(
+        long = "executor_reregistration_timeout",
+        env = "MESOS_EXECUTOR_REREGISTRATION_TIMEOUT",
+        default_value = "2secs",
+        value_parser = parse_duration
+    )]
+    pub executor_reregistration_timeout: Duration,
+}
+
+/// Parses a Mesos byte size: `1024`, `1024B`, `512KB`, `64MB`, `2GB`, `1TB`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a byte size such as 512MB or 2GB"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "'{s}': unknown byte unit '{other}' (B, KB, MB, GB, TB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -143,6 +302,41 @@ impl AgentFlags {
         if let Some(l) = &self.launcher {
             v.push(("launcher".into(), l.display().to_string()));
         }
+        v.extend([
+            ("containerizers".to_string(), self.containerizers.clone()),
+            ("isolation".to_string(), self.isolation.clone()),
+            ("cgroups_root".to_string(), self.cgroups_root.clone()),
+            (
+                "cgroups_enable_cfs".to_string(),
+                self.cgroups_enable_cfs.to_string(),
+            ),
+            (
+                "enforce_container_disk_quota".to_string(),
+                self.enforce_container_disk_quota.to_string(),
+            ),
+            (
+                "container_disk_watch_interval".to_string(),
+                stout::format_duration(self.container_disk_watch_interval),
+            ),
+            (
+                "docker_socket".to_string(),
+                self.docker_socket.display().to_string(),
+            ),
+            (
+                "fetcher_cache_size".to_string(),
+                self.fetcher_cache_size.to_string(),
+            ),
+            ("recover".to_string(), self.recover.clone()),
+            ("strict".to_string(), self.strict.to_string()),
+            (
+                "recovery_timeout".to_string(),
+                stout::format_duration(self.recovery_timeout),
+            ),
+            (
+                "executor_reregistration_timeout".to_string(),
+                stout::format_duration(self.executor_reregistration_timeout),
+            ),
+        ]);
         v.sort();
         v
     }
@@ -194,6 +388,20 @@ pub fn parse_master(value: &str) -> Result<String, AgentError> {
     }
 }
 
+/// Default flags (as clap fills them) for tests that build flags by hand.
+#[cfg(test)]
+pub(crate) fn test_defaults() -> AgentFlags {
+    use clap::Parser;
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        flags: AgentFlags,
+    }
+    Cli::try_parse_from(["agent", "--work_dir=/nonexistent"])
+        .map(|c| c.flags)
+        .unwrap_or_else(|e| panic!("default flags: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +444,34 @@ mod tests {
         assert_eq!(f.launcher_path().unwrap(), PathBuf::from("/bin/corral"));
         assert!(parse(&["--work_dir=/w", "--executor_shutdown_grace_period=5"]).is_err());
         assert!(parse(&["--work_dir=/w", "--ip=not-an-ip"]).is_err());
+    }
+
+    #[test]
+    fn container_flags() {
+        let f = parse(&["--work_dir=/w"]).unwrap();
+        assert_eq!(f.isolation, "posix/cpu,posix/mem");
+        assert!(!f.cgroups_enable_cfs);
+        assert!(f.strict);
+        assert_eq!(f.recover, "reconnect");
+        assert_eq!(f.fetcher_cache_size, 2 << 30);
+        let f = parse(&[
+            "--work_dir=/w",
+            "--cgroups_enable_cfs",
+            "--strict=false",
+            "--recover=cleanup",
+            "--fetcher_cache_size=64MB",
+            "--isolation=cgroups/cpu,cgroups/mem",
+        ])
+        .unwrap();
+        assert!(f.cgroups_enable_cfs);
+        assert!(!f.strict);
+        assert_eq!(f.recover, "cleanup");
+        assert_eq!(f.fetcher_cache_size, 64 << 20);
+        assert!(parse(&["--work_dir=/w", "--recover=maybe"]).is_err());
+        assert!(parse(&["--work_dir=/w", "--fetcher_cache_size=lots"]).is_err());
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert_eq!(parse_bytes("3KB").unwrap(), 3072);
+        assert!(parse_bytes("5PB").is_err());
     }
 
     #[test]

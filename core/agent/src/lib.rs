@@ -10,8 +10,19 @@
 //! * [`paths`] – the work dir layout
 //!   (`slaves/<agent>/frameworks/<fw>/executors/<ex>/runs/<container>`) and id
 //!   checks.
-//! * [`containerizer`] – starting an executor process (own session, cwd =
-//!   sandbox, stdout/stderr files), reaping it, signalling its group.
+//! * [`isolation`] – `--isolation` (cgroups/cpu, cgroups/mem, disk/du,
+//!   posix/cpu, posix/mem), the cgroups of a container (v1 and v2, through
+//!   cgroups-rs) and reading usage back.
+//! * [`launcher`] – `corral launcher`: enters the cgroups, sets rlimits, cwd
+//!   and user, then execs the executor.
+//! * [`containerizer`] – starting an executor process through the launcher
+//!   (own session, cwd = sandbox, stdout/stderr files), reaping it,
+//!   signalling its group, adopting a recovered one through a pidfd.
+//! * [`fetcher`] – `CommandInfo.uris` into the sandbox, with the LRU cache.
+//! * [`docker`] – the agent's side of the Docker containerizer (bollard).
+//! * [`checkpoint`] – atomic checkpoints of checkpointing frameworks.
+//! * [`monitor`] – per-container usage, and the memory/disk limitation watch.
+//! * [`recovery`] – rebuilding state from the checkpoint after a restart.
 //! * [`status_updates`] – the status update manager (per-task FIFO, retries
 //!   with backoff until the master acknowledges) as a pure state machine plus
 //!   its timer loop.
@@ -30,10 +41,17 @@ use std::net::SocketAddr;
 
 pub mod agent;
 pub mod api;
+pub mod checkpoint;
 pub mod containerizer;
+pub mod docker;
+pub mod fetcher;
 pub mod flags;
+pub mod isolation;
+pub mod launcher;
 pub mod master;
+pub mod monitor;
 pub mod paths;
+pub mod recovery;
 pub mod resources;
 pub mod status_updates;
 
@@ -60,6 +78,12 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The checkpoint of a previous run cannot be recovered.
+    #[error("cannot recover: {0}")]
+    Recovery(String),
+    /// The Docker engine is not usable.
+    #[error("--containerizers includes docker, but {0}")]
+    Docker(String),
     /// The HTTP server could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -87,23 +111,90 @@ pub fn build_config(flags: &AgentFlags, address: SocketAddr) -> Result<Config, A
         .map_err(AgentError::InvalidFlag)?;
     let attributes = resources::agent_attributes(flags.attributes.as_deref())
         .map_err(AgentError::InvalidFlag)?;
+    let isolation = isolation::Isolation::from_flags(
+        &flags.isolation,
+        flags.cgroups_enable_cfs,
+        flags.enforce_container_disk_quota,
+    )
+    .map_err(|e| AgentError::InvalidFlag(e.to_string()))?;
+    let mut docker = false;
+    for c in flags
+        .containerizers
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        match c {
+            "mesos" => {}
+            "docker" => docker = true,
+            other => {
+                return Err(AgentError::InvalidFlag(format!(
+                    "--containerizers: unknown containerizer '{other}' (mesos, docker)"
+                )))
+            }
+        }
+    }
+    if flags.cgroups_root.trim_matches('/').is_empty()
+        || flags.cgroups_root.split('/').any(|c| c == "..")
+    {
+        return Err(AgentError::InvalidFlag(format!(
+            "--cgroups_root={} must be a relative cgroup name",
+            flags.cgroups_root
+        )));
+    }
+    let cache_dir = flags
+        .fetcher_cache_dir
+        .clone()
+        .unwrap_or_else(|| work_dir.join("fetch"));
+    let fetcher =
+        fetcher::Fetcher::new(cache_dir.clone(), flags.fetcher_cache_size).map_err(|source| {
+            AgentError::Io {
+                context: format!("cannot create --fetcher_cache_dir {}", cache_dir.display()),
+                source,
+            }
+        })?;
+    let launcher = flags.launcher_path()?;
+    let container_launcher = launcher
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("corral"))
+        .then(|| launcher.clone());
+    if container_launcher.is_none() {
+        if isolation.uses_cgroups() {
+            return Err(AgentError::InvalidFlag(format!(
+                "--isolation={} needs --launcher to be a corral binary (it sets up the cgroups)",
+                flags.isolation
+            )));
+        }
+        tracing::warn!(launcher = %launcher.display(), "--launcher is not a corral binary: executors start without the container launcher");
+    }
     let hostname = match &flags.hostname {
         Some(h) if !h.trim().is_empty() => h.trim().to_string(),
         _ => system_hostname().unwrap_or_else(|| flags.ip.to_string()),
     };
     Ok(Config {
-        work_dir,
         address,
         hostname,
         resources,
         attributes,
-        launcher: flags.launcher_path()?,
+        launcher,
+        container_launcher,
         executor_registration_timeout: flags.executor_registration_timeout,
         executor_shutdown_grace_period: flags.executor_shutdown_grace_period,
         registration_backoff_factor: flags.registration_backoff_factor,
         master,
         flags: flags.to_pairs(),
         start_time: corral_api::ids::now_secs(),
+        isolation,
+        cgroups_root: flags.cgroups_root.trim_matches('/').to_string(),
+        docker_socket: docker.then(|| flags.docker_socket.clone()),
+        docker_kill_orphans: flags.docker_kill_orphans,
+        fetcher: std::sync::Arc::new(fetcher),
+        checkpoint: checkpoint::Checkpoint::new(&work_dir),
+        recovery_timeout: flags.recovery_timeout,
+        executor_reregistration_timeout: flags.executor_reregistration_timeout,
+        disk_watch_interval: flags.container_disk_watch_interval,
+        work_dir,
     })
 }
 
@@ -135,7 +226,38 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
         resources = %corral_api::resources::Resources::from_vec(&config.resources),
         "agent starting"
     );
+    if let Some(socket) = &config.docker_socket {
+        docker::check(socket)
+            .await
+            .map_err(|e| AgentError::Docker(e.to_string()))?;
+    }
     let agent = Agent::new(config);
+    let outcome = agent
+        .recover(flags.strict, flags.recover == "cleanup")
+        .await
+        .map_err(|e| {
+            AgentError::Recovery(format!(
+                "{e} (start with --strict=false to recover what can be read and report the \
+                 rest lost, or remove the work dir's meta directory to start afresh)"
+            ))
+        })?;
+    match &outcome {
+        recovery::RecoveryOutcome::CleanedUp => {
+            tracing::info!("--recover=cleanup finished, exiting");
+            return Ok(());
+        }
+        recovery::RecoveryOutcome::Recovered {
+            live_executors,
+            tasks,
+            lost_tasks,
+        } => tracing::info!(
+            live_executors,
+            tasks,
+            lost_tasks,
+            "recovered the previous run"
+        ),
+        recovery::RecoveryOutcome::Fresh => {}
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let server = {
@@ -153,6 +275,10 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
             }
         })
     };
+    if matches!(outcome, recovery::RecoveryOutcome::Recovered { .. }) {
+        tokio::spawn(agent.clone().reregistration_timer());
+    }
+    let monitor = tokio::spawn(monitor::run(agent.clone(), stop_rx.clone()));
     let master = tokio::spawn(master::run(agent.clone(), stop_rx.clone()));
     let retries = {
         let a = agent.clone();
@@ -170,6 +296,7 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
     let _ = stop_tx.send(true);
     let _ = master.await;
     let _ = retries.await;
+    let _ = monitor.await;
     // Executor event streams end with the executors; bound the wait anyway.
     let mut server = server;
     if tokio::time::timeout(std::time::Duration::from_secs(5), &mut server)

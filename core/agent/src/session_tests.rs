@@ -169,6 +169,7 @@ async fn task_lifecycle_against_a_scripted_master() {
         executor_shutdown_grace_period: Duration::from_millis(300),
         registration_backoff_factor: Duration::from_millis(10),
         launcher: Some("/bin/true".into()),
+        ..crate::flags::test_defaults()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(crate::run(flags, async move {
@@ -252,7 +253,7 @@ async fn task_lifecycle_against_a_scripted_master() {
         "MESOS_HTTP_COMMAND_EXECUTOR=0",
         "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD=300ms",
         "MESOS_RECOVERY_TIMEOUT=15mins",
-        "MESOS_SUBSCRIPTION_BACKOFF_MAX=2secs",
+        "MESOS_SUBSCRIPTION_BACKOFF_MAX=1secs",
         &format!("MESOS_AGENT_ENDPOINT={endpoint}"),
     ] {
         assert!(env.lines().any(|l| l == line), "missing {line} in\n{env}");
@@ -511,6 +512,7 @@ async fn executor_failures_are_reported() {
         executor_shutdown_grace_period: Duration::from_millis(200),
         registration_backoff_factor: Duration::from_millis(10),
         launcher: Some("/bin/true".into()),
+        ..crate::flags::test_defaults()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(crate::run(flags, async move {

@@ -244,6 +244,22 @@ impl StatusUpdateManager {
             .and_then(|s| s.pending.front())
     }
 
+    /// A task's unacknowledged updates, oldest first (what is checkpointed).
+    pub fn pending_updates(&self, framework_id: &str, task_id: &str) -> Vec<StatusUpdate> {
+        let Some(s) = self.streams.get(&StreamKey::new(framework_id, task_id)) else {
+            return Vec::new();
+        };
+        s.pending
+            .iter()
+            .map(|status| StatusUpdate {
+                framework_id: s.framework_id.clone(),
+                status: status.clone(),
+                executor_id: s.executor_id.clone(),
+                latest_state: s.pending.back().map(|l| l.state),
+            })
+            .collect()
+    }
+
     /// Drops every stream of a framework (it was shut down).
     pub fn remove_framework(&mut self, framework_id: &str) {
         self.streams.retain(|k, _| k.framework_id != framework_id);

@@ -3,6 +3,8 @@
 //! * `corral dev` – a local cluster (master + agents) with embedded defaults.
 //! * `corral master` / `corral agent` – the daemons, with Mesos flag names.
 //! * `corral executor` – Corral's command/default executor (started by agents).
+//! * `corral launcher` – sets up a container (cgroups, rlimits, user) and
+//!   execs the executor (started by agents).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -36,6 +38,13 @@ enum Command {
     /// Run Corral's command/default executor (started by agents, not by hand).
     #[command(hide = true)]
     Executor,
+    /// Set up a container and exec its executor (started by agents).
+    #[command(hide = true)]
+    Launcher {
+        /// The launch configuration (JSON), written by the agent.
+        #[arg(long)]
+        config: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -81,6 +90,12 @@ async fn terminated() {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Launcher { config } = &cli.command {
+        // Single-threaded, no runtime: it only sets up and execs.
+        let e = corral_agent::launcher::run(config);
+        eprintln!("corral launcher: {e}");
+        return std::process::ExitCode::from(corral_agent::launcher::LAUNCH_FAILED_STATUS as u8);
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -111,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
             rt.block_on(async { corral_executor::run().await.context("executor failed") })
         }
         Command::Dev(args) => rt.block_on(dev(args)),
+        Command::Launcher { .. } => Ok(()),
     }
 }
 

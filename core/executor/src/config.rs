@@ -43,6 +43,14 @@ pub struct Config {
     pub default_kill_grace_period: Duration,
     /// Bounded wait for the acknowledgements of terminal updates before exit.
     pub ack_wait: Duration,
+    /// `CORRAL_DOCKER_SOCKET`: the Docker engine, for DOCKER tasks.
+    pub docker_socket: Option<String>,
+    /// `MESOS_CONTAINER_NAME`: the Docker container's name.
+    pub container_name: Option<String>,
+    /// `MESOS_AGENT_ID` (or `MESOS_SLAVE_ID`).
+    pub agent_id: Option<String>,
+    /// `MESOS_CONTAINER_ID`.
+    pub container_id: Option<String>,
 }
 
 impl Config {
@@ -109,6 +117,12 @@ impl Config {
             )?,
             default_kill_grace_period: DEFAULT_KILL_GRACE_PERIOD,
             ack_wait: DEFAULT_ACK_WAIT,
+            docker_socket: lookup("CORRAL_DOCKER_SOCKET").filter(|v| !v.is_empty()),
+            container_name: lookup("MESOS_CONTAINER_NAME").filter(|v| !v.is_empty()),
+            agent_id: lookup("MESOS_AGENT_ID")
+                .or_else(|| lookup("MESOS_SLAVE_ID"))
+                .filter(|v| !v.is_empty()),
+            container_id: lookup("MESOS_CONTAINER_ID").filter(|v| !v.is_empty()),
         })
     }
 }

@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use corral_api::ids;
 use corral_api::v1::executor::{call, event, Event};
-use corral_api::v1::{framework_info, task_status, KillPolicy, TaskInfo, TaskState, TaskStatus};
+use corral_api::v1::{
+    container_info, framework_info, task_status, CheckStatusInfo, KillPolicy, TaskInfo, TaskState,
+    TaskStatus,
+};
 use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::agent::{AgentClient, StreamMsg, SubscribeError, Subscription};
-use crate::process;
+use crate::{docker, health, process};
 use crate::{Config, ExecutorError};
 
 /// First delay between SUBSCRIBE attempts (doubled up to the configured max).
@@ -30,6 +33,25 @@ enum Internal {
     },
     /// A kill grace period expired: SIGKILL the task if it is still alive.
     Escalate { task_id: String },
+    /// A Docker task's container ended.
+    ContainerExited { task_id: String, exit: docker::Exit },
+    /// A health check result to report.
+    Health {
+        task_id: String,
+        event: health::HealthEvent,
+    },
+    /// A changed check result to report.
+    Check {
+        task_id: String,
+        status: CheckStatusInfo,
+    },
+}
+
+/// Optional fields of a status update.
+#[derive(Default)]
+struct Extra {
+    healthy: Option<bool>,
+    check_status: Option<CheckStatusInfo>,
 }
 
 /// The connection to the agent.
@@ -60,6 +82,12 @@ struct Task {
     terminal: Option<TaskState>,
     /// The agent acknowledged at least one update of this task.
     acked_any: bool,
+    /// The Docker client and container name of a Docker task.
+    docker: Option<(bollard::Docker, String)>,
+    /// Health check and check runners.
+    checkers: Vec<tokio::task::JoinHandle<()>>,
+    /// Killed because its health checks failed.
+    killed_unhealthy: Option<u32>,
 }
 
 /// A status update kept until the agent acknowledges its uuid.
@@ -148,6 +176,11 @@ impl Executor {
                 Some(msg) = self.internal_rx.recv() => match msg {
                     Internal::Exited { task_id, status } => self.on_exit(&task_id, status).await,
                     Internal::Escalate { task_id } => self.on_escalate(&task_id),
+                    Internal::ContainerExited { task_id, exit } => {
+                        self.on_container_exit(&task_id, exit).await
+                    }
+                    Internal::Health { task_id, event } => self.on_health(&task_id, event).await,
+                    Internal::Check { task_id, status } => self.on_check(&task_id, status).await,
                 },
                 _ = sleep_until_opt(next_attempt) => self.try_subscribe().await,
                 _ = sleep_until_opt(self.ack_deadline) => {
@@ -452,6 +485,9 @@ impl Executor {
                 killing: false,
                 terminal: None,
                 acked_any: false,
+                docker: None,
+                checkers: Vec::new(),
+                killed_unhealthy: None,
             },
         );
     }
@@ -459,41 +495,270 @@ impl Executor {
     async fn start_task(&mut self, id: &str) {
         self.send_status(id, TaskState::TaskStarting, None, None)
             .await;
-        let task = &self.tasks[id];
-        let spawned = task
+        let is_docker = self.tasks[id]
             .info
-            .command
+            .container
             .as_ref()
-            .ok_or_else(|| "task has no command".to_string())
-            .and_then(|c| process::build_command(c, &self.cfg.sandbox))
-            .and_then(process::spawn);
-        let (mut child, pgid) = match spawned {
-            Ok(spawned) => spawned,
-            Err(e) => {
-                tracing::error!(task_id = %id, error = %e, "failed to launch task");
+            .is_some_and(|c| c.r#type == container_info::Type::Docker as i32);
+        if is_docker {
+            if let Err(e) = self.start_container(id).await {
+                tracing::error!(task_id = %id, error = %e, "failed to launch the docker container");
                 self.send_status(
                     id,
                     TaskState::TaskFailed,
-                    Some(format!("Failed to launch the command: {e}")),
-                    None,
+                    Some(format!("Failed to launch the container: {e}")),
+                    Some(task_status::Reason::ContainerLaunchFailed),
                 )
                 .await;
                 self.after_terminal(id, TaskState::TaskFailed).await;
                 return;
             }
-        };
-        tracing::info!(task_id = %id, pid = pgid, "task launched");
-        if let Some(task) = self.tasks.get_mut(id) {
-            task.pgid = Some(pgid);
+        } else {
+            let task = &self.tasks[id];
+            let spawned = task
+                .info
+                .command
+                .as_ref()
+                .ok_or_else(|| "task has no command".to_string())
+                .and_then(|c| process::build_command(c, &self.cfg.sandbox))
+                .and_then(process::spawn);
+            let (mut child, pgid) = match spawned {
+                Ok(spawned) => spawned,
+                Err(e) => {
+                    tracing::error!(task_id = %id, error = %e, "failed to launch task");
+                    self.send_status(
+                        id,
+                        TaskState::TaskFailed,
+                        Some(format!("Failed to launch the command: {e}")),
+                        None,
+                    )
+                    .await;
+                    self.after_terminal(id, TaskState::TaskFailed).await;
+                    return;
+                }
+            };
+            tracing::info!(task_id = %id, pid = pgid, "task launched");
+            if let Some(task) = self.tasks.get_mut(id) {
+                task.pgid = Some(pgid);
+            }
+            let tx = self.internal_tx.clone();
+            let task_id = id.to_string();
+            tokio::spawn(async move {
+                let status = child.wait().await;
+                let _ = tx.send(Internal::Exited { task_id, status });
+            });
         }
-        let tx = self.internal_tx.clone();
-        let task_id = id.to_string();
-        tokio::spawn(async move {
-            let status = child.wait().await;
-            let _ = tx.send(Internal::Exited { task_id, status });
-        });
         self.send_status(id, TaskState::TaskRunning, None, None)
             .await;
+        self.start_checkers(id);
+    }
+
+    /// Runs a DOCKER task's container: create, start, copy its output into
+    /// the sandbox, wait for it.
+    async fn start_container(&mut self, id: &str) -> Result<(), String> {
+        let socket =
+            self.cfg.docker_socket.clone().ok_or(
+                "the agent did not enable the docker containerizer (no CORRAL_DOCKER_SOCKET)",
+            )?;
+        let name = self
+            .cfg
+            .container_name
+            .clone()
+            .unwrap_or_else(|| format!("mesos-{}-{id}", self.cfg.executor_id));
+        let info = self.tasks[id].info.clone();
+        let env = vec![
+            (
+                "MESOS_SANDBOX".to_string(),
+                docker::SANDBOX_IN_CONTAINER.to_string(),
+            ),
+            ("MESOS_TASK_ID".to_string(), id.to_string()),
+            (
+                "MESOS_FRAMEWORK_ID".to_string(),
+                self.cfg.framework_id.clone(),
+            ),
+            (
+                "MESOS_EXECUTOR_ID".to_string(),
+                self.cfg.executor_id.clone(),
+            ),
+            ("MESOS_CONTAINER_NAME".to_string(), name.clone()),
+        ];
+        let mut labels = vec![("corral.task_id".to_string(), id.to_string())];
+        if let Some(a) = &self.cfg.agent_id {
+            labels.push(("corral.agent_id".to_string(), a.clone()));
+        }
+        if let Some(c) = &self.cfg.container_id {
+            labels.push(("corral.container_id".to_string(), c.clone()));
+        }
+        let body = docker::create_body(&info, &self.cfg.sandbox, &env, &labels)?;
+        let client = docker::connect(&socket).await?;
+        docker::start(&client, &name, &info, body).await?;
+        tracing::info!(task_id = %id, container = %name, "docker container started");
+        tokio::spawn(docker::follow_logs(client.clone(), name.clone()));
+        let tx = self.internal_tx.clone();
+        let (c, n, task_id) = (client.clone(), name.clone(), id.to_string());
+        tokio::spawn(async move {
+            let exit = docker::wait(c, n).await;
+            let _ = tx.send(Internal::ContainerExited { task_id, exit });
+        });
+        if let Some(task) = self.tasks.get_mut(id) {
+            task.docker = Some((client, name));
+        }
+        Ok(())
+    }
+
+    /// Starts the task's health check and check, if any.
+    fn start_checkers(&mut self, id: &str) {
+        let Some(task) = self.tasks.get_mut(id) else {
+            return;
+        };
+        if let Some(hc) = &task.info.health_check {
+            match health::from_health_check(hc) {
+                Ok((probe, schedule)) => {
+                    let tx = self.internal_tx.clone();
+                    let task_id = id.to_string();
+                    task.checkers.push(health::spawn_health(
+                        probe,
+                        schedule,
+                        self.cfg.sandbox.clone(),
+                        move |event| {
+                            let _ = tx.send(Internal::Health {
+                                task_id: task_id.clone(),
+                                event,
+                            });
+                        },
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = %id, error = %e, "ignoring an invalid health check")
+                }
+            }
+        }
+        if let Some(c) = &task.info.check {
+            match health::from_check(c) {
+                Ok((probe, schedule)) => {
+                    let tx = self.internal_tx.clone();
+                    let task_id = id.to_string();
+                    task.checkers.push(health::spawn_check(
+                        probe,
+                        schedule,
+                        self.cfg.sandbox.clone(),
+                        move |status| {
+                            let _ = tx.send(Internal::Check {
+                                task_id: task_id.clone(),
+                                status,
+                            });
+                        },
+                    ));
+                }
+                Err(e) => tracing::warn!(task_id = %id, error = %e, "ignoring an invalid check"),
+            }
+        }
+    }
+
+    async fn on_health(&mut self, id: &str, event: health::HealthEvent) {
+        let Some(task) = self.tasks.get(id) else {
+            return;
+        };
+        if task.terminal.is_some() || task.killing {
+            return;
+        }
+        self.send_status_ext(
+            id,
+            TaskState::TaskRunning,
+            Some(event.message.clone()),
+            Some(task_status::Reason::TaskHealthCheckStatusUpdated),
+            Extra {
+                healthy: Some(event.healthy),
+                ..Default::default()
+            },
+        )
+        .await;
+        if event.kill {
+            tracing::warn!(task_id = %id, failures = event.consecutive_failures, "killing the task after consecutive failed health checks");
+            let grace = grace_period(self.tasks[id].info.kill_policy.as_ref())
+                .unwrap_or(self.cfg.default_kill_grace_period);
+            if let Some(task) = self.tasks.get_mut(id) {
+                task.killed_unhealthy = Some(event.consecutive_failures);
+            }
+            self.kill_task(id, grace).await;
+        }
+    }
+
+    async fn on_check(&mut self, id: &str, status: CheckStatusInfo) {
+        let Some(task) = self.tasks.get(id) else {
+            return;
+        };
+        if task.terminal.is_some() {
+            return;
+        }
+        self.send_status_ext(
+            id,
+            TaskState::TaskRunning,
+            None,
+            Some(task_status::Reason::TaskCheckStatusUpdated),
+            Extra {
+                check_status: Some(status),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+
+    async fn on_container_exit(&mut self, id: &str, exit: docker::Exit) {
+        let Some(task) = self.tasks.get(id) else {
+            return;
+        };
+        if task.terminal.is_some() {
+            return;
+        }
+        let mem = corral_api::resources::Resources::from_vec(&task.info.resources).scalar("mem");
+        let (state, message, reason) = if let Some(e) = exit.error {
+            (TaskState::TaskFailed, e, None)
+        } else if exit.oom_killed {
+            (
+                TaskState::TaskFailed,
+                format!("Memory limit exceeded: Requested: {mem}MB"),
+                Some(task_status::Reason::ContainerLimitationMemory),
+            )
+        } else {
+            let code = exit.code.unwrap_or(-1);
+            let message = format!("Container exited with status {code}");
+            if task.killing {
+                (TaskState::TaskKilled, message, None)
+            } else if code == 0 {
+                (TaskState::TaskFinished, message, None)
+            } else {
+                (TaskState::TaskFailed, message, None)
+            }
+        };
+        tracing::info!(task_id = %id, state = state.as_str_name(), message = %message, "container ended");
+        self.finish(id, state, message, reason).await;
+    }
+
+    /// Sends a task's terminal update (health-killed tasks say so) and
+    /// applies group semantics.
+    async fn finish(
+        &mut self,
+        id: &str,
+        state: TaskState,
+        message: String,
+        reason: Option<task_status::Reason>,
+    ) {
+        let unhealthy = self.tasks.get(id).and_then(|t| t.killed_unhealthy);
+        let (state, message, extra) = match unhealthy {
+            Some(n) => (
+                TaskState::TaskKilled,
+                format!("Task killed after {n} consecutive failed health checks ({message})"),
+                Extra {
+                    healthy: Some(false),
+                    ..Default::default()
+                },
+            ),
+            None => (state, message, Extra::default()),
+        };
+        self.send_status_ext(id, state, Some(message), reason, extra)
+            .await;
+        self.after_terminal(id, state).await;
     }
 
     async fn on_kill(&mut self, kill: event::Kill) {
@@ -569,8 +834,7 @@ impl Executor {
             }
         };
         tracing::info!(task_id = %id, state = state.as_str_name(), message = %message, "task ended");
-        self.send_status(id, state, Some(message), None).await;
-        self.after_terminal(id, state).await;
+        self.finish(id, state, message, None).await;
     }
 
     /// Default-executor group semantics: a failed or killed task takes the
@@ -607,6 +871,20 @@ impl Executor {
             return;
         };
         if task.terminal.is_some() {
+            return;
+        }
+        if let Some((client, name)) = task.docker.clone() {
+            let first = !task.killing;
+            task.killing = true;
+            if first {
+                let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+                tracing::info!(task_id = %id, container = %name, grace = ?grace, "stopping the container");
+                tokio::spawn(docker::stop(client, name, secs));
+                if self.task_killing_state {
+                    self.send_status(id, TaskState::TaskKilling, None, None)
+                        .await;
+                }
+            }
             return;
         }
         let Some(pgid) = task.pgid else {
@@ -679,11 +957,26 @@ impl Executor {
         message: Option<String>,
         reason: Option<task_status::Reason>,
     ) {
+        self.send_status_ext(id, state, message, reason, Extra::default())
+            .await;
+    }
+
+    async fn send_status_ext(
+        &mut self,
+        id: &str,
+        state: TaskState,
+        message: Option<String>,
+        reason: Option<task_status::Reason>,
+        extra: Extra,
+    ) {
         let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
         if is_terminal(state) {
             task.terminal = Some(state);
+            for c in task.checkers.drain(..) {
+                c.abort();
+            }
         }
         let status = TaskStatus {
             task_id: task.info.task_id.clone(),
@@ -694,6 +987,8 @@ impl Executor {
             executor_id: Some(ids::executor_id(&self.cfg.executor_id)),
             timestamp: Some(ids::now_secs()),
             uuid: Some(ids::new_uuid_bytes()),
+            healthy: extra.healthy,
+            check_status: extra.check_status,
             ..Default::default()
         };
         tracing::info!(

@@ -16,6 +16,11 @@
 //!   decoded by a bounded reader task into a channel) and UPDATE calls.
 //! * `process` – building a task's command, spawning it in its own session
 //!   and process group, signalling the group, wording exit statuses.
+//! * `health` – health checks (HTTP, TCP, COMMAND; delay, interval,
+//!   timeout, grace period, consecutive failures) and checks (CheckInfo).
+//! * `docker` – Docker mode for tasks with a DOCKER ContainerInfo (bollard):
+//!   image, networking and port mappings, volumes, parameters, the sandbox
+//!   at /mnt/mesos/sandbox, output into the sandbox, stop with a grace period.
 //! * `executor` – the state machine: a single `select!` loop that owns all
 //!   state and reacts to agent events, task exits, kill-escalation timers
 //!   and (re-)subscription attempts.
@@ -31,7 +36,9 @@ pub mod config;
 pub mod error;
 
 mod agent;
+mod docker;
 mod executor;
+mod health;
 mod process;
 
 pub use config::Config;

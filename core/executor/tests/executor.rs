@@ -227,6 +227,10 @@ fn config(peer: &TestAgentPeer, sandbox: &Path, checkpoint: bool) -> Config {
         subscription_backoff_max: Duration::from_millis(200),
         default_kill_grace_period: Duration::from_secs(3),
         ack_wait: Duration::from_secs(2),
+        docker_socket: None,
+        container_name: None,
+        agent_id: None,
+        container_id: None,
     }
 }
 

@@ -42,6 +42,28 @@ pub async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
     json_response(&Value::Object(map))
 }
 
+/// `GET /monitor/statistics`: per live container, as Mesos serves it.
+pub async fn monitor_statistics(State(agent): State<Arc<Agent>>) -> Response {
+    let a = agent.clone();
+    let stats = tokio::task::spawn_blocking(move || a.container_stats())
+        .await
+        .unwrap_or_default();
+    let list: Vec<Value> = stats
+        .into_iter()
+        .map(|c| {
+            json!({
+                "executor_id": c.executor_id.value,
+                "executor_name": c.executor_name.unwrap_or_default(),
+                "framework_id": c.framework_id.value,
+                "source": c.source.unwrap_or_default(),
+                "container_id": c.container_id,
+                "statistics": to_json_value(&c.statistics),
+            })
+        })
+        .collect();
+    json_response(&Value::Array(list))
+}
+
 /// `GET /state` (and `/state.json`, `/slave(1)/state`).
 pub async fn state(State(agent): State<Arc<Agent>>) -> Response {
     json_response(&state_json(&agent))

@@ -35,6 +35,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/slave(1)/state", get(legacy::state))
         .route("/slave(1)/state.json", get(legacy::state))
         .route("/metrics/snapshot", get(legacy::metrics))
+        .route("/monitor/statistics", get(legacy::monitor_statistics))
+        .route("/monitor/statistics.json", get(legacy::monitor_statistics))
         .route("/health", get(legacy::health))
         .route("/version", get(legacy::version))
         .route("/files/browse", get(files::browse))

@@ -99,7 +99,7 @@ pub fn answer(agent: &Agent, ty: call::Type, call: &Call) -> Result<AgentRespons
         }
         call::Type::GetContainers => {
             r = typed(response::Type::GetContainers);
-            r.get_containers = Some(get_containers(&lock(&agent.state)));
+            r.get_containers = Some(get_containers(agent));
         }
         call::Type::GetFrameworks => {
             r = typed(response::Type::GetFrameworks);
@@ -268,35 +268,27 @@ pub fn get_frameworks(st: &AgentState) -> response::GetFrameworks {
     }
 }
 
-/// GET_CONTAINERS: one container per live executor.
-pub fn get_containers(st: &AgentState) -> response::GetContainers {
+/// GET_CONTAINERS: one container per live executor, with its usage and
+/// limits (ResourceStatistics) and its cgroup.
+pub fn get_containers(agent: &Agent) -> response::GetContainers {
     let mut out = response::GetContainers::default();
-    for fw in st.frameworks.values() {
-        for ex in fw
-            .executors
-            .values()
-            .filter(|e| e.phase != ExecutorPhase::Terminated)
-        {
-            let container_id = v1::ContainerId {
-                value: ex.container_id.clone(),
-                parent: None,
-            };
-            out.containers.push(response::get_containers::Container {
-                framework_id: fw.info.id.clone(),
-                executor_id: Some(ex.info.executor_id.clone()),
-                executor_name: ex.info.name.clone(),
-                container_id: container_id.clone(),
-                container_status: Some(v1::ContainerStatus {
-                    container_id: Some(container_id),
-                    executor_pid: ex
-                        .process
-                        .as_ref()
-                        .and_then(|p| u32::try_from(p.pid()).ok()),
-                    ..Default::default()
-                }),
-                resource_statistics: None,
-            });
-        }
+    for c in agent.container_stats() {
+        let container_id = v1::ContainerId {
+            value: c.container_id.clone(),
+            parent: None,
+        };
+        out.containers.push(response::get_containers::Container {
+            framework_id: Some(c.framework_id),
+            executor_id: Some(c.executor_id),
+            executor_name: c.executor_name,
+            container_id: container_id.clone(),
+            container_status: Some(v1::ContainerStatus {
+                container_id: Some(container_id),
+                executor_pid: c.pid.and_then(|p| u32::try_from(p).ok()),
+                ..Default::default()
+            }),
+            resource_statistics: Some(c.statistics),
+        });
     }
     out
 }
@@ -406,6 +398,29 @@ pub fn metrics(agent: &Agent) -> Vec<(String, f64)> {
         ("slave/recovery_errors".into(), 0.0),
         ("system/cpus_total".into(), crate::resources::detect_cpus()),
     ];
+    let f = agent.config.fetcher.stats();
+    m.extend([
+        (
+            "containerizer/fetcher/cache_size_total_bytes".to_string(),
+            f.cache_size_bytes as f64,
+        ),
+        (
+            "containerizer/fetcher/cache_size_used_bytes".to_string(),
+            f.cache_used_bytes as f64,
+        ),
+        (
+            "containerizer/fetcher/cache_hits".to_string(),
+            f.cache_hits as f64,
+        ),
+        (
+            "containerizer/fetcher/cache_misses".to_string(),
+            f.cache_misses as f64,
+        ),
+        (
+            "containerizer/fetcher/task_fetches_failed".to_string(),
+            f.failures as f64,
+        ),
+    ]);
     for (name, state) in [
         ("finished", "TASK_FINISHED"),
         ("failed", "TASK_FAILED"),

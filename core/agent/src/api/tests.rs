@@ -25,12 +25,22 @@ fn config(work_dir: &std::path::Path) -> Config {
         resources: corral_api::resources::parse("cpus:2;mem:1024").unwrap(),
         attributes: vec![],
         launcher: "/bin/true".into(),
+        container_launcher: None,
         executor_registration_timeout: Duration::from_secs(60),
         executor_shutdown_grace_period: Duration::from_secs(5),
         registration_backoff_factor: Duration::from_secs(1),
         master: "127.0.0.1:5050".into(),
         flags: vec![("work_dir".into(), work_dir.display().to_string())],
         start_time: ids::now_secs(),
+        isolation: crate::isolation::Isolation::default(),
+        cgroups_root: "corral-test".into(),
+        docker_socket: None,
+        docker_kill_orphans: true,
+        fetcher: Arc::new(crate::fetcher::Fetcher::new(work_dir.join("fetch"), 1 << 20).unwrap()),
+        checkpoint: crate::checkpoint::Checkpoint::new(work_dir),
+        recovery_timeout: Duration::from_secs(60),
+        executor_reregistration_timeout: Duration::from_secs(2),
+        disk_watch_interval: Duration::from_secs(15),
     }
 }
 
@@ -66,6 +76,13 @@ fn fixture() -> (tempfile::TempDir, Arc<Agent>, Router) {
             events: None,
             process: None,
             exit_status: None,
+            checkpoint: false,
+            limits: Default::default(),
+            cgroup: None,
+            docker_container: None,
+            termination: None,
+            recovered: false,
+            disk_used: None,
         };
         ex.tasks.insert(
             "t1".into(),
