@@ -14,6 +14,10 @@ step "installing test dependencies (pymesos venv)"
 CORRAL_PYTHON="$(scripts/test-deps.sh | tail -n 1)"
 export CORRAL_PYTHON
 
+step "building the local Docker test image (idempotent)"
+CORRAL_TEST_IMAGE="$(scripts/docker-test-image.sh | tail -n 1)"
+export CORRAL_TEST_IMAGE
+
 step "checking formatting"
 cargo fmt --all -- --check
 

@@ -180,3 +180,43 @@ async fn cpu_bound_task_under_cfs_quota_gets_about_its_share() {
     .await;
     assert!(gone, "cgroup {} is removed after the task", cpu.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_over_its_disk_quota_is_killed_with_container_limitation_disk() {
+    let c = Cluster::start(ClusterOptions {
+        agent_flags: vec![
+            "--isolation=posix/cpu,posix/mem,disk/du".into(),
+            "--enforce_container_disk_quota".into(),
+            "--container_disk_watch_interval=200ms".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let mut s = c.subscribe(Encoding::Json).await;
+    let offer = s.offers().await.remove(0);
+    let agent = c.agents[0].clone();
+    let mut task = command_task(
+        "filler",
+        &agent.id,
+        "dd if=/dev/zero of=big bs=1M count=8 2>/dev/null; sync; while :; do sleep 1; done",
+        0.1,
+        32.0,
+    );
+    task["resources"]
+        .as_array_mut()
+        .expect("resources")
+        .push(json!({"name": "disk", "type": "SCALAR", "scalar": {"value": 2.0}}));
+    s.launch(&offer, vec![task]).await;
+    let seen = s.follow("filler", "TASK_FAILED").await;
+    let failed = seen.last().expect("a terminal update");
+    assert_eq!(
+        failed["reason"], "REASON_CONTAINER_LIMITATION_DISK",
+        "{failed}"
+    );
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(message.contains("exceeds quota (2MB)"), "{message}");
+    assert_eq!(
+        failed["limitation"]["resources"][0]["name"], "disk",
+        "{failed}"
+    );
+}

@@ -370,6 +370,9 @@ pub struct State {
     pub completed_frameworks: VecDeque<Framework>,
     /// Metrics counters.
     pub counters: Counters,
+    /// Tasks whose checkpoint could not be recovered, reported lost; kept
+    /// in re-registrations until their TASK_LOST is acknowledged.
+    pub lost_tasks: Vec<Task>,
 }
 
 /// An error answered to an executor or operator call.
@@ -465,6 +468,14 @@ impl Agent {
                     }
                     tasks.push(t);
                 }
+            }
+        }
+        for t in &st.lost_tasks {
+            if let Some(head) = sum.head(&t.framework_id.value, &t.task_id.value) {
+                let mut t = t.clone();
+                t.status_update_state = Some(head.state);
+                t.status_update_uuid = head.uuid.clone();
+                tasks.push(t);
             }
         }
         internal::RegisterAgent {

@@ -89,11 +89,7 @@ impl Agent {
                     usage.mem_limit_bytes = ex.cgroup.as_ref().and_then(|c| c.mem_limit_bytes);
                     out.push((
                         ContainerStats {
-                            framework_id: fw
-                                .info
-                                .id
-                                .clone()
-                                .unwrap_or_default(),
+                            framework_id: fw.info.id.clone().unwrap_or_default(),
                             executor_id: ex.info.executor_id.clone(),
                             executor_name: ex.info.name.clone(),
                             source: ex.info.source.clone(),

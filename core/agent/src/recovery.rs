@@ -269,6 +269,17 @@ impl Agent {
                 uuid: Some(ids::new_uuid_bytes()),
                 ..Default::default()
             };
+            let mut st = st;
+            st.lost_tasks.push(corral_api::v1::Task {
+                name: lost.task_id.clone(),
+                task_id: ids::task_id(&lost.task_id),
+                framework_id: ids::framework_id(&lost.framework_id),
+                executor_id: lost.executor_id.as_ref().map(ids::executor_id),
+                agent_id: ids::agent_id(&rec.agent_id),
+                state: TaskState::TaskLost as i32,
+                statuses: vec![status.clone()],
+                ..Default::default()
+            });
             drop(st);
             let _ = lock(&self.sum).update(
                 &ids::framework_id(&lost.framework_id),
