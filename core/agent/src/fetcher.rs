@@ -1,5 +1,5 @@
 //! The fetcher: downloads `CommandInfo.uris` into a sandbox before the
-//! executor starts — http(s) URLs and local files (`file://` or a plain
+//! executor starts — http and https (rustls, the system's roots) URLs and local files (`file://` or a plain
 //! path); `hdfs://` gives a clear error until the storage crate's HDFS
 //! client exists. Per URI: `executable` (chmod 755), `extract` (tar, tgz,
 //! tbz2, txz-less tar forms, zip, gz), `output_file` (the name in the
@@ -226,6 +226,9 @@ impl Fetcher {
     pub fn new(cache_dir: PathBuf, cache_size: u64) -> std::io::Result<Self> {
         let _ = std::fs::remove_dir_all(&cache_dir);
         std::fs::create_dir_all(&cache_dir)?;
+        // https: rustls with the ring provider (fails harmlessly when a
+        // provider is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -554,6 +557,12 @@ mod tests {
         assert_eq!(mode & 0o777, 0o755);
         assert!(s.join("bin/renamed.sh").is_file());
 
+        // https is compiled in: a closed port is a connection error.
+        let e = f
+            .fetch_all(&[uri("https://127.0.0.1:1/x.tgz")], s)
+            .await
+            .unwrap_err();
+        assert!(e.reason.contains("request failed"), "{e}");
         let e = f.fetch_all(&[uri("hdfs://nn/x")], s).await.unwrap_err();
         assert!(
             e.to_string().contains("hdfs://nn/x") && e.reason.contains("HDFS"),
@@ -564,7 +573,7 @@ mod tests {
         let mut bad = uri("/x");
         bad.output_file = Some("../escape".into());
         assert!(f.fetch_all(&[bad], s).await.is_err());
-        assert_eq!(f.stats().failures, 3);
+        assert_eq!(f.stats().failures, 4);
     }
 
     #[tokio::test]
