@@ -638,7 +638,15 @@ impl Cluster {
             defaults.push(format!("--resources={r}"));
         }
         let defaults: Vec<&str> = defaults.iter().map(String::as_str).collect();
-        let flags: Vec<String> = opts.agent_flags.iter().chain(extra).cloned().collect();
+        // `extra` overrides the cluster's agent flags of the same name.
+        let overridden: BTreeSet<&str> = extra.iter().map(|f| flag_name(f)).collect();
+        let flags: Vec<String> = opts
+            .agent_flags
+            .iter()
+            .filter(|f| !overridden.contains(flag_name(f)))
+            .chain(extra)
+            .cloned()
+            .collect();
         let args: Vec<String> = ["agent".to_string()]
             .into_iter()
             .chain(with_defaults(&defaults, &flags))

@@ -124,13 +124,27 @@ async fn cpu_bound_task_under_cfs_quota_gets_about_its_share() {
     let path = format!("{root}/{cid}");
     let cpu = cgroup_dir("cpu", &path);
     let acct = cgroup_dir("cpuacct", &path);
-    assert_eq!(read_u64(&cpu.join("cpu.cfs_period_us")), 100_000);
-    assert_eq!(read_u64(&cpu.join("cpu.cfs_quota_us")), 50_000);
-    assert_eq!(read_u64(&cpu.join("cpu.shares")), 512);
+    let v2 = cpu.join("cpu.max").is_file();
+    // CPU time used so far, in ns, from the cgroup's accounting.
+    let usage_ns = |acct: &std::path::Path, cpu: &std::path::Path| {
+        if v2 {
+            keyed(&cpu.join("cpu.stat"), "usage_usec") * 1000
+        } else {
+            read_u64(&acct.join("cpuacct.usage"))
+        }
+    };
+    if v2 {
+        let max = std::fs::read_to_string(cpu.join("cpu.max")).unwrap_or_default();
+        assert_eq!(max.trim(), "50000 100000");
+    } else {
+        assert_eq!(read_u64(&cpu.join("cpu.cfs_period_us")), 100_000);
+        assert_eq!(read_u64(&cpu.join("cpu.cfs_quota_us")), 50_000);
+        assert_eq!(read_u64(&cpu.join("cpu.shares")), 512);
+    }
 
     // Measure over at least 30 CFS periods, by the cgroup's own clock.
     let periods0 = keyed(&cpu.join("cpu.stat"), "nr_periods");
-    let usage0 = read_u64(&acct.join("cpuacct.usage"));
+    let usage0 = usage_ns(&acct, &cpu);
     let ok = wait_for(LONG, || {
         let cpu = cpu.clone();
         async move { keyed(&cpu.join("cpu.stat"), "nr_periods") >= periods0 + 30 }
@@ -138,7 +152,7 @@ async fn cpu_bound_task_under_cfs_quota_gets_about_its_share() {
     .await;
     assert!(ok, "the cgroup saw no CFS periods\n{}", c.logs());
     let periods = keyed(&cpu.join("cpu.stat"), "nr_periods") - periods0;
-    let usage = read_u64(&acct.join("cpuacct.usage")) - usage0;
+    let usage = usage_ns(&acct, &cpu) - usage0;
     let throttled = keyed(&cpu.join("cpu.stat"), "nr_throttled");
     let share = usage as f64 / (periods as f64 * 100_000_000.0);
     assert!(throttled > 0, "the quota throttled the task");

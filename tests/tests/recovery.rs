@@ -285,3 +285,63 @@ async fn corrupt_checkpoint_strict_refuses_lenient_reports_the_task_lost() {
     let ok = wait_for(LONG, || async move { !alive(pid) }).await;
     assert!(ok, "the unrecoverable task's container is destroyed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_that_does_not_reconnect_is_killed_after_the_reregistration_timeout() {
+    require_cgroups();
+    let mut c = Cluster::start(options()).await;
+    let mut s = checkpointing(&c, "checkpointing").await;
+    let offer = s.offers().await.remove(0);
+    let agent = c.agents[0].clone();
+    s.launch(&offer, vec![waiting_task("stuck", &agent.id)])
+        .await;
+    s.follow("stuck", "TASK_RUNNING").await;
+    let pid = read_pid(&agent.sandbox(&s.framework_id, "stuck")).await;
+    let exec_pid = executor_pid(&c, &agent.endpoint)
+        .await
+        .expect("executor pid") as i32;
+
+    c.kill_agent(0);
+    // A frozen executor cannot re-subscribe.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exec_pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("SIGSTOP the executor");
+    c.restart_agent(0, &["--executor_reregistration_timeout=1secs".into()])
+        .await;
+    let failed = s.follow("stuck", "TASK_FAILED").await;
+    let failed = failed.last().cloned().unwrap_or_default();
+    assert_eq!(
+        failed["reason"], "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
+        "{failed}"
+    );
+    // The whole container went: the executor and its task.
+    let ok = wait_for(LONG, || async move { !alive(pid) && !alive(exec_pid) }).await;
+    assert!(ok, "the executor and its task were killed\n{}", c.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_cleanup_kills_the_previous_run_and_exits() {
+    require_cgroups();
+    let mut c = Cluster::start(options()).await;
+    let mut s = checkpointing(&c, "checkpointing").await;
+    let offer = s.offers().await.remove(0);
+    let agent = c.agents[0].clone();
+    s.launch(&offer, vec![waiting_task("old", &agent.id)]).await;
+    s.follow("old", "TASK_RUNNING").await;
+    let pid = read_pid(&agent.sandbox(&s.framework_id, "old")).await;
+
+    c.kill_agent(0);
+    assert!(alive(pid));
+    let (status, log) = c
+        .restart_agent_expect_exit(0, &["--recover=cleanup".into()], LONG)
+        .await;
+    assert!(status.success(), "cleanup exits cleanly:\n{log}");
+    let ok = wait_for(LONG, || async move { !alive(pid) }).await;
+    assert!(ok, "the previous run's task was killed");
+    assert!(
+        !agent.work_dir.join("meta/slaves/latest").exists(),
+        "the checkpoint is removed: the next start is a new agent"
+    );
+}

@@ -931,7 +931,8 @@ impl Agent {
             return;
         }
 
-        if !fw.executors.contains_key(&ex_id) {
+        let started_now = !fw.executors.contains_key(&ex_id);
+        if started_now {
             match self.start_executor(&agent_id.value, &fw_info, info.clone(), kind, &tasks) {
                 Ok(ex) => {
                     fw.executors.insert(ex_id.clone(), ex);
@@ -950,6 +951,27 @@ impl Agent {
         let Some(ex) = fw.executors.get_mut(&ex_id) else {
             return;
         };
+        if !started_now {
+            // More tasks in a running container: it grows by their resources.
+            for t in &tasks {
+                ex.limits.add(Limits::of(&t.resources));
+            }
+            if let Some(cg) = ex.cgroup.as_mut() {
+                if let Some(grown) = self.config.isolation.cgroup_spec(
+                    &self.config.cgroups_root,
+                    &ex.container_id,
+                    ex.limits.cpus,
+                    ex.limits.mem_mb,
+                ) {
+                    *cg = grown.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = grown.update_limits() {
+                            tracing::warn!(error = %e, "cannot update the container's limits");
+                        }
+                    });
+                }
+            }
+        }
         let task_executor = (kind != ExecutorKind::Command).then(|| info.executor_id.clone());
         for t in &tasks {
             ex.tasks.insert(

@@ -1,5 +1,5 @@
 //! The fetcher: downloads `CommandInfo.uris` into a sandbox before the
-//! executor starts — http and https (rustls, the system's roots) URLs and local files (`file://` or a plain
+//! executor starts — http and https (rustls, the platform's roots) URLs and local files (`file://` or a plain
 //! path); `hdfs://` gives a clear error until the storage crate's HDFS
 //! client exists. Per URI: `executable` (chmod 755), `extract` (tar, tgz,
 //! tbz2, txz-less tar forms, zip, gz), `output_file` (the name in the
@@ -226,9 +226,6 @@ impl Fetcher {
     pub fn new(cache_dir: PathBuf, cache_size: u64) -> std::io::Result<Self> {
         let _ = std::fs::remove_dir_all(&cache_dir);
         std::fs::create_dir_all(&cache_dir)?;
-        // https: rustls with the ring provider (fails harmlessly when a
-        // provider is installed already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)

@@ -254,11 +254,35 @@ impl CgroupSpec {
         let hier = cgroups_rs::hierarchies::auto();
         let cg = Cgroup::new_with_specified_controllers(hier, &self.path, Some(self.controllers()))
             .map_err(|e| self.cg_err(format!("cannot create: {e}")))?;
+        self.write_limits(&cg)?;
+        cg.add_task_by_tgid(CgroupPid::from(u64::from(pid)))
+            .map_err(|e| self.cg_err(format!("cannot move pid {pid} in: {e}")))?;
+        Ok(())
+    }
+
+    /// Writes new limits into the existing cgroup (more tasks joined the
+    /// container, or they left).
+    pub fn update_limits(&self) -> Result<(), IsolationError> {
+        validate_cgroup_path(&self.path).map_err(|e| self.cg_err(e))?;
+        let hier = cgroups_rs::hierarchies::auto();
+        let cg = Cgroup::load_with_specified_controllers(hier, &self.path, self.controllers());
+        if !self.exists() {
+            return Err(self.cg_err("does not exist"));
+        }
+        self.write_limits(&cg)
+    }
+
+    fn write_limits(&self, cg: &Cgroup) -> Result<(), IsolationError> {
         if let Some(shares) = self.cpu_shares {
             let cpu: &CpuController = cg
                 .controller_of()
                 .ok_or_else(|| self.cg_err("no cpu controller"))?;
-            cpu.set_shares(shares)
+            // v2 has cpu.weight (1..10000) instead of cpu.shares (2..262144).
+            let value = match self.version {
+                CgroupVersion::V1 => shares,
+                CgroupVersion::V2 => shares_to_weight(shares),
+            };
+            cpu.set_shares(value)
                 .map_err(|e| self.cg_err(format!("cannot set cpu shares: {e}")))?;
             if let (Some(quota), Some(period)) = (self.cfs_quota_us, self.cfs_period_us) {
                 cpu.set_cfs_quota_and_period(Some(quota), Some(period))
@@ -269,11 +293,9 @@ impl CgroupSpec {
             let mem: &MemController = cg
                 .controller_of()
                 .ok_or_else(|| self.cg_err("no memory controller"))?;
-            mem.set_limit(limit as i64)
+            mem.set_limit(i64::try_from(limit).unwrap_or(i64::MAX))
                 .map_err(|e| self.cg_err(format!("cannot set the memory limit: {e}")))?;
         }
-        cg.add_task_by_tgid(CgroupPid::from(u64::from(pid)))
-            .map_err(|e| self.cg_err(format!("cannot move pid {pid} in: {e}")))?;
         Ok(())
     }
 
@@ -436,6 +458,31 @@ impl CgroupSpec {
         u.processes = Some(self.pids().len() as u64);
         u
     }
+}
+
+/// Removes the `--cgroups_root` directories when no container is left in
+/// them (a non-empty one stays).
+pub fn remove_root_if_empty(version: Option<CgroupVersion>, root: &str) {
+    if validate_cgroup_path(root).is_err() {
+        return;
+    }
+    let dirs: Vec<PathBuf> = match version {
+        None => return,
+        Some(CgroupVersion::V2) => vec![Path::new(CGROUP_ROOT).join(root)],
+        Some(CgroupVersion::V1) => ["cpu", "cpuacct", "memory"]
+            .iter()
+            .filter_map(|c| v1_mount(c).map(|m| m.join(root)))
+            .collect(),
+    };
+    for d in dirs {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+/// cpu.shares to cgroup v2 cpu.weight, as runc and systemd convert it.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let shares = shares.clamp(2, 262_144);
+    1 + ((shares - 2) * 9999) / 262_142
 }
 
 /// Cgroup paths are relative and made of plain components.
@@ -652,6 +699,9 @@ mod tests {
         assert!(validate_cgroup_path("../x").is_err());
         assert!(validate_cgroup_path("/x").is_err());
         assert!(validate_cgroup_path("corral/abc").is_ok());
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(1024), 39);
     }
 
     #[test]

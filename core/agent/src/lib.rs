@@ -297,6 +297,26 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
     let _ = master.await;
     let _ = retries.await;
     let _ = monitor.await;
+    // The executors' cgroups go with them (asynchronously); the root goes
+    // when nothing else uses it.
+    let (version, root) = (
+        agent.config.isolation.version,
+        agent.config.cgroups_root.clone(),
+    );
+    let _ = tokio::task::spawn_blocking(move || {
+        for _ in 0..5 {
+            isolation::remove_root_if_empty(version, &root);
+            if !std::path::Path::new(isolation::CGROUP_ROOT)
+                .join("memory")
+                .join(&root)
+                .exists()
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    })
+    .await;
     // Executor event streams end with the executors; bound the wait anyway.
     let mut server = server;
     if tokio::time::timeout(std::time::Duration::from_secs(5), &mut server)
