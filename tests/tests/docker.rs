@@ -221,3 +221,32 @@ async fn checkpointing_docker_task_survives_an_agent_restart() {
     std::fs::write(agent.sandbox(&s.framework_id, "box").join("done"), b"").expect("done");
     s.follow("box", "TASK_FINISHED").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_task_over_its_memory_is_failed_with_container_limitation_memory() {
+    let image = require_docker_image();
+    let c = Cluster::start(docker_options()).await;
+    let mut s = c.subscribe(Encoding::Json).await;
+    let offer = s.offers().await.remove(0);
+    let agent = c.agents[0].clone();
+    let mut t = command_task("hog", &agent.id, "tail /dev/zero", 0.1, 16.0);
+    t["container"] = json!({"type": "DOCKER", "docker": {"image": image, "network": "NONE"}});
+    s.launch(&offer, vec![t]).await;
+    let seen = s.follow("hog", "TASK_FAILED").await;
+    let failed = seen.last().cloned().unwrap_or_default();
+    assert_eq!(
+        failed["reason"], "REASON_CONTAINER_LIMITATION_MEMORY",
+        "{failed}"
+    );
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Memory limit exceeded: Requested: 16MB"),
+        "{failed}"
+    );
+    assert_eq!(
+        failed["limitation"]["resources"][0]["name"], "mem",
+        "{failed}"
+    );
+}

@@ -52,6 +52,7 @@ enum Internal {
 struct Extra {
     healthy: Option<bool>,
     check_status: Option<CheckStatusInfo>,
+    limitation: Option<corral_api::v1::TaskResourceLimitation>,
 }
 
 /// The connection to the agent.
@@ -712,6 +713,24 @@ impl Executor {
             return;
         }
         let mem = corral_api::resources::Resources::from_vec(&task.info.resources).scalar("mem");
+        if exit.oom_killed && exit.error.is_none() && task.killed_unhealthy.is_none() {
+            tracing::info!(task_id = %id, "container was killed for its memory limit");
+            self.send_status_ext(
+                id,
+                TaskState::TaskFailed,
+                Some(format!("Memory limit exceeded: Requested: {mem}MB")),
+                Some(task_status::Reason::ContainerLimitationMemory),
+                Extra {
+                    limitation: Some(corral_api::v1::TaskResourceLimitation {
+                        resources: vec![corral_api::resources::scalar("mem", mem)],
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await;
+            self.after_terminal(id, TaskState::TaskFailed).await;
+            return;
+        }
         let (state, message, reason) = if let Some(e) = exit.error {
             (TaskState::TaskFailed, e, None)
         } else if exit.oom_killed {
@@ -989,6 +1008,7 @@ impl Executor {
             uuid: Some(ids::new_uuid_bytes()),
             healthy: extra.healthy,
             check_status: extra.check_status,
+            limitation: extra.limitation,
             ..Default::default()
         };
         tracing::info!(

@@ -42,8 +42,16 @@ pub(crate) fn build_command(info: &CommandInfo, sandbox: &Path) -> Result<Comman
             }
         }
     }
-    if let Some(user) = &info.user {
-        tracing::warn!(user = %user, "CommandInfo.user is not supported; running as the executor's user");
+    if let Some(user) = info.user.as_deref().filter(|u| !u.is_empty()) {
+        // The agent's launcher already switched the executor to the command
+        // task's user; a different user per task is not supported.
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        if me.as_deref() != Some(user) {
+            tracing::warn!(user = %user, "CommandInfo.user differs from the executor's user; running as the executor's user");
+        }
     }
     cmd.current_dir(sandbox)
         .stdin(Stdio::null())
