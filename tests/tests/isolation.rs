@@ -157,7 +157,10 @@ async fn cpu_bound_task_under_cfs_quota_gets_about_its_share() {
     let share = usage as f64 / (periods as f64 * 100_000_000.0);
     // The quota binds (unless the shared machine could not even give the
     // container its quota).
-    assert!(throttled > 0 || share < 0.45, "the quota throttled the task");
+    assert!(
+        throttled > 0 || share < 0.45,
+        "the quota throttled the task"
+    );
     assert!(
         (0.15..=0.56).contains(&share),
         "cpu used per CFS period {share:.3} is about the quota of 0.5 ({usage} ns over {periods} periods)"

@@ -15,7 +15,7 @@ use crate::agent::{disk_limitation, lock, memory_limitation, Agent, ExecutorPhas
 use crate::isolation::{disk_usage, CgroupSpec, ProcSnapshot, Usage};
 
 /// How often containers are checked for OOM kills.
-pub const OOM_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+pub const OOM_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// One live container and its usage.
 #[derive(Debug, Clone)]
