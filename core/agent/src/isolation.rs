@@ -250,13 +250,20 @@ impl CgroupSpec {
     /// Creates the cgroup with its limits and moves process `pid` into it.
     /// Run by the launcher for itself, before it execs the executor.
     pub fn create_and_enter(&self, pid: u32) -> Result<(), IsolationError> {
+        self.create_and_enter_pid(Some(pid))
+    }
+
+    /// Creates the cgroup with its limits and, when given, moves `pid` in.
+    pub fn create_and_enter_pid(&self, pid: Option<u32>) -> Result<(), IsolationError> {
         validate_cgroup_path(&self.path).map_err(|e| self.cg_err(e))?;
         let hier = cgroups_rs::hierarchies::auto();
         let cg = Cgroup::new_with_specified_controllers(hier, &self.path, Some(self.controllers()))
             .map_err(|e| self.cg_err(format!("cannot create: {e}")))?;
         self.write_limits(&cg)?;
-        cg.add_task_by_tgid(CgroupPid::from(u64::from(pid)))
-            .map_err(|e| self.cg_err(format!("cannot move pid {pid} in: {e}")))?;
+        if let Some(pid) = pid {
+            cg.add_task_by_tgid(CgroupPid::from(u64::from(pid)))
+                .map_err(|e| self.cg_err(format!("cannot move pid {pid} in: {e}")))?;
+        }
         Ok(())
     }
 
@@ -477,6 +484,55 @@ pub fn remove_root_if_empty(version: Option<CgroupVersion>, root: &str) {
     for d in dirs {
         let _ = std::fs::remove_dir(d);
     }
+}
+
+/// Removes container cgroups under `--cgroups_root` that no process uses,
+/// that are not in `keep` and that are older than `min_age` (so a cgroup
+/// another agent's launcher has just created is never touched). Returns
+/// how many were removed.
+pub fn remove_stale_cgroups(
+    version: Option<CgroupVersion>,
+    root: &str,
+    keep: &BTreeSet<String>,
+    min_age: Duration,
+) -> usize {
+    if validate_cgroup_path(root).is_err() {
+        return 0;
+    }
+    let bases: Vec<PathBuf> = match version {
+        None => return 0,
+        Some(CgroupVersion::V2) => vec![Path::new(CGROUP_ROOT).join(root)],
+        Some(CgroupVersion::V1) => ["cpu", "cpuacct", "memory"]
+            .iter()
+            .filter_map(|c| v1_mount(c).map(|m| m.join(root)))
+            .collect(),
+    };
+    let mut removed = 0;
+    for base in bases {
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if keep.contains(&name) || uuid::Uuid::parse_str(&name).is_err() || !path.is_dir() {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= min_age);
+            let idle = std::fs::read_to_string(path.join("cgroup.procs"))
+                .map(|p| p.trim().is_empty())
+                .unwrap_or(false);
+            if old && idle && std::fs::remove_dir(&path).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 /// cpu.shares to cgroup v2 cpu.weight, as runc and systemd convert it.
@@ -718,6 +774,45 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/cpuacct"))
         );
         assert_eq!(v1_mount_in(mi, "pids"), None);
+    }
+
+    #[test]
+    fn stale_cgroups_are_removed_live_and_kept_ones_stay() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root to create cgroups (run the suite as root, as CI does)"
+        );
+        let version = detect_version().expect("this test needs cgroups mounted at /sys/fs/cgroup");
+        let root = format!("corral-unit-{}", std::process::id());
+        let iso = Isolation {
+            cgroups_mem: true,
+            version: Some(version),
+            ..Default::default()
+        };
+        let stale = uuid::Uuid::new_v4().to_string();
+        let kept = uuid::Uuid::new_v4().to_string();
+        let live = uuid::Uuid::new_v4().to_string();
+        let spec = |id: &str| iso.cgroup_spec(&root, id, 1.0, 64.0).unwrap();
+        spec(&stale).create_and_enter_pid(None).unwrap();
+        spec(&kept).create_and_enter_pid(None).unwrap();
+        // A live one: a sleeping child inside it.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        spec(&live).create_and_enter_pid(Some(child.id())).unwrap();
+        let keep: BTreeSet<String> = [kept.clone()].into_iter().collect();
+        let removed = remove_stale_cgroups(Some(version), &root, &keep, Duration::ZERO);
+        assert_eq!(removed, 1);
+        assert!(!spec(&stale).exists());
+        assert!(spec(&kept).exists());
+        assert!(spec(&live).exists());
+        assert_eq!(spec(&live).pids(), vec![child.id() as i32]);
+        spec(&live).destroy();
+        let _ = child.wait();
+        spec(&kept).destroy();
+        assert!(!spec(&live).exists() && !spec(&kept).exists());
+        remove_root_if_empty(Some(version), &root);
     }
 
     #[test]

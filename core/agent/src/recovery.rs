@@ -288,6 +288,27 @@ impl Agent {
                 Instant::now(),
             );
         }
+        // Empty cgroups left by containers of an earlier run (for example
+        // of non-checkpointing frameworks, killed while the agent was down).
+        let keep: BTreeSet<String> = rec
+            .frameworks
+            .iter()
+            .flat_map(|f| f.executors.iter())
+            .map(|e| e.container.container_id.clone())
+            .collect();
+        let (version, root) = (
+            self.config.isolation.version,
+            self.config.cgroups_root.clone(),
+        );
+        if let Ok(n) = tokio::task::spawn_blocking(move || {
+            crate::isolation::remove_stale_cgroups(version, &root, &keep, Duration::from_secs(60))
+        })
+        .await
+        {
+            if n > 0 {
+                tracing::info!(count = n, "removed stale container cgroups");
+            }
+        }
         // Docker containers of this agent that no live executor owns.
         if let (Some(socket), true) = (&self.config.docker_socket, self.config.docker_kill_orphans)
         {
