@@ -239,3 +239,31 @@ async fn sandbox_over_its_disk_quota_is_killed_with_container_limitation_disk() 
         "{failed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_user_runs_the_container_as_that_user() {
+    require_cgroups();
+    let c = Cluster::start(cgroup_options()).await;
+    // The work dir must be reachable by the task's user, as with Mesos.
+    use std::os::unix::fs::PermissionsExt;
+    for d in [c.dir().to_path_buf(), c.agents[0].work_dir.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let mut s = c.subscribe(Encoding::Json).await;
+    let offer = s.offers().await.remove(0);
+    let agent = c.agents[0].clone();
+    let mut task = command_task("as-nobody", &agent.id, "id -un; touch mine", 0.1, 32.0);
+    task["command"]["user"] = json!("nobody");
+    s.launch(&offer, vec![task]).await;
+    s.follow("as-nobody", "TASK_FINISHED").await;
+    let sandbox = agent.sandbox(&s.framework_id, "as-nobody");
+    let out = std::fs::read_to_string(sandbox.join("stdout")).unwrap_or_default();
+    assert_eq!(out.lines().next(), Some("nobody"), "{out}");
+    use std::os::unix::fs::MetadataExt;
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("user nobody");
+    let owner = std::fs::metadata(sandbox.join("mine")).expect("file").uid();
+    assert_eq!(owner, nobody.uid.as_raw(), "the task wrote as nobody");
+}

@@ -96,6 +96,8 @@ pub struct Config {
     pub executor_reregistration_timeout: Duration,
     /// `--container_disk_watch_interval`.
     pub disk_watch_interval: Duration,
+    /// `--switch_user`.
+    pub switch_user: bool,
 }
 
 impl Config {
@@ -1239,7 +1241,13 @@ impl Agent {
         let uris = command.map(|c| c.uris.clone()).unwrap_or_default();
         let user = command
             .and_then(|c| c.user.clone())
-            .filter(|u| !u.is_empty());
+            .filter(|u| !u.is_empty())
+            .or_else(|| {
+                self.config
+                    .switch_user
+                    .then(|| fw.user.clone())
+                    .filter(|u| !u.is_empty())
+            });
         let container_info = match kind {
             ExecutorKind::Command => tasks.first().and_then(|t| t.container.as_ref()),
             _ => info.container.as_ref(),

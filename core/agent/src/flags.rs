@@ -212,6 +212,19 @@ pub struct AgentFlags {
     )]
     pub recovery_timeout: Duration,
 
+    /// Run each container as its task's user: `CommandInfo.user`, else
+    /// `FrameworkInfo.user` (with `--switch_user=false` only
+    /// `CommandInfo.user` switches).
+    #[arg(
+        long = "switch_user",
+        env = "MESOS_SWITCH_USER",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub switch_user: bool,
+
     /// How long a recovered executor has to re-subscribe after the agent
     /// restarted before it is killed.
     #[arg(
@@ -328,6 +341,7 @@ impl AgentFlags {
             ),
             ("recover".to_string(), self.recover.clone()),
             ("strict".to_string(), self.strict.to_string()),
+            ("switch_user".to_string(), self.switch_user.to_string()),
             (
                 "recovery_timeout".to_string(),
                 stout::format_duration(self.recovery_timeout),

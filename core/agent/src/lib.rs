@@ -194,6 +194,7 @@ pub fn build_config(flags: &AgentFlags, address: SocketAddr) -> Result<Config, A
         recovery_timeout: flags.recovery_timeout,
         executor_reregistration_timeout: flags.executor_reregistration_timeout,
         disk_watch_interval: flags.container_disk_watch_interval,
+        switch_user: flags.switch_user,
         work_dir,
     })
 }

@@ -41,6 +41,7 @@ fn config(work_dir: &std::path::Path) -> Config {
         recovery_timeout: Duration::from_secs(60),
         executor_reregistration_timeout: Duration::from_secs(2),
         disk_watch_interval: Duration::from_secs(15),
+        switch_user: true,
     }
 }
 
