@@ -5,20 +5,40 @@ fn res(s: &str) -> Resources {
     Resources::from_vec(&parse(s).unwrap())
 }
 
+fn roles(r: &[&str]) -> Vec<String> {
+    r.iter().map(|s| s.to_string()).collect()
+}
+
 const T0: Duration = Duration::ZERO;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Sum of a scalar over allocations to `framework`.
+fn total(out: &[Allocation], framework: &str, name: &str) -> f64 {
+    out.iter()
+        .filter(|a| a.framework == framework)
+        .map(|a| a.resources.scalar(name))
+        .sum()
+}
 
 #[test]
 fn offers_whole_agent_to_lowest_share() {
     let mut a = Allocator::default();
     a.add_agent("a1", res("cpus:4;mem:1024"), &[]);
     a.add_agent("a2", res("cpus:4;mem:1024"), &[]);
-    a.add_framework("f1", vec!["*".into()], true);
-    a.add_framework("f2", vec!["*".into()], true);
+    a.add_framework("f1", roles(&["*"]), true);
+    a.add_framework("f2", roles(&["*"]), true);
     let out = a.allocate(T0);
     assert_eq!(out.len(), 2);
-    // Each framework gets one agent: after f1 takes a1 its share is 0.5.
     assert_ne!(out[0].framework, out[1].framework);
-    // Nothing left to offer.
+    // Offers carry the role they are allocated to.
+    assert!(out.iter().all(|o| o
+        .resources
+        .as_slice()
+        .iter()
+        .all(|r| { r.allocation_info.as_ref().and_then(|i| i.role.as_deref()) == Some("*") })));
     assert!(a.allocate(T0).is_empty());
 }
 
@@ -26,11 +46,12 @@ fn offers_whole_agent_to_lowest_share() {
 fn drf_example_from_the_mesos_paper() {
     // One agent of 9 CPUs and 18 GB. f1 runs <1 CPU, 4 GB> tasks, f2
     // <3 CPUs, 1 GB> tasks. Each takes one task's worth per offer and
-    // returns the rest; DRF ends with f1: 3 tasks, f2: 2 tasks.
+    // returns the rest; DRF ends with f1: 3 tasks, f2: 2 tasks, both at a
+    // dominant share of 2/3.
     let mut a = Allocator::default();
     a.add_agent("a", res("cpus:9;mem:18432"), &[]);
-    a.add_framework("f1", vec!["*".into()], true);
-    a.add_framework("f2", vec!["*".into()], true);
+    a.add_framework("f1", roles(&["*"]), true);
+    a.add_framework("f2", roles(&["*"]), true);
     let task = |fw: &str| {
         if fw == "f1" {
             res("cpus:1;mem:4096")
@@ -41,24 +62,22 @@ fn drf_example_from_the_mesos_paper() {
     let mut launched: HashMap<String, usize> = HashMap::new();
     let mut t = Duration::ZERO;
     for _ in 0..20 {
-        t += Duration::from_secs(1);
-        let out = a.allocate(t);
-        let Some(offer) = out.into_iter().next() else {
+        t += secs(1);
+        let Some(offer) = a.allocate(t).into_iter().next() else {
             break;
         };
-        let want = task(&offer.framework);
+        let want = task(&offer.framework).allocated_to("*");
         if offer.resources.contains(&want) {
             let mut rest = offer.resources.clone();
             rest.subtract_all(&want);
             a.recover(&offer.framework, "a", &rest, None);
             *launched.entry(offer.framework.clone()).or_default() += 1;
         } else {
-            // Cannot fit another task: decline for a long time.
             a.recover(
                 &offer.framework,
                 "a",
                 &offer.resources,
-                Some((t, Duration::from_secs(3600))),
+                Some((t, secs(3600))),
             );
         }
     }
@@ -69,95 +88,327 @@ fn drf_example_from_the_mesos_paper() {
 }
 
 #[test]
-fn filters_expire_and_revive_clears_them() {
+fn weight_two_gets_twice_the_dominant_share() {
     let mut a = Allocator::default();
-    a.add_agent("a", res("cpus:1;mem:128"), &[]);
-    a.add_framework("f", vec!["*".into()], true);
-    let o = a.allocate(T0).remove(0);
-    a.recover("f", "a", &o.resources, Some((T0, Duration::from_secs(5))));
-    assert_eq!(a.active_filters(T0), 1);
-    assert!(a.allocate(Duration::from_secs(4)).is_empty());
-    let o = a.allocate(Duration::from_secs(6));
-    assert_eq!(o.len(), 1, "filter expired");
-    a.recover(
-        "f",
-        "a",
-        &o[0].resources,
-        Some((Duration::from_secs(6), Duration::from_secs(100))),
-    );
-    assert!(a.allocate(Duration::from_secs(7)).is_empty());
-    a.revive("f");
-    assert_eq!(a.allocate_changed(Duration::from_secs(7)).len(), 1);
+    for i in 0..30 {
+        a.add_agent(&format!("a{i:02}"), res("cpus:1;mem:1024"), &[]);
+    }
+    a.update_weights(&[("heavy".into(), 2.0)]);
+    a.add_framework("h", roles(&["heavy"]), true);
+    a.add_framework("l", roles(&["light"]), true);
+    let out = a.allocate(T0);
+    assert_eq!(total(&out, "h", "cpus"), 20.0);
+    assert_eq!(total(&out, "l", "cpus"), 10.0);
+    assert!((a.role_share("heavy") - a.role_share("light")).abs() < 1e-9);
 }
 
 #[test]
-fn suppressed_and_inactive_frameworks_get_nothing() {
+fn hierarchical_roles_share_at_every_level() {
+    let mut a = Allocator::default();
+    for i in 0..12 {
+        a.add_agent(&format!("a{i:02}"), res("cpus:1;mem:1024"), &[]);
+    }
+    a.add_framework("spark", roles(&["eng/spark"]), true);
+    a.add_framework("etl", roles(&["eng/etl"]), true);
+    a.add_framework("ops", roles(&["ops"]), true);
+    let out = a.allocate(T0);
+    // eng and ops split the cluster; eng's half is split again.
+    assert_eq!(total(&out, "ops", "cpus"), 6.0);
+    assert_eq!(total(&out, "spark", "cpus"), 3.0);
+    assert_eq!(total(&out, "etl", "cpus"), 3.0);
+}
+
+#[test]
+fn multi_role_frameworks_get_offers_for_each_role() {
+    let mut a = Allocator::default();
+    a.add_agent("r", res("cpus(a):2;mem(a):256"), &[]);
+    a.add_agent("s", res("cpus(b):2;mem(b):256"), &[]);
+    a.add_framework("m", roles(&["a", "b"]), true);
+    let out = a.allocate(T0);
+    let mut got: Vec<(String, String)> = out
+        .iter()
+        .map(|o| (o.agent.clone(), o.role.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("r".into(), "a".into()), ("s".into(), "b".into())]
+    );
+}
+
+#[test]
+fn quota_guarantee_is_met_before_fair_sharing() {
+    let mut a = Allocator::default();
+    for i in 0..10 {
+        a.add_agent(&format!("a{i}"), res("cpus:1;mem:128"), &[]);
+    }
+    a.add_framework("q", roles(&["prod"]), true);
+    a.add_framework("x", roles(&["dev"]), true);
+    a.update_quota(
+        "prod",
+        Some(&Quota {
+            guarantees: [("cpus".to_string(), 7.0)].into(),
+            limits: BTreeMap::new(),
+        }),
+    );
+    let out = a.allocate(T0);
+    // Plain DRF would split 5/5; the guarantee comes first.
+    assert_eq!(total(&out, "q", "cpus"), 7.0);
+    assert_eq!(total(&out, "x", "cpus"), 3.0);
+}
+
+#[test]
+fn unmet_guarantees_are_held_back_from_others() {
+    let mut a = Allocator::default();
+    for i in 0..10 {
+        a.add_agent(&format!("a{i}"), res("cpus:1;mem:128"), &[]);
+    }
+    // prod's framework is connected but not active: nobody can use the
+    // guarantee now, and nobody else may take it.
+    a.add_framework("q", roles(&["prod"]), false);
+    a.add_framework("x", roles(&["dev"]), true);
+    a.update_quota(
+        "prod",
+        Some(&Quota {
+            guarantees: [("cpus".to_string(), 6.0)].into(),
+            limits: BTreeMap::new(),
+        }),
+    );
+    let out = a.allocate(T0);
+    assert_eq!(total(&out, "x", "cpus"), 4.0);
+    // When prod's framework arrives it gets its guarantee.
+    a.set_framework_active("q", true);
+    let out = a.allocate(secs(1));
+    assert_eq!(total(&out, "q", "cpus"), 6.0);
+}
+
+#[test]
+fn quota_limits_are_never_exceeded() {
+    let mut a = Allocator::default();
+    for i in 0..10 {
+        a.add_agent(&format!("a{i}"), res("cpus:1;mem:128"), &[]);
+    }
+    a.add_framework("l", roles(&["capped/sub"]), true);
+    a.update_quota(
+        "capped",
+        Some(&Quota {
+            guarantees: BTreeMap::new(),
+            limits: [("cpus".to_string(), 3.5)].into(),
+        }),
+    );
+    let out = a.allocate(T0);
+    assert_eq!(total(&out, "l", "cpus"), 3.5);
+    let info = a.roles().into_iter().find(|r| r.name == "capped").unwrap();
+    assert_eq!(info.consumed.get("cpus"), Some(&3.5));
+    // Nothing more, however many cycles run.
+    assert_eq!(total(&a.allocate(secs(1)), "l", "cpus"), 0.0);
+}
+
+#[test]
+fn filters_expire_and_revive_clears_them() {
     let mut a = Allocator::default();
     a.add_agent("a", res("cpus:1;mem:128"), &[]);
-    a.add_framework("f", vec!["*".into()], true);
-    a.suppress("f");
-    assert!(a.allocate(T0).is_empty());
-    a.revive("f");
-    a.set_framework_active("f", false);
+    a.add_framework("f", roles(&["*"]), true);
+    let o = a.allocate(T0).remove(0);
+    a.recover("f", "a", &o.resources, Some((T0, secs(5))));
+    assert_eq!(a.active_filters(T0), 1);
+    assert!(a.allocate(secs(4)).is_empty());
+    // Expiry makes the agent eligible for prompt allocation too.
+    let o = a.allocate_changed(secs(6));
+    assert_eq!(o.len(), 1, "filter expired");
+    a.recover("f", "a", &o[0].resources, Some((secs(6), secs(100))));
+    assert!(a.allocate(secs(7)).is_empty());
+    a.revive("f", &[]);
+    assert_eq!(a.allocate_changed(secs(7)).len(), 1);
+}
+
+#[test]
+fn suppress_and_revive_per_role() {
+    let mut a = Allocator::default();
+    a.add_agent("r", res("cpus(a):1;mem(a):128"), &[]);
+    a.add_agent("s", res("cpus(b):1;mem(b):128"), &[]);
+    a.add_framework("f", roles(&["a", "b"]), true);
+    a.suppress("f", &roles(&["a"]));
+    let out = a.allocate(T0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].role, "b");
+    a.revive("f", &roles(&["a"]));
+    let out = a.allocate_changed(T0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].role, "a");
+}
+
+#[test]
+fn inactive_frameworks_get_nothing() {
+    let mut a = Allocator::default();
+    a.add_agent("a", res("cpus:1;mem:128"), &[]);
+    a.add_framework("f", roles(&["*"]), false);
     assert!(a.allocate(T0).is_empty());
     a.set_framework_active("f", true);
     assert_eq!(a.allocate(T0).len(), 1);
 }
 
 #[test]
-fn reserved_resources_only_reach_their_role() {
+fn reserved_resources_only_reach_their_role_subtree() {
     let mut a = Allocator::default();
     a.add_agent("a", res("cpus(eng):2;mem(eng):256"), &[]);
-    a.add_framework("other", vec!["ops".into()], true);
+    a.add_framework("other", roles(&["ops"]), true);
+    a.add_framework("parent", roles(&["*"]), true);
     assert!(a.allocate(T0).is_empty());
-    a.add_framework("eng", vec!["eng/spark".into()], true);
+    a.add_framework("eng", roles(&["eng/spark"]), true);
     let out = a.allocate(T0);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].framework, "eng");
+    assert_eq!(out[0].role, "eng/spark");
+}
+
+#[test]
+fn min_allocatable_resources_are_respected() {
+    let mut a = Allocator::new(MinAllocatable::parse("cpus:2;mem:64").unwrap());
+    a.add_agent("small", res("cpus:1;mem:1024"), &[]);
+    a.add_agent("big", res("cpus:2;mem:64"), &[]);
+    a.add_framework("f", roles(&["*"]), true);
+    let out = a.allocate(T0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].agent, "big");
+    assert!(MinAllocatable::parse("cpus").is_err());
+    assert!(MinAllocatable::parse("cpus:-1").is_err());
 }
 
 #[test]
 fn removing_a_framework_recovers_its_resources() {
     let mut a = Allocator::default();
     a.add_agent("a", res("cpus:2;mem:256"), &[]);
-    a.add_framework("f", vec!["*".into()], true);
+    a.add_framework("f", roles(&["*"]), true);
     assert_eq!(a.allocate(T0).len(), 1);
     a.remove_framework("f");
     assert_eq!(a.available("a"), res("cpus:2;mem:256"));
 }
 
+#[test]
+fn used_resources_count_on_re_registration() {
+    let mut a = Allocator::default();
+    a.add_framework("f", roles(&["*"]), true);
+    a.add_framework("g", roles(&["*"]), true);
+    a.add_agent(
+        "a",
+        res("cpus:4;mem:1024"),
+        &[("f".into(), res("cpus:3;mem:512").allocated_to("*"))],
+    );
+    assert!((a.dominant_share("f") - 0.75).abs() < 1e-9);
+    let out = a.allocate(T0);
+    assert_eq!(out[0].framework, "g");
+    assert_eq!(out[0].resources.scalar("cpus"), 1.0);
+}
+
 proptest::proptest! {
-    /// Random recover/allocate sequences never allocate more than an agent has.
+    #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+
+    /// Random event sequences keep the invariants: nothing offered twice,
+    /// no agent over-allocated, reservations stay in their subtree,
+    /// suppressed roles get nothing; and once filters expire everything
+    /// declined is offered again.
     #[test]
-    fn never_over_allocates(ops in proptest::collection::vec((0usize..3, 0usize..3, 0u32..4), 1..60)) {
+    fn invariants_hold_under_random_events(
+        ops in proptest::collection::vec((0usize..7, 0usize..6, 0u64..8), 1..80)
+    ) {
+        let agent_res = [
+            "cpus:4;mem:1024;ports:[100-200]",
+            "cpus(eng):2;mem(eng):512;cpus:2;mem:512",
+            "cpus(ops):3;mem(ops):256",
+        ];
+        let fw_roles: [&[&str]; 4] = [&["eng/spark"], &["ops"], &["*"], &["eng", "ops"]];
         let mut a = Allocator::default();
-        for i in 0..3 {
-            a.add_agent(&format!("a{i}"), res("cpus:4;mem:1024;ports:[100-200]"), &[]);
-            a.add_framework(&format!("f{i}"), vec!["*".into()], true);
+        for (i, r) in agent_res.iter().enumerate() {
+            a.add_agent(&format!("a{i}"), res(r), &[]);
         }
+        for (i, r) in fw_roles.iter().enumerate() {
+            a.add_framework(&format!("f{i}"), roles(r), true);
+        }
+        a.update_quota("eng", Some(&Quota {
+            guarantees: [("cpus".to_string(), 2.0)].into(),
+            limits: [("cpus".to_string(), 5.0)].into(),
+        }));
         let mut held: Vec<Allocation> = vec![];
+        let mut suppressed: HashSet<(String, String)> = HashSet::new();
         let mut t = Duration::ZERO;
-        for (op, idx, secs) in ops {
-            t += Duration::from_secs(secs as u64);
-            match op {
-                0 => held.extend(a.allocate(t)),
-                1 if !held.is_empty() => {
+        for (op, idx, s) in ops {
+            t += secs(s);
+            let fw = format!("f{}", idx % 4);
+            let new = match op {
+                0 => a.allocate(t),
+                1 => a.allocate_changed(t),
+                2 | 3 if !held.is_empty() => {
                     let o = held.remove(idx % held.len());
-                    a.recover(&o.framework, &o.agent, &o.resources, Some((t, Duration::from_secs(secs as u64))));
+                    let filter = (op == 2).then_some((t, secs(s)));
+                    a.recover(&o.framework, &o.agent, &o.resources, filter);
+                    vec![]
                 }
-                _ => held.extend(a.allocate_changed(t)),
+                4 => {
+                    let r = fw_roles[idx % 4][0].to_string();
+                    a.suppress(&fw, std::slice::from_ref(&r));
+                    suppressed.insert((fw.clone(), r));
+                    vec![]
+                }
+                5 => {
+                    a.revive(&fw, &[]);
+                    suppressed.retain(|(f, _)| *f != fw);
+                    vec![]
+                }
+                _ => vec![],
+            };
+            for o in &new {
+                proptest::prop_assert!(!suppressed.contains(&(o.framework.clone(), o.role.clone())),
+                    "suppressed role {} of {} got an offer", o.role, o.framework);
+                for r in o.resources.as_slice() {
+                    let reserved = resources::reservation_role(r);
+                    proptest::prop_assert!(
+                        reserved == "*" || o.role == reserved || o.role.starts_with(&format!("{reserved}/")),
+                        "resource reserved to {} offered to role {}", reserved, o.role);
+                }
             }
-            for i in 0..3 {
+            held.extend(new);
+            // Never more outstanding on an agent than it has.
+            for (i, r) in agent_res.iter().enumerate() {
                 let agent = format!("a{i}");
                 let mut sum = Resources::new();
                 for o in held.iter().filter(|o| o.agent == agent) {
-                    // No resource is offered twice at once.
-                    let mut overlap = sum.clone();
-                    overlap.add_all(&o.resources);
-                    proptest::prop_assert!(res("cpus:4;mem:1024;ports:[100-200]").contains(&overlap));
-                    sum.add_all(&o.resources);
+                    sum.add_all(&o.resources.unallocated());
                 }
+                proptest::prop_assert!(res(r).contains(&sum), "agent {} over-allocated: {}", agent, sum);
+            }
+            // eng's limit holds.
+            let eng: f64 = held.iter().filter(|o| o.role.starts_with("eng")).map(|o| o.resources.scalar("cpus")).sum();
+            proptest::prop_assert!(eng <= 5.0 + 1e-9, "eng limit exceeded: {}", eng);
+        }
+        // Liveness: decline everything, let the filters expire, revive the
+        // suppressed roles: every agent's resources are offered again.
+        for o in held.drain(..) {
+            a.recover(&o.framework, &o.agent, &o.resources, Some((t, secs(30))));
+        }
+        for i in 0..4 {
+            a.revive(&format!("f{i}"), &[]);
+        }
+        for o in held.drain(..) {
+            a.recover(&o.framework, &o.agent, &o.resources, None);
+        }
+        let later = t + secs(31);
+        let mut offered = Resources::new();
+        for _ in 0..6 {
+            for o in a.allocate(later) {
+                offered.add_all(&o.resources.unallocated());
             }
         }
+        // The unreserved and eng-reserved resources are all offered again
+        // (ops' reservation has ops frameworks too).
+        let mut everything = Resources::new();
+        for r in agent_res {
+            everything.add_all(&res(r));
+        }
+        let mut limited = everything.clone();
+        limited.subtract_all(&offered);
+        // Only what eng's cpus limit keeps back may remain unoffered.
+        proptest::prop_assert!(limited.scalar("mem") == 0.0, "mem never offered again: {}", limited);
+        proptest::prop_assert!(limited.scalar("cpus") <= 4.0 + 1e-9, "cpus never offered again: {}", limited);
     }
 }

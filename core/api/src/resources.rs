@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use prost::Message;
-
 use crate::v1::{self, resource, value, Resource};
 
 /// Scalars are kept at Mesos' fixed precision of three decimals.
@@ -22,12 +20,20 @@ pub fn round_scalar(v: f64) -> f64 {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resources(Vec<Resource>);
 
-fn kind_key(r: &Resource) -> Vec<u8> {
-    let mut k = r.clone();
-    k.scalar = None;
-    k.ranges = None;
-    k.set = None;
-    k.encode_to_vec()
+/// Whether two resources are of the same kind: equal in everything but
+/// their value. Compared field by field (no allocation: this is on the
+/// allocator's hot path).
+pub fn same_kind(a: &Resource, b: &Resource) -> bool {
+    a.name == b.name
+        && a.r#type == b.r#type
+        && a.reservations == b.reservations
+        && a.role == b.role
+        && a.reservation == b.reservation
+        && a.allocation_info == b.allocation_info
+        && a.disk == b.disk
+        && a.revocable == b.revocable
+        && a.shared == b.shared
+        && a.provider_id == b.provider_id
 }
 
 /// Normalised ranges: sorted, merged, non-overlapping.
@@ -189,10 +195,7 @@ impl Resources {
     }
 
     fn position(&self, r: &Resource) -> Option<usize> {
-        let key = kind_key(r);
-        self.0
-            .iter()
-            .position(|x| x.name == r.name && kind_key(x) == key)
+        self.0.iter().position(|x| same_kind(x, r))
     }
 
     /// Adds one resource.

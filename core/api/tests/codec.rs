@@ -71,7 +71,7 @@ fn offer_operations() -> Vec<offer::Operation> {
     raw.provider_id = Some(ResourceProviderId {
         value: "rp-1".into(),
     });
-    raw.disk = Some(resource::DiskInfo {
+    raw.disk = Some(Box::new(resource::DiskInfo {
         source: Some(resource::disk_info::Source {
             r#type: resource::disk_info::source::Type::Raw as i32,
             vendor: Some("org.example".into()),
@@ -81,7 +81,7 @@ fn offer_operations() -> Vec<offer::Operation> {
             ..Default::default()
         }),
         ..Default::default()
-    });
+    }));
     let mk = |t: Type, id: &str, f: &dyn Fn(&mut offer::Operation)| {
         let mut o = offer::Operation {
             r#type: Some(t as i32),

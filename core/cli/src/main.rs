@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "corral",
@@ -35,6 +37,9 @@ enum Command {
     Master(corral_master::MasterFlags),
     /// Run an agent.
     Agent(corral_agent::AgentFlags),
+    /// Run a benchmark and print its table.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Run Corral's command/default executor (started by agents, not by hand).
     #[command(hide = true)]
     Executor,
@@ -126,6 +131,7 @@ fn run(cli: Cli) -> Result<()> {
             rt.block_on(async { corral_executor::run().await.context("executor failed") })
         }
         Command::Dev(args) => rt.block_on(dev(args)),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Launcher { .. } => Ok(()),
     }
 }

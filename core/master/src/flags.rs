@@ -60,6 +60,30 @@ pub struct MasterFlags {
         default_value_t = 1000
     )]
     pub max_completed_tasks_per_framework: usize,
+    /// Initial role weights, `role=weight,...` (UPDATE_WEIGHTS changes them;
+    /// weights stored in the registry take precedence).
+    #[arg(long = "weights", env = "MESOS_WEIGHTS")]
+    pub weights: Option<String>,
+    /// If set, the only roles frameworks may subscribe to (comma-separated);
+    /// `*` is always allowed.
+    #[arg(long = "roles", env = "MESOS_ROLES")]
+    pub roles: Option<String>,
+    /// Smallest offer worth making: alternatives separated by `|`, each a
+    /// `;`-separated list of quantities.
+    #[arg(
+        long = "min_allocatable_resources",
+        env = "MESOS_MIN_ALLOCATABLE_RESOURCES",
+        default_value = "cpus:0.01|mem:32"
+    )]
+    pub min_allocatable_resources: String,
+    /// Offers outstanding longer than this are rescinded (none by default).
+    #[arg(long = "offer_timeout", env = "MESOS_OFFER_TIMEOUT", value_parser = duration)]
+    pub offer_timeout: Option<Duration>,
+    /// Where the registry (weights, quota, agents) lives: `local` (a file
+    /// under --work_dir; the default when --work_dir is set) or `in_memory`
+    /// (lost when the master stops; the default without --work_dir).
+    #[arg(long = "registry", env = "MESOS_REGISTRY")]
+    pub registry: Option<String>,
     /// Largest request body accepted on the HTTP APIs, in bytes.
     #[arg(long = "max_request_body_bytes", env = "MESOS_MAX_REQUEST_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_request_body_bytes: usize,
@@ -95,11 +119,21 @@ impl MasterFlags {
                 self.max_request_body_bytes.to_string(),
             ),
         ];
+        v.push((
+            "min_allocatable_resources".to_string(),
+            self.min_allocatable_resources.clone(),
+        ));
+        if let Some(t) = self.offer_timeout {
+            v.push(("offer_timeout".to_string(), d(t)));
+        }
         for (k, val) in [
             ("hostname", &self.hostname),
             ("work_dir", &self.work_dir),
             ("cluster", &self.cluster),
             ("zk", &self.zk),
+            ("weights", &self.weights),
+            ("roles", &self.roles),
+            ("registry", &self.registry),
         ] {
             if let Some(val) = val {
                 v.push((k.to_string(), val.clone()));
@@ -107,5 +141,55 @@ impl MasterFlags {
         }
         v.sort();
         v
+    }
+}
+
+/// Parses `--weights`: `role=weight,role=weight`.
+pub fn parse_weights(text: &str) -> Result<Vec<(String, f64)>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (role, w) = part
+            .split_once('=')
+            .ok_or_else(|| format!("'{part}' is not of the form role=weight"))?;
+        let role = role.trim();
+        crate::state::validate_role(role)?;
+        let w: f64 = w
+            .trim()
+            .parse()
+            .map_err(|_| format!("weight '{w}' of role '{role}' is not a number"))?;
+        if !w.is_finite() || w <= 0.0 {
+            return Err(format!("weight of role '{role}' must be positive, got {w}"));
+        }
+        out.push((role.to_string(), w));
+    }
+    Ok(out)
+}
+
+/// Parses `--roles`: a comma-separated whitelist.
+pub fn parse_roles(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for role in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        crate::state::validate_role(role)?;
+        out.push(role.to_string());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_weights_and_roles() {
+        assert_eq!(
+            parse_weights("eng=2, ops=0.5").unwrap(),
+            vec![("eng".to_string(), 2.0), ("ops".to_string(), 0.5)]
+        );
+        assert!(parse_weights("eng").is_err());
+        assert!(parse_weights("eng=0").is_err());
+        assert!(parse_weights("eng=x").is_err());
+        assert!(parse_weights("/bad=1").is_err());
+        assert_eq!(parse_roles("a,b/c").unwrap(), vec!["a", "b/c"]);
+        assert!(parse_roles("a,..").is_err());
     }
 }

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::Input;
 use crate::legacy;
+use crate::registry::Operation;
 use crate::state::{CallError, Clock, Master};
 
 /// Shared handle of the HTTP handlers.
@@ -31,6 +32,11 @@ pub struct Shared {
     pub max_body: usize,
     /// `host:port` advertised for redirects.
     pub advertised: String,
+    /// The registry (weights, quota, agents).
+    pub registry: std::sync::Arc<dyn crate::registry::Registry>,
+    /// Serialises registry writes with their application to the state, so
+    /// the state always reflects the latest write.
+    pub registry_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// An HTTP error with a plain-text message.
@@ -312,6 +318,28 @@ fn sync_response(m: &Master, ty: op::call::Type, now: Clock) -> Option<op::Respo
             get_roles: Some(m.get_roles()),
             ..op_response(R::GetRoles)
         },
+        T::GetWeights => op::Response {
+            get_weights: Some(r::GetWeights {
+                weight_infos: m
+                    .weights
+                    .iter()
+                    .map(|(role, weight)| v1::WeightInfo {
+                        weight: *weight,
+                        role: Some(role.clone()),
+                    })
+                    .collect(),
+            }),
+            ..op_response(R::GetWeights)
+        },
+        T::GetQuota => op::Response {
+            get_quota: Some(r::GetQuota {
+                status: v1::quota::QuotaStatus {
+                    configs: m.quotas.values().cloned().collect(),
+                    ..Default::default()
+                },
+            }),
+            ..op_response(R::GetQuota)
+        },
         T::GetMaster => op::Response {
             get_master: Some(r::GetMaster {
                 master_info: Some(m.info.clone()),
@@ -399,6 +427,36 @@ pub async fn operator_api(
             teardown(&shared, t.framework_id.value).await?;
             return Ok(StatusCode::OK.into_response());
         }
+        T::UpdateWeights => {
+            let Some(u) = call.update_weights else {
+                return Err(HttpError(
+                    StatusCode::BAD_REQUEST,
+                    "Expecting 'update_weights' to be present".into(),
+                ));
+            };
+            let mut weights = Vec::with_capacity(u.weight_infos.len());
+            for w in u.weight_infos {
+                let Some(role) = w.role else {
+                    return Err(HttpError(
+                        StatusCode::BAD_REQUEST,
+                        "every weight_info needs a 'role'".into(),
+                    ));
+                };
+                weights.push((role, w.weight));
+            }
+            update_registry(&shared, vec![Operation::UpdateWeights(weights)]).await?;
+            return Ok(StatusCode::OK.into_response());
+        }
+        T::UpdateQuota => {
+            let Some(u) = call.update_quota else {
+                return Err(HttpError(
+                    StatusCode::BAD_REQUEST,
+                    "Expecting 'update_quota' to be present".into(),
+                ));
+            };
+            update_registry(&shared, vec![Operation::UpdateQuota(u.quota_configs)]).await?;
+            return Ok(StatusCode::OK.into_response());
+        }
         T::Unknown => {
             return Err(HttpError(
                 StatusCode::BAD_REQUEST,
@@ -419,6 +477,24 @@ pub async fn operator_api(
         }
     };
     Ok(encode_response(&headers, out, &resp))
+}
+
+/// Writes operations to the registry, then applies the written state.
+/// Invalid operations are a 400 and change nothing.
+async fn update_registry(shared: &Shared, ops: Vec<Operation>) -> Result<(), HttpError> {
+    let _serialised = shared.registry_writes.lock().await;
+    let state = shared.registry.apply(ops).await.map_err(|e| {
+        if e.is_rejection() {
+            HttpError(StatusCode::BAD_REQUEST, e.to_string())
+        } else {
+            tracing::error!(error = %e, "registry write failed");
+            HttpError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the registry could not be written: {e}"),
+            )
+        }
+    })?;
+    query(shared, move |m, _| m.apply_registry(&state)).await
 }
 
 /// Tears a framework down (operator TEARDOWN and `/master/teardown`).
@@ -512,6 +588,10 @@ async fn tasks_json(
         legacy::tasks(m, limit, offset, order == "asc", task_id.as_deref())
     })
     .await
+}
+
+async fn roles_json(State(s): State<Shared>) -> Result<Response, HttpError> {
+    json_of(s, |m, _| legacy::roles(m)).await
 }
 
 async fn metrics_snapshot(State(s): State<Shared>) -> Result<Response, HttpError> {
@@ -632,6 +712,10 @@ pub fn router(shared: Shared) -> Router {
         .route("/frameworks", get(frameworks_json))
         .route("/master/tasks", get(tasks_json))
         .route("/tasks", get(tasks_json))
+        .route("/master/roles", get(roles_json))
+        .route("/roles", get(roles_json))
+        .route("/master/roles.json", get(roles_json))
+        .route("/roles.json", get(roles_json))
         .route("/metrics/snapshot", get(metrics_snapshot))
         .route("/metrics", get(prometheus))
         .route("/version", get(version))

@@ -394,7 +394,83 @@ pub fn metrics(m: &Master, now: Clock) -> Vec<(String, f64)> {
         "allocator/mesos/offer_filters/active",
         m.allocator.active_filters(now.mono) as f64,
     );
+    for (role, n) in m.allocator.active_filters_by_role(now.mono) {
+        push(
+            &format!("allocator/mesos/offer_filters/roles/{role}/active"),
+            n as f64,
+        );
+    }
+    for r in m.role_views() {
+        push(
+            &format!("allocator/mesos/roles/{}/shares/dominant", r.name),
+            r.share,
+        );
+        if let Some(q) = &r.quota {
+            for (res, s) in &q.guarantees {
+                push(
+                    &format!(
+                        "allocator/mesos/quota/roles/{}/resources/{res}/guarantee",
+                        r.name
+                    ),
+                    s.value,
+                );
+            }
+            for (res, s) in &q.limits {
+                push(
+                    &format!(
+                        "allocator/mesos/quota/roles/{}/resources/{res}/limit",
+                        r.name
+                    ),
+                    s.value,
+                );
+            }
+            for (res, v) in &r.consumed {
+                push(
+                    &format!(
+                        "allocator/mesos/quota/roles/{}/resources/{res}/consumed",
+                        r.name
+                    ),
+                    *v,
+                );
+            }
+        }
+    }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out.dedup_by(|a, b| a.0 == b.0);
     out
+}
+
+/// `/roles` (= `/master/roles`): weight, quota, allocated, offered,
+/// reserved and frameworks per role, in Mesos' JSON shape.
+pub fn roles(m: &Master) -> Value {
+    let roles: Vec<Value> = m
+        .role_views()
+        .into_iter()
+        .map(|r| {
+            let mut v = json!({
+                "name": r.name,
+                "weight": r.weight,
+                "frameworks": r.frameworks,
+                "resources": r.allocated.to_legacy_json(),
+                "allocated": r.allocated.to_legacy_json(),
+                "offered": r.offered.to_legacy_json(),
+                "reserved": r.reserved.to_legacy_json(),
+            });
+            if let Some(q) = &r.quota {
+                let map = |m: &std::collections::HashMap<String, v1::value::Scalar>| {
+                    m.iter()
+                        .map(|(k, s)| (k.clone(), json!(s.value)))
+                        .collect::<Map<String, Value>>()
+                };
+                v["quota"] = json!({
+                    "role": r.name,
+                    "guarantee": map(&q.guarantees),
+                    "limit": map(&q.limits),
+                    "consumed": r.consumed,
+                });
+            }
+            v
+        })
+        .collect();
+    json!({ "roles": roles })
 }

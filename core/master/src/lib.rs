@@ -6,6 +6,8 @@
 //! * [`http`] – scheduler API, operator API, legacy JSON, metrics.
 //! * [`grpc`] – the agents' session service.
 //! * [`legacy`] – v0 JSON views of the state.
+//! * [`registry`] – what must outlive a master (weights, quota, agents):
+//!   one trait, an in-memory and an on-disk store.
 //! * [`flags`] – `corral master` flags.
 
 pub mod actor;
@@ -13,9 +15,11 @@ pub mod flags;
 pub mod grpc;
 pub mod http;
 pub mod legacy;
+pub mod registry;
 pub mod state;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use corral_api::internal::agent_service_server::AgentServiceServer;
 use corral_api::v1;
@@ -45,6 +49,9 @@ pub enum MasterError {
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
+    /// The registry could not be opened or recovered.
+    #[error("registry: {0}")]
+    Registry(#[from] registry::RegistryError),
 }
 
 /// Builds this master's MasterInfo.
@@ -102,6 +109,47 @@ pub async fn run(
             message: "must be at least 1".into(),
         });
     }
+    let flag_weights = match &flags.weights {
+        Some(w) => flags::parse_weights(w).map_err(|message| MasterError::Flag {
+            flag: "weights",
+            message,
+        })?,
+        None => Vec::new(),
+    };
+    let whitelist = match &flags.roles {
+        Some(r) => Some(flags::parse_roles(r).map_err(|message| MasterError::Flag {
+            flag: "roles",
+            message,
+        })?),
+        None => None,
+    };
+    let min_allocatable = corral_allocator::MinAllocatable::parse(&flags.min_allocatable_resources)
+        .map_err(|message| MasterError::Flag {
+            flag: "min_allocatable_resources",
+            message,
+        })?;
+    let registry: Arc<dyn registry::Registry> = match (flags.registry.as_deref(), &flags.work_dir) {
+        (Some("in_memory"), _) | (None, None) => {
+            tracing::warn!("registry is in memory: weights and quota are lost when the master stops (set --work_dir)");
+            Arc::new(registry::MemoryRegistry::new())
+        }
+        (Some("local") | None, Some(dir)) => Arc::new(registry::LocalRegistry::open(
+            std::path::Path::new(dir).join("registry"),
+        )?),
+        (Some("local"), None) => {
+            return Err(MasterError::Flag {
+                flag: "registry",
+                message: "'local' needs --work_dir".into(),
+            })
+        }
+        (Some(other), _) => {
+            return Err(MasterError::Flag {
+                flag: "registry",
+                message: format!("unknown registry '{other}' (use 'local' or 'in_memory')"),
+            })
+        }
+    };
+    let recovered = registry.recover().await?;
     let ip: IpAddr = flags.ip.parse().map_err(|_| MasterError::Flag {
         flag: "ip",
         message: format!("'{}' is not an IP address", flags.ip),
@@ -114,7 +162,16 @@ pub async fn run(
     let hostname = flags.hostname.clone().unwrap_or_else(|| ip.to_string());
     let info = master_info(ip, local.port(), &hostname);
     tracing::info!(master_id = %info.id, addr = %local, "master starting");
-    let master = state::Master::new(info, flags.clone(), corral_api::ids::now_secs());
+    let mut master = state::Master::new(info, flags.clone(), corral_api::ids::now_secs());
+    master.allocator.set_min_allocatable(min_allocatable);
+    master.roles_whitelist = whitelist.map(|w| w.into_iter().collect());
+    master.set_weights(&flag_weights);
+    master.apply_registry(&recovered);
+    tracing::info!(
+        weights = recovered.weights.len(),
+        quotas = recovered.quotas.len(),
+        "registry recovered"
+    );
     let (tx, rx) = mpsc::channel(actor::INPUT_CAPACITY);
     let actor = actor::Actor::new(master, tx.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -132,6 +189,8 @@ pub async fn run(
         inputs: tx.clone(),
         max_body: flags.max_request_body_bytes,
         advertised: format!("{hostname}:{}", local.port()),
+        registry,
+        registry_writes: Arc::new(tokio::sync::Mutex::new(())),
     };
     let grpc =
         tonic::service::Routes::new(AgentServiceServer::new(grpc::AgentSessions { inputs: tx }))

@@ -198,6 +198,8 @@ pub struct OfferEntry {
     pub resources: Resources,
     /// The role the resources are allocated to.
     pub role: String,
+    /// When the offer was made (monotonic).
+    pub created: Duration,
 }
 
 /// Monotonic counters exposed as metrics.
@@ -241,6 +243,12 @@ pub struct Master {
     pub counters: Counters,
     /// Allocation cycle durations in milliseconds (bounded window).
     pub allocation_run_ms: VecDeque<f64>,
+    /// Role weights in force (from --weights and the registry).
+    pub weights: BTreeMap<String, f64>,
+    /// Quota configurations in force, by role.
+    pub quotas: BTreeMap<String, v1::quota::QuotaConfig>,
+    /// `--roles`: when set, the only roles frameworks may use besides `*`.
+    pub roles_whitelist: Option<BTreeSet<String>>,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
@@ -319,6 +327,9 @@ impl Master {
             allocator: Allocator::new(MinAllocatable::default()),
             counters: Counters::default(),
             allocation_run_ms: VecDeque::new(),
+            weights: BTreeMap::new(),
+            quotas: BTreeMap::new(),
+            roles_whitelist: None,
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,
@@ -329,6 +340,44 @@ impl Master {
     /// Takes the effects produced so far.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.out)
+    }
+
+    fn check_whitelist(&self, role: &str) -> Result<(), String> {
+        match &self.roles_whitelist {
+            Some(allowed) if role != "*" && !allowed.contains(role) => Err(format!(
+                "role '{role}' is not one of the roles this master allows (--roles)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sets role weights (from `--weights` or the registry).
+    pub fn set_weights(&mut self, weights: &[(String, f64)]) {
+        for (role, w) in weights {
+            self.weights.insert(role.clone(), *w);
+        }
+        self.allocator.update_weights(weights);
+    }
+
+    /// Brings weights and quota in line with the registry's state.
+    pub fn apply_registry(&mut self, state: &crate::registry::RegistryState) {
+        let weights: Vec<(String, f64)> =
+            state.weights.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        self.set_weights(&weights);
+        let removed: Vec<String> = self
+            .quotas
+            .keys()
+            .filter(|r| !state.quotas.contains_key(*r))
+            .cloned()
+            .collect();
+        for role in removed {
+            self.quotas.remove(&role);
+            self.allocator.update_quota(&role, None);
+        }
+        for (role, config) in &state.quotas {
+            self.allocator.update_quota(role, Some(&quota_of(config)));
+            self.quotas.insert(role.clone(), config.clone());
+        }
     }
 
     fn emit_fw(&mut self, framework_id: &str, event: scheduler::Event) {
@@ -380,6 +429,7 @@ impl Master {
         }
         for role in framework_roles(&info) {
             validate_role(&role)?;
+            self.check_whitelist(&role)?;
         }
         if let Some(t) = info.failover_timeout {
             if !t.is_finite() || t < 0.0 {
@@ -455,10 +505,9 @@ impl Master {
         }
         // Offers made to the previous connection are rescinded.
         self.rescind_framework_offers(&id, false);
+        self.allocator.revive(&id, &[]);
         if !sub.suppressed_roles.is_empty() {
-            self.allocator.suppress(&id);
-        } else {
-            self.allocator.revive(&id);
+            self.allocator.suppress(&id, &sub.suppressed_roles);
         }
         self.counters.inc("master/messages_register_framework");
         self.emit_fw(
@@ -575,11 +624,13 @@ impl Master {
                 );
             }
             Type::Revive => {
-                self.allocator.revive(framework_id);
+                let roles = call.revive.map(|r| r.roles).unwrap_or_default();
+                self.allocator.revive(framework_id, &roles);
                 self.counters.inc("master/messages_revive_offers");
             }
             Type::Suppress => {
-                self.allocator.suppress(framework_id);
+                let roles = call.suppress.map(|r| r.roles).unwrap_or_default();
+                self.allocator.suppress(framework_id, &roles);
                 self.counters.inc("master/messages_suppress_offers");
             }
             Type::Kill => {
@@ -674,6 +725,7 @@ impl Master {
         }
         for role in framework_roles(&info) {
             validate_role(&role).map_err(CallError::BadRequest)?;
+            self.check_whitelist(&role).map_err(CallError::BadRequest)?;
         }
         info.id = Some(v1::FrameworkId {
             value: framework_id.to_string(),
@@ -2126,6 +2178,7 @@ impl Master {
                     offer: offer.clone(),
                     resources,
                     role: a.role,
+                    created: now.mono,
                 },
             );
             by_framework.entry(a.framework).or_default().push(offer);
@@ -2165,6 +2218,18 @@ impl Master {
     /// Periodic housekeeping: failover timeouts of disconnected frameworks
     /// and removal of agents disconnected for too long.
     pub fn expire(&mut self, now: Clock) {
+        if let Some(timeout) = self.flags.offer_timeout {
+            let stale: Vec<String> = self
+                .offers
+                .iter()
+                .filter(|(_, o)| now.mono >= o.created + timeout)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in stale {
+                self.counters.inc("master/offers_rescinded");
+                self.rescind_offer(&id);
+            }
+        }
         let expired: Vec<String> = self
             .frameworks
             .values()
@@ -2375,37 +2440,103 @@ impl Master {
 
     /// GET_ROLES: every role with frameworks or reservations, and `*`.
     pub fn get_roles(&self) -> op::response::GetRoles {
-        let mut roles: BTreeMap<String, (Vec<v1::FrameworkId>, Resources)> = BTreeMap::new();
-        roles.entry("*".into()).or_default();
-        for f in self.frameworks.values() {
-            for role in f.roles() {
-                roles.entry(role).or_default().0.push(v1::FrameworkId {
-                    value: f.id.clone(),
-                });
-            }
-        }
-        for a in self.agents.values() {
-            for r in a.used.values().flat_map(|u| u.as_slice().iter()) {
-                let role = r
-                    .allocation_info
-                    .as_ref()
-                    .and_then(|i| i.role.clone())
-                    .unwrap_or_else(|| "*".to_string());
-                roles.entry(role).or_default().1.add(r);
-            }
-        }
         op::response::GetRoles {
-            roles: roles
+            roles: self
+                .role_views()
                 .into_iter()
-                .map(|(name, (frameworks, res))| v1::Role {
-                    name,
-                    weight: 1.0,
-                    frameworks,
-                    resources: res.to_vec(),
+                .map(|r| v1::Role {
+                    name: r.name,
+                    weight: r.weight,
+                    frameworks: r
+                        .frameworks
+                        .into_iter()
+                        .map(|value| v1::FrameworkId { value })
+                        .collect(),
+                    resources: r.allocated.to_vec(),
                 })
                 .collect(),
         }
     }
+
+    /// Every role with frameworks, reservations, allocations, a weight or
+    /// quota (and `*`), with what the master and allocator know of it.
+    pub fn role_views(&self) -> Vec<RoleView> {
+        let mut roles: BTreeMap<String, RoleView> = BTreeMap::new();
+        fn entry<'a>(roles: &'a mut BTreeMap<String, RoleView>, name: &str) -> &'a mut RoleView {
+            roles.entry(name.to_string()).or_insert_with(|| RoleView {
+                name: name.to_string(),
+                weight: 1.0,
+                ..Default::default()
+            })
+        }
+        entry(&mut roles, "*");
+        for info in self.allocator.roles() {
+            let v = entry(&mut roles, &info.name);
+            v.weight = info.weight;
+            v.share = info.share;
+            v.consumed = info.consumed;
+        }
+        for f in self.frameworks.values() {
+            for role in f.roles() {
+                entry(&mut roles, &role).frameworks.push(f.id.clone());
+            }
+        }
+        let role_of = |r: &v1::Resource| {
+            r.allocation_info
+                .as_ref()
+                .and_then(|i| i.role.clone())
+                .unwrap_or_else(|| "*".to_string())
+        };
+        for a in self.agents.values() {
+            for r in a.used.values().flat_map(|u| u.as_slice().iter()) {
+                let v = entry(&mut roles, &role_of(r));
+                v.allocated.add(r);
+            }
+            for r in a.total.as_slice() {
+                let reserved = resources::reservation_role(r);
+                if reserved != "*" {
+                    entry(&mut roles, reserved).reserved.add(r);
+                }
+            }
+        }
+        for o in self.offers.values() {
+            for r in o.resources.as_slice() {
+                let v = entry(&mut roles, &role_of(r));
+                v.offered.add(r);
+                v.allocated.add(r);
+            }
+        }
+        for (role, w) in &self.weights {
+            entry(&mut roles, role).weight = *w;
+        }
+        for (role, q) in &self.quotas {
+            entry(&mut roles, role).quota = Some(q.clone());
+        }
+        roles.into_values().collect()
+    }
+}
+
+/// A role as GET_ROLES and `/roles` report it.
+#[derive(Debug, Clone, Default)]
+pub struct RoleView {
+    /// Role name.
+    pub name: String,
+    /// Weight.
+    pub weight: f64,
+    /// Subscribed frameworks.
+    pub frameworks: Vec<String>,
+    /// Allocated (offered or used) resources.
+    pub allocated: Resources,
+    /// Offered resources.
+    pub offered: Resources,
+    /// Reserved resources (on all agents).
+    pub reserved: Resources,
+    /// Quota configuration.
+    pub quota: Option<v1::quota::QuotaConfig>,
+    /// Scalars consumed against quota.
+    pub consumed: BTreeMap<String, f64>,
+    /// Weighted dominant share.
+    pub share: f64,
 }
 
 fn agent_url(agent: &Agent) -> v1::Url {
@@ -2508,6 +2639,22 @@ fn op_event_framework_updated(framework: op::response::get_frameworks::Framework
         r#type: Some(op::event::Type::FrameworkUpdated as i32),
         framework_updated: Some(op::event::FrameworkUpdated { framework }),
         ..Default::default()
+    }
+}
+
+/// The allocator's view of a Mesos QuotaConfig.
+pub fn quota_of(config: &v1::quota::QuotaConfig) -> corral_allocator::Quota {
+    corral_allocator::Quota {
+        guarantees: config
+            .guarantees
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value))
+            .collect(),
+        limits: config
+            .limits
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value))
+            .collect(),
     }
 }
 

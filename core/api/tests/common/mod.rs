@@ -119,7 +119,7 @@ pub fn offered_resources() -> Vec<Resource> {
         labels: Some(labels(&[("k", "v")])),
         ..Default::default()
     });
-    disk.disk = Some(resource::DiskInfo {
+    disk.disk = Some(Box::new(resource::DiskInfo {
         persistence: Some(resource::disk_info::Persistence {
             id: "vol-1".into(),
             principal: Some("ops".into()),
@@ -130,7 +130,7 @@ pub fn offered_resources() -> Vec<Resource> {
             ..Default::default()
         }),
         source: None,
-    });
+    }));
     let mut p = ports(&[(31000, 31099), (32000, 32000)]);
     p.allocation_info = alloc.clone();
     let mut gpus = set("zones", &["us-east-1a", "us-east-1b"]);

@@ -1,0 +1,48 @@
+//! `corral bench`: benchmarks that print tables (and JSON lines with
+//! `--json`). Figures and how to reproduce them are in docs/BENCHMARKS.md.
+
+use anyhow::Result;
+
+pub mod allocator;
+pub mod containers;
+
+/// Which benchmark to run.
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// The allocator on the Mesos benchmark grid (simulated agents).
+    Allocator(allocator::Args),
+    /// Container launch and destroy throughput on one real agent
+    /// (command tasks, then Docker tasks).
+    Containers(containers::Args),
+}
+
+/// Runs a benchmark.
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Allocator(args) => allocator::run(args),
+        BenchCommand::Containers(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(containers::run(args)),
+    }
+}
+
+/// Peak resident set size of this process in bytes (VmHWM).
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Resets the peak RSS so the next reading covers only what follows
+/// (Linux: writing 5 to /proc/self/clear_refs).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
