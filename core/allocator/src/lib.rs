@@ -837,9 +837,10 @@ impl Allocator {
             .or_else(|| fw.roles.first().map(|x| x.role))
     }
 
-    /// Accounts `resources` (with allocation info) as allocated to `f` on
-    /// `agent`: role tree, framework and agent.
-    fn charge(&mut self, f: FwIdx, agent: AgentIdx, resources: &Resources) {
+    /// Adds (or removes) `resources` of framework `f` to the role tree,
+    /// per role of their allocation info (reserved ones also as allocated
+    /// reservations).
+    fn account(&mut self, f: FwIdx, resources: &Resources, add: bool) {
         let mut by_role: Vec<(RoleId, Quantities, Quantities)> = Vec::new();
         for r in resources.as_slice() {
             let Some(role) = self.role_of(f, r) else {
@@ -857,8 +858,14 @@ impl Allocator {
             }
         }
         for (role, q, rq) in &by_role {
-            self.adjust(f, *role, q, rq, true);
+            self.adjust(f, *role, q, rq, add);
         }
+    }
+
+    /// Accounts `resources` (with allocation info) as allocated to `f` on
+    /// `agent`: role tree, framework and agent.
+    fn charge(&mut self, f: FwIdx, agent: AgentIdx, resources: &Resources) {
+        self.account(f, resources, true);
         let unallocated = resources.unallocated();
         if let Some(a) = self.agents[agent as usize].as_mut() {
             a.available.subtract_all(&unallocated);
@@ -871,25 +878,7 @@ impl Allocator {
 
     /// Undoes `charge` for the role tree and the framework only.
     fn uncharge(&mut self, f: FwIdx, agent: AgentIdx, resources: &Resources) {
-        let mut by_role: Vec<(RoleId, Quantities, Quantities)> = Vec::new();
-        for r in resources.as_slice() {
-            let Some(role) = self.role_of(f, r) else {
-                continue;
-            };
-            let q = self.names.of_one(r);
-            let reserved = resources::reservation_role(r) != "*";
-            let rq = if reserved { q } else { Quantities::ZERO };
-            match by_role.iter_mut().find(|(x, _, _)| *x == role) {
-                Some((_, acc, racc)) => {
-                    acc.add(&q);
-                    racc.add(&rq);
-                }
-                None => by_role.push((role, q, rq)),
-            }
-        }
-        for (role, q, rq) in &by_role {
-            self.adjust(f, *role, q, rq, false);
-        }
+        self.account(f, resources, false);
         if let Some(e) = self.frameworks[f as usize].as_mut() {
             if let Some(alloc) = e.allocated.get_mut(&agent) {
                 alloc.subtract_all(resources);
