@@ -14,6 +14,9 @@ step "installing test dependencies (pymesos venv)"
 CORRAL_PYTHON="$(scripts/test-deps.sh | tail -n 1)"
 export CORRAL_PYTHON
 
+step "installing ZooKeeper 3.8 (Debian package; tests start and stop their own servers)"
+scripts/zookeeper.sh install
+
 step "building the local Docker test image (idempotent)"
 CORRAL_TEST_IMAGE="$(scripts/docker-test-image.sh | tail -n 1)"
 export CORRAL_TEST_IMAGE

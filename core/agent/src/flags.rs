@@ -16,7 +16,8 @@ pub const DEFAULT_MASTER_PORT: u16 = 5050;
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentFlags {
     /// The master to register with, as host:port (a bare host means port
-    /// 5050). ZooKeeper discovery (zk://...) is not supported yet.
+    /// 5050), or `zk://host:port[,host:port]/path` to follow the leading
+    /// master published in ZooKeeper.
     #[arg(
         long = "master",
         env = "MESOS_MASTER",
@@ -357,14 +358,19 @@ impl AgentFlags {
 }
 
 /// Parses `--master`: `host:port`, `host`, optionally with an `http://`
-/// prefix. `zk://` and `file://` give a clear error.
+/// prefix, or a `zk://` URL (kept as is). `file://` gives a clear error.
 pub fn parse_master(value: &str) -> Result<String, AgentError> {
     let value = value.trim();
-    if value.starts_with("zk://") {
-        return Err(AgentError::InvalidFlag(format!(
-            "--master={value}: ZooKeeper master discovery (zk://) is not supported by the agent yet; \
-             pass the master as host:port"
-        )));
+    if let Some(rest) = value.strip_prefix("zk://") {
+        // Detected through ZooKeeper before every session (master.rs).
+        return match rest.split_once('/') {
+            Some((servers, path)) if !servers.is_empty() && !path.trim_matches('/').is_empty() => {
+                Ok(value.to_owned())
+            }
+            _ => Err(AgentError::InvalidFlag(format!(
+                "--master={value} is not of the form zk://host:port[,host:port]/path"
+            ))),
+        };
     }
     if value.starts_with("file://") {
         return Err(AgentError::InvalidFlag(format!(
@@ -509,8 +515,11 @@ mod tests {
         assert_eq!(parse_master("http://m:1/").unwrap(), "m:1");
         assert_eq!(parse_master("[::1]:7").unwrap(), "[::1]:7");
         assert_eq!(parse_master("::1").unwrap(), "[::1]:5050");
-        let err = parse_master("zk://zk1:2181/mesos").unwrap_err().to_string();
-        assert!(err.contains("ZooKeeper"), "{err}");
+        assert_eq!(
+            parse_master("zk://zk1:2181,zk2:2181/mesos").unwrap(),
+            "zk://zk1:2181,zk2:2181/mesos"
+        );
+        assert!(parse_master("zk://zk1:2181").is_err());
         assert!(parse_master("m:notaport").is_err());
         assert!(parse_master("").is_err());
         assert!(parse_master("file:///etc/master").is_err());

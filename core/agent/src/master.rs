@@ -13,6 +13,8 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::agent::Agent;
 
+mod detector;
+
 /// Longest delay between connection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Shortest delay, whatever `--registration_backoff_factor` says.
@@ -58,12 +60,31 @@ pub fn backoff_delay(factor: Duration, failures: u32) -> Duration {
 
 /// Runs sessions with the master until `stop` turns true.
 pub async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
-    let master = agent.config.master.clone();
+    let configured = agent.config.master.clone();
     let mut failures: u32 = 0;
     loop {
+        // With `zk://`, find the leader anew before every session.
+        let master = if configured.starts_with("zk://") {
+            match detector::detect(&configured).await {
+                Ok(leader) => {
+                    tracing::info!(zk = %configured, leader = %leader, "detected the leading master");
+                    leader
+                }
+                Err(e) => {
+                    tracing::warn!(zk = %configured, error = %e, "no leading master detected");
+                    String::new()
+                }
+            }
+        } else {
+            configured.clone()
+        };
         tracing::info!(master = %master, attempt = failures + 1, "connecting to master");
         let mut registered = false;
-        let outcome = session(&agent, &master, &mut stop, &mut registered).await;
+        let outcome = if master.is_empty() {
+            Err(SessionError::Endpoint("no leading master detected".into()))
+        } else {
+            session(&agent, &master, &mut stop, &mut registered).await
+        };
         agent.master_lost();
         match outcome {
             Ok(()) => return,

@@ -115,6 +115,7 @@ pub struct Actor {
     next_conn: u64,
     next_ping: u64,
     inputs: mpsc::Sender<Input>,
+    epoch: u64,
 }
 
 impl Actor {
@@ -131,7 +132,14 @@ impl Actor {
             next_conn: 0,
             next_ping: 0,
             inputs,
+            epoch: 1,
         }
+    }
+
+    /// Sets the leader's epoch carried by every message to agents.
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
     }
 
     fn now(&self) -> Clock {
@@ -368,7 +376,7 @@ impl Actor {
                 Effect::Agent { agent_id, message } => {
                     if let Some((_, tx)) = self.agents.get(&agent_id) {
                         let msg = MasterMessage {
-                            epoch: Some(1),
+                            epoch: Some(self.epoch),
                             message: Some(message),
                         };
                         if tx.try_send(Ok(msg)).is_err() {

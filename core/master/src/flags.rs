@@ -29,6 +29,14 @@ pub struct MasterFlags {
     /// ZooKeeper URL for leader election (`zk://host:port/path`).
     #[arg(long = "zk", env = "MESOS_ZK")]
     pub zk: Option<String>,
+    /// Size of the master quorum (with --zk: how many masters the cluster
+    /// runs in HA, e.g. 2 of 3).
+    #[arg(long = "quorum", env = "MESOS_QUORUM")]
+    pub quorum: Option<u32>,
+    /// ZooKeeper session timeout: a leader cut off from ZooKeeper this long
+    /// stops leading and exits.
+    #[arg(long = "zk_session_timeout", env = "MESOS_ZK_SESSION_TIMEOUT", default_value = "10secs", value_parser = duration)]
+    pub zk_session_timeout: Duration,
     /// Batch allocation interval (stout duration, e.g. `1secs`).
     #[arg(long = "allocation_interval", env = "MESOS_ALLOCATION_INTERVAL", default_value = "1secs", value_parser = duration)]
     pub allocation_interval: Duration,
@@ -101,6 +109,7 @@ impl MasterFlags {
                 d(self.allocation_interval),
             ),
             ("agent_ping_timeout".to_string(), d(self.agent_ping_timeout)),
+            ("zk_session_timeout".to_string(), d(self.zk_session_timeout)),
             (
                 "max_agent_ping_timeouts".to_string(),
                 self.max_agent_ping_timeouts.to_string(),
@@ -131,6 +140,7 @@ impl MasterFlags {
             ("work_dir", &self.work_dir),
             ("cluster", &self.cluster),
             ("zk", &self.zk),
+            ("quorum", &self.quorum.map(|q| q.to_string())),
             ("weights", &self.weights),
             ("roles", &self.roles),
             ("registry", &self.registry),

@@ -694,6 +694,65 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The master's one HTTP service: the leader's `router` once this master
+/// leads (`leading` is set), before that a standby's answers: 307 to the
+/// leader (`leader`, when known) for every API and `/master/redirect`, 503
+/// while no leader is known; `/health` and `/version` locally.
+pub fn dispatch(
+    leading: std::sync::Arc<std::sync::OnceLock<Router>>,
+    leader: tokio::sync::watch::Receiver<Option<String>>,
+) -> Router {
+    Router::new().fallback(move |req: axum::extract::Request| {
+        let leading = std::sync::Arc::clone(&leading);
+        let leader = leader.borrow().clone();
+        async move {
+            use tower::ServiceExt;
+            if let Some(router) = leading.get() {
+                return match router.clone().oneshot(req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+            }
+            standby(req.uri(), leader)
+        }
+    })
+}
+
+fn standby(uri: &http::Uri, leader: Option<String>) -> Response {
+    let path = uri.path();
+    match path {
+        "/health" | "/master/health" => return StatusCode::OK.into_response(),
+        "/version" => {
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                codec::json_bytes(&serde_json::json!({
+                    "version": corral_api::MESOS_VERSION,
+                })),
+            )
+                .into_response()
+        }
+        _ => {}
+    }
+    let Some(leader) = leader else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leading master is elected yet",
+        )
+            .into_response();
+    };
+    let location = if matches!(path, "/master/redirect" | "/redirect") {
+        format!("//{leader}")
+    } else {
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        format!("//{leader}{path}{query}")
+    };
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, location)],
+    )
+        .into_response()
+}
+
 /// All HTTP routes of the master.
 pub fn router(shared: Shared) -> Router {
     Router::new()

@@ -9,14 +9,20 @@
 //! * [`registry`] – what must outlive a master (weights, quota, agents):
 //!   one trait, an in-memory and an on-disk store.
 //! * [`flags`] – `corral master` flags.
+//! * [`zk`], [`election`] – ZooKeeper sessions and Mesos-style leader
+//!   election (`json.info_<seq>` znodes); [`testing`] starts a real
+//!   ZooKeeper for tests.
 
 pub mod actor;
+pub mod election;
 pub mod flags;
 pub mod grpc;
 pub mod http;
 pub mod legacy;
 pub mod registry;
 pub mod state;
+pub mod testing;
+pub mod zk;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -52,6 +58,13 @@ pub enum MasterError {
     /// The registry could not be opened or recovered.
     #[error("registry: {0}")]
     Registry(#[from] registry::RegistryError),
+    /// ZooKeeper could not be reached.
+    #[error("zookeeper: {0}")]
+    ZooKeeper(String),
+    /// This master lost its ZooKeeper session (or its leadership): it
+    /// stopped leading and must exit so a supervisor restarts it.
+    #[error("lost leadership: {0}")]
+    LostLeadership(String),
 }
 
 /// Builds this master's MasterInfo.
@@ -83,12 +96,17 @@ pub async fn run(
     flags: MasterFlags,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), MasterError> {
-    if let Some(zk) = &flags.zk {
-        return Err(MasterError::Flag {
+    let zk_url = match &flags.zk {
+        Some(zk) => Some(zk::ZkUrl::parse(zk).map_err(|e| MasterError::Flag {
             flag: "zk",
-            message: format!(
-                "ZooKeeper leader election is not available in this build (got '{zk}'); run a single master without --zk"
-            ),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    if flags.quorum == Some(0) {
+        return Err(MasterError::Flag {
+            flag: "quorum",
+            message: "must be at least 1".into(),
         });
     }
     for (flag, d) in [
@@ -128,14 +146,25 @@ pub async fn run(
             flag: "min_allocatable_resources",
             message,
         })?;
-    let registry: Arc<dyn registry::Registry> = match (flags.registry.as_deref(), &flags.work_dir) {
+    let registry: Option<Arc<dyn registry::Registry>> = match (
+        flags.registry.as_deref(),
+        &flags.work_dir,
+    ) {
+        // With --zk the registry lives in ZooKeeper, opened once elected.
+        (None | Some("zookeeper"), _) if zk_url.is_some() => None,
+        (Some("zookeeper"), _) => {
+            return Err(MasterError::Flag {
+                flag: "registry",
+                message: "'zookeeper' needs --zk".into(),
+            })
+        }
         (Some("in_memory"), _) | (None, None) => {
             tracing::warn!("registry is in memory: weights and quota are lost when the master stops (set --work_dir)");
-            Arc::new(registry::MemoryRegistry::new())
+            Some(Arc::new(registry::MemoryRegistry::new()))
         }
-        (Some("local") | None, Some(dir)) => Arc::new(registry::LocalRegistry::open(
+        (Some("local") | None, Some(dir)) => Some(Arc::new(registry::LocalRegistry::open(
             std::path::Path::new(dir).join("registry"),
-        )?),
+        )?)),
         (Some("local"), None) => {
             return Err(MasterError::Flag {
                 flag: "registry",
@@ -145,11 +174,12 @@ pub async fn run(
         (Some(other), _) => {
             return Err(MasterError::Flag {
                 flag: "registry",
-                message: format!("unknown registry '{other}' (use 'local' or 'in_memory')"),
+                message: format!(
+                    "unknown registry '{other}' (use 'local', 'in_memory' or 'zookeeper')"
+                ),
             })
         }
     };
-    let recovered = registry.recover().await?;
     let ip: IpAddr = flags.ip.parse().map_err(|_| MasterError::Flag {
         flag: "ip",
         message: format!("'{}' is not an IP address", flags.ip),
@@ -162,6 +192,69 @@ pub async fn run(
     let hostname = flags.hostname.clone().unwrap_or_else(|| ip.to_string());
     let info = master_info(ip, local.port(), &hostname);
     tracing::info!(master_id = %info.id, addr = %local, "master starting");
+
+    // One server for the life of the process: a standby answers with
+    // redirects to the leader until this master leads.
+    let leading: Arc<std::sync::OnceLock<axum::Router>> = Arc::default();
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel::<Option<String>>(None);
+    let app = http::dispatch(Arc::clone(&leading), leader_rx);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+    });
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    let mut epoch = 1;
+    let mut session_state = None;
+    let registry = match registry {
+        Some(registry) => registry,
+        None => {
+            let url = zk_url
+                .clone()
+                .ok_or_else(|| MasterError::ZooKeeper("no --zk".into()))?;
+            let session = zk::Session::connect(
+                &url.servers,
+                flags.zk_session_timeout,
+                flags
+                    .zk_session_timeout
+                    .max(std::time::Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|e| {
+                MasterError::ZooKeeper(format!("cannot connect to {}: {e:?}", url.servers))
+            })?;
+            let session = Arc::new(session);
+            let contender = election::Contender::enter(Arc::clone(&session), &url.path, &info)
+                .await
+                .map_err(|e| MasterError::ZooKeeper(e.to_string()))?;
+            tokio::select! {
+                led = contender.lead(&leader_tx) => {
+                    epoch = led.map_err(|e| MasterError::LostLeadership(e.to_string()))?;
+                }
+                _ = &mut shutdown => {
+                    let _ = server.await;
+                    return Ok(());
+                }
+            }
+            tracing::info!(epoch, znode = %contender.name, quorum = flags.quorum.unwrap_or(1), "elected leading master");
+            session_state = Some((session.state(), session, contender));
+            let root = format!("{}/registry", url.path);
+            let (_, session, _) = session_state
+                .as_ref()
+                .ok_or_else(|| MasterError::ZooKeeper("no session".into()))?;
+            Arc::new(registry::ZooKeeperRegistry::open(session.zk.clone(), &root).await?)
+        }
+    };
+    let recovered = registry.recover().await?;
     let mut master = state::Master::new(info, flags.clone(), corral_api::ids::now_secs());
     master.allocator.set_min_allocatable(min_allocatable);
     master.roles_whitelist = whitelist.map(|w| w.into_iter().collect());
@@ -173,8 +266,7 @@ pub async fn run(
         "registry recovered"
     );
     let (tx, rx) = mpsc::channel(actor::INPUT_CAPACITY);
-    let actor = actor::Actor::new(master, tx.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let actor = actor::Actor::new(master, tx.clone()).with_epoch(epoch);
     let actor_task = tokio::spawn({
         let mut stop = stop_rx.clone();
         async move {
@@ -195,16 +287,30 @@ pub async fn run(
     let grpc =
         tonic::service::Routes::new(AgentServiceServer::new(grpc::AgentSessions { inputs: tx }))
             .into_axum_router();
-    let app = http::router(shared).merge(grpc);
-    let mut stop = stop_rx;
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = stop.changed().await;
-    });
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    server.await?;
+    let _ = leading.set(http::router(shared).merge(grpc));
+    leader_tx.send_replace(Some(format!("{hostname}:{}", local.port())));
+    let mut expired = session_state.as_ref().map(|(state, _, _)| state.clone());
+    let lost = async move {
+        match expired.as_mut() {
+            Some(state) => {
+                let _ = state.wait_for(|s| *s == zk::SessionState::Expired).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = &mut shutdown => {}
+        _ = lost => {
+            // Fencing: stop acting as leader at once (no more messages to
+            // agents or frameworks) and exit non-zero.
+            actor_task.abort();
+            tracing::error!(epoch, "zookeeper session expired: no longer the leader; exiting");
+            return Err(MasterError::LostLeadership("zookeeper session expired".into()));
+        }
+    }
+    server
+        .await
+        .map_err(|e| MasterError::Serve(std::io::Error::other(e)))??;
     let _ = actor_task.await;
     tracing::info!("master stopped");
     Ok(())

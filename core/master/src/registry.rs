@@ -13,6 +13,8 @@
 //!   [`Registry::apply`] returns, and a batch of operations is atomic: either
 //!   every operation is applied and persisted or none is.
 //! * [`MemoryRegistry`] – in memory, for tests and simulations.
+//! * [`ZooKeeperRegistry`] – the store of masters in HA, in ZooKeeper
+//!   (chunked snapshots swung in with a compare-and-set on a head znode).
 //! * [`LocalRegistry`] – an embedded on-disk store for a single master
 //!   (a JSON file replaced atomically: temp file, fsync, rename, fsync of the
 //!   directory).
@@ -31,6 +33,7 @@ mod codec;
 mod local;
 mod memory;
 mod model;
+mod zookeeper;
 
 #[cfg(test)]
 mod conformance;
@@ -44,6 +47,7 @@ use futures::future::BoxFuture;
 pub use local::LocalRegistry;
 pub use memory::MemoryRegistry;
 pub use model::{Operation, RegistryState, UnreachableAgent};
+pub use zookeeper::{ZooKeeperRegistry, CHUNK_BYTES};
 
 /// Errors of the registry.
 #[derive(Debug, thiserror::Error)]

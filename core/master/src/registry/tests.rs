@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use super::conformance::{agent, at, quota, registry_conformance};
 use super::local::FILE_NAME;
-use super::{LocalRegistry, MemoryRegistry, Operation, Registry, RegistryError, RegistryState};
+use super::{
+    LocalRegistry, MemoryRegistry, Operation, Registry, RegistryError, RegistryState,
+    ZooKeeperRegistry,
+};
 
 registry_conformance!(memory, ((), MemoryRegistry::new()));
 
@@ -14,6 +17,44 @@ registry_conformance!(local, {
     let dir = tempfile::tempdir().expect("tempdir");
     let registry = LocalRegistry::open(dir.path().join("registry")).expect("open");
     (dir, registry)
+});
+
+/// One ZooKeeper server for this test process (stopped when it exits).
+pub(crate) fn zookeeper() -> &'static str {
+    static SERVER: std::sync::OnceLock<(tempfile::TempDir, crate::testing::ZooKeeperServer)> =
+        std::sync::OnceLock::new();
+    &SERVER
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let server =
+                crate::testing::ZooKeeperServer::start(dir.path(), 1).expect("start zookeeper");
+            (dir, server)
+        })
+        .1
+        .connect
+}
+
+/// A ZooKeeper store on a fresh path of the test server.
+pub(crate) async fn zk_store() -> (crate::zk::Session, ZooKeeperRegistry) {
+    let session = crate::zk::Session::connect(
+        zookeeper(),
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("zookeeper session");
+    let root = format!("/test/{}/registry", uuid::Uuid::new_v4().simple());
+    let registry = ZooKeeperRegistry::open(session.zk.clone(), &root)
+        .await
+        .expect("open");
+    (session, registry)
+}
+
+registry_conformance!(zookeeper_store, super::zk_store().await);
+
+registry_conformance!(zookeeper_small_chunks, {
+    let (session, registry) = super::zk_store().await;
+    (session, registry.with_chunk_bytes(4096))
 });
 
 registry_conformance!(shared_dyn, {
@@ -277,4 +318,85 @@ fn pure_apply_refuses_without_changing_anything() {
         assert_eq!(state, before);
     }
     assert!(state.validate().is_ok());
+}
+
+#[tokio::test]
+async fn zookeeper_second_master_recovers_and_a_stale_writer_is_fenced() {
+    let (session, first) = zk_store().await;
+    first.recover().await.expect("recover");
+    let written = apply_ok(&first, sample_ops()).await;
+    // Another master's store on the same path, with the default chunk size.
+    let root = first_root(&first);
+    let second = ZooKeeperRegistry::open(session.zk.clone(), &root)
+        .await
+        .expect("open");
+    assert_eq!(second.recover().await.expect("recover"), written);
+    apply_ok(&second, vec![Operation::AdmitAgent(agent("a9"))]).await;
+    // The first store's view is stale now: its write is refused and nothing
+    // changes.
+    match first.apply(vec![Operation::AdmitAgent(agent("a8"))]).await {
+        Err(e @ RegistryError::Conflict { .. }) => assert!(e.is_fatal_for_leader()),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let state = second.recover().await.expect("recover");
+    assert!(state.agents.contains_key("a9"));
+    assert!(!state.agents.contains_key("a8"));
+    // Rejections are not conflicts and leave the store usable.
+    match second
+        .apply(vec![Operation::UpdateWeights(vec![("eng".into(), -1.0)])])
+        .await
+    {
+        Err(e) => assert!(e.is_rejection(), "{e}"),
+        Ok(_) => panic!("a negative weight was accepted"),
+    }
+    // Only the current snapshot is left behind.
+    let snapshots = session
+        .zk
+        .get_children(&format!("{root}/snapshots"), false)
+        .await
+        .expect("children");
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+}
+
+#[tokio::test]
+async fn zookeeper_state_of_10k_agents_spans_several_znodes() {
+    let (session, registry) = zk_store().await;
+    let ids: Vec<String> = (0..10_000).map(|i| format!("agent-{i:05}")).collect();
+    for chunk in ids.chunks(2_500) {
+        apply_ok(
+            &registry,
+            chunk
+                .iter()
+                .map(|id| Operation::AdmitAgent(agent(id)))
+                .collect(),
+        )
+        .await;
+    }
+    let root = first_root(&registry);
+    let json =
+        super::codec::encode(1, &registry.recover().await.expect("recover")).expect("encode");
+    assert!(json.len() > 1024 * 1024, "the JSON is {} bytes", json.len());
+    let small = ZooKeeperRegistry::open(session.zk.clone(), &root)
+        .await
+        .expect("open")
+        .with_chunk_bytes(64 * 1024);
+    small.recover().await.expect("recover");
+    let state = apply_ok(&small, vec![Operation::AdmitAgent(agent("extra"))]).await;
+    let snapshots = session
+        .zk
+        .get_children(&format!("{root}/snapshots"), false)
+        .await
+        .expect("children");
+    let chunks = session
+        .zk
+        .get_children(&format!("{root}/snapshots/{}", snapshots[0]), false)
+        .await
+        .expect("chunks");
+    assert!(chunks.len() > 1, "one chunk only: {chunks:?}");
+    assert_eq!(registry.recover().await.expect("recover"), state);
+    assert_eq!(state.agents.len(), 10_001);
+}
+
+fn first_root(registry: &ZooKeeperRegistry) -> String {
+    registry.root().to_owned()
 }

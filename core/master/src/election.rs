@@ -1,0 +1,201 @@
+//! Leader election in ZooKeeper, as Mesos does it.
+//!
+//! Every master creates an ephemeral sequential znode `json.info_<10-digit
+//! seq>` under the `--zk` path holding its MasterInfo as JSON; the lowest
+//! sequence leads. Clients (agents with `--master zk://`, pymesos, ...)
+//! read the lowest znode to find the leader. The leader's epoch is its
+//! sequence number plus one: sequences only grow under a path, so a newer
+//! leader always has a higher epoch than any before it.
+
+use std::sync::Arc;
+
+use corral_api::v1;
+use tokio::sync::{watch, Notify};
+use zookeeper_async::{Acl, CreateMode, ZkError};
+
+use crate::zk::{Session, SessionState};
+
+/// The prefix of the contenders' znodes.
+pub const PREFIX: &str = "json.info_";
+
+/// Errors of the election.
+#[derive(Debug, thiserror::Error)]
+pub enum ElectionError {
+    /// A ZooKeeper request failed.
+    #[error("zookeeper {what}: {error:?}")]
+    ZooKeeper {
+        /// The request.
+        what: &'static str,
+        /// The error.
+        error: ZkError,
+    },
+    /// The session expired: this master is no longer a contender.
+    #[error("zookeeper session expired")]
+    SessionExpired,
+}
+
+/// The sequence number of a contender's znode name, if it is one.
+pub fn sequence(name: &str) -> Option<u64> {
+    let seq = name.strip_prefix(PREFIX)?;
+    if seq.len() == 10 && seq.bytes().all(|b| b.is_ascii_digit()) {
+        seq.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// The leader's znode among `children`: the lowest sequence.
+pub fn leader_of(children: &[String]) -> Option<(&str, u64)> {
+    children
+        .iter()
+        .filter_map(|c| sequence(c).map(|s| (c.as_str(), s)))
+        .min_by_key(|(_, s)| *s)
+}
+
+/// `host:port` from a MasterInfo published as JSON.
+pub fn address_of(json: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let address = value.get("address")?;
+    let port = address.get("port")?.as_u64()?;
+    let host = address
+        .get("hostname")
+        .and_then(|h| h.as_str())
+        .filter(|h| !h.is_empty())
+        .or_else(|| address.get("ip").and_then(|i| i.as_str()))
+        .or_else(|| value.get("hostname").and_then(|h| h.as_str()))?;
+    Some(format!("{host}:{port}"))
+}
+
+/// A master's candidacy.
+pub struct Contender {
+    session: Arc<Session>,
+    path: String,
+    /// This master's znode name.
+    pub name: String,
+    /// Its sequence number.
+    pub sequence: u64,
+}
+
+impl Contender {
+    /// Publishes `info` under `path` and becomes a contender.
+    pub async fn enter(
+        session: Arc<Session>,
+        path: &str,
+        info: &v1::MasterInfo,
+    ) -> Result<Self, ElectionError> {
+        session
+            .ensure_path(path)
+            .await
+            .map_err(|error| ElectionError::ZooKeeper {
+                what: "create path",
+                error,
+            })?;
+        let json = corral_api::codec::to_json(info);
+        let created = session
+            .zk
+            .create(
+                &format!("{path}/{PREFIX}"),
+                json,
+                Acl::open_unsafe().clone(),
+                CreateMode::EphemeralSequential,
+            )
+            .await
+            .map_err(|error| ElectionError::ZooKeeper {
+                what: "create contender",
+                error,
+            })?;
+        let name = created.rsplit('/').next().unwrap_or_default().to_owned();
+        let sequence = sequence(&name).ok_or(ElectionError::ZooKeeper {
+            what: "create contender (unexpected name)",
+            error: ZkError::MarshallingError,
+        })?;
+        tracing::info!(path, znode = %name, "entered the leader election");
+        Ok(Self {
+            session,
+            path: path.to_owned(),
+            name,
+            sequence,
+        })
+    }
+
+    /// Waits until this master leads and returns its epoch. Meanwhile
+    /// `leader` holds the current leader's `host:port` (for redirects).
+    pub async fn lead(&self, leader: &watch::Sender<Option<String>>) -> Result<u64, ElectionError> {
+        let mut state = self.session.state();
+        loop {
+            let changed = Arc::new(Notify::new());
+            let notify = Arc::clone(&changed);
+            let children = self
+                .session
+                .zk
+                .get_children_w(&self.path, move |_| notify.notify_one())
+                .await
+                .map_err(|error| match error {
+                    ZkError::SessionExpired => ElectionError::SessionExpired,
+                    error => ElectionError::ZooKeeper {
+                        what: "list contenders",
+                        error,
+                    },
+                })?;
+            match leader_of(&children) {
+                Some((name, _)) if name == self.name => {
+                    return Ok(self.sequence + 1);
+                }
+                Some((name, seq)) => {
+                    let address = match self
+                        .session
+                        .zk
+                        .get_data(&format!("{}/{name}", self.path), false)
+                        .await
+                    {
+                        Ok((data, _)) => address_of(&data),
+                        Err(_) => None,
+                    };
+                    tracing::info!(leader = %name, sequence = seq, address = address.as_deref().unwrap_or(""), "waiting as a standby");
+                    leader.send_replace(address);
+                }
+                None => {
+                    // Our own znode vanished: the session expired.
+                    return Err(ElectionError::SessionExpired);
+                }
+            }
+            tokio::select! {
+                _ = changed.notified() => {}
+                result = state.wait_for(|s| *s == SessionState::Expired) => {
+                    let _ = result;
+                    return Err(ElectionError::SessionExpired);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowest_sequence_leads() {
+        let children: Vec<String> = [
+            "json.info_0000000012",
+            "info_0000000003",
+            "json.info_0000000010",
+            "json.info_12",
+            "log_replicas",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(leader_of(&children), Some(("json.info_0000000010", 10)));
+        assert_eq!(leader_of(&[]), None);
+    }
+
+    #[test]
+    fn reads_the_address_mesos_publishes() {
+        let json = br#"{"address":{"hostname":"m1","ip":"10.0.0.1","port":5050},"hostname":"m1","id":"x","ip":16777226,"port":5050,"version":"1.11.0"}"#;
+        assert_eq!(address_of(json).as_deref(), Some("m1:5050"));
+        let json = br#"{"address":{"ip":"10.0.0.1","port":5050}}"#;
+        assert_eq!(address_of(json).as_deref(), Some("10.0.0.1:5050"));
+        assert_eq!(address_of(b"not json"), None);
+    }
+}

@@ -1,0 +1,345 @@
+//! Masters in HA with a real ZooKeeper (Debian's 3.8, started by
+//! `scripts/zookeeper.sh` through `corral_master::testing`): leader election
+//! through `json.info_<seq>` znodes, standbys redirecting to the leader,
+//! agents finding the leader through `--master zk://`, failover after
+//! `kill -9`, and fencing when the leader's session expires.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use corral_master::testing::ZooKeeperServer;
+use corral_tests::{corral_bin, free_port, wait_for};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+struct Proc {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // A stopped process must be resumed to die of SIGKILL cleanly.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id().expect("running") as i32)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn master(dir: &std::path::Path, zk: &str, session_timeout: &str) -> Proc {
+    let port = free_port();
+    let log = dir.join(format!("master-{port}.log"));
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(corral_bin())
+        .args(["master", "--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--zk", &format!("zk://{zk}/corral"), "--quorum", "2"])
+        .args(["--zk_session_timeout", session_timeout])
+        .args([
+            "--agent_ping_timeout",
+            "500ms",
+            "--max_agent_ping_timeouts",
+            "4",
+        ])
+        .args(["--allocation_interval", "100ms"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone"))
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start master");
+    Proc { child, port, log }
+}
+
+fn agent(dir: &std::path::Path, zk: &str) -> Proc {
+    let port = free_port();
+    let log = dir.join(format!("agent-{port}.log"));
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(corral_bin())
+        .args(["agent", "--master", &format!("zk://{zk}/corral")])
+        .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--resources", "cpus:1;mem:256;ports:[31000-31010]"])
+        .args(["--registration_backoff_factor", "100ms"])
+        .arg("--work_dir")
+        .arg(dir.join(format!("agent-{port}")))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone"))
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start agent");
+    Proc { child, port, log }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+/// `Location` of `/master/redirect` on `port`, if it redirects.
+async fn redirect(port: u16) -> Option<String> {
+    let resp = client()
+        .get(format!("http://127.0.0.1:{port}/master/redirect"))
+        .send()
+        .await
+        .ok()?;
+    if resp.status() != reqwest::StatusCode::TEMPORARY_REDIRECT {
+        return None;
+    }
+    resp.headers()
+        .get("location")?
+        .to_str()
+        .ok()
+        .map(str::to_owned)
+}
+
+/// The port of the master every live master names as the leader.
+async fn agreed_leader(ports: &[u16]) -> Option<u16> {
+    let mut seen = None;
+    for &port in ports {
+        let location = redirect(port).await?;
+        let leader: u16 = location.rsplit(':').next()?.parse().ok()?;
+        if seen.is_some_and(|s| s != leader) {
+            return None;
+        }
+        seen = Some(leader);
+    }
+    seen
+}
+
+async fn slaves(port: u16) -> Vec<Value> {
+    let Ok(resp) = client()
+        .get(format!("http://127.0.0.1:{port}/master/slaves"))
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    if !resp.status().is_success() {
+        return Vec::new();
+    }
+    resp.json::<Value>()
+        .await
+        .ok()
+        .and_then(|v| v["slaves"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+async fn contenders(zk: &str) -> Vec<(String, Value)> {
+    let session =
+        corral_master::zk::Session::connect(zk, Duration::from_secs(5), Duration::from_secs(10))
+            .await
+            .expect("zookeeper");
+    let mut out = Vec::new();
+    for child in session
+        .zk
+        .get_children("/corral", false)
+        .await
+        .unwrap_or_default()
+    {
+        if child.starts_with("json.info_") {
+            let (data, _) = session
+                .zk
+                .get_data(&format!("/corral/{child}"), false)
+                .await
+                .expect("data");
+            out.push((
+                child,
+                serde_json::from_slice(&data).expect("MasterInfo JSON"),
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    let _ = session.zk.close().await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standbys_redirect_to_the_leader_and_a_standby_takes_over_after_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 3).expect("zookeeper ensemble");
+    let mut masters: Vec<Proc> = (0..3)
+        .map(|_| master(dir.path(), &zk.connect, "2secs"))
+        .collect();
+    let ports: Vec<u16> = masters.iter().map(|m| m.port).collect();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            agreed_leader(&ports).await.is_some()
+        })
+        .await,
+        "masters did not agree on a leader; logs:\n{}",
+        masters.iter().map(Proc::log).collect::<Vec<_>>().join("\n")
+    );
+    let leader = agreed_leader(&ports).await.expect("leader");
+    assert_eq!(
+        redirect(leader).await,
+        Some(format!("//127.0.0.1:{leader}"))
+    );
+
+    // The contenders' znodes, as Mesos names and fills them.
+    let published = contenders(&zk.connect).await;
+    assert_eq!(published.len(), 3, "{published:?}");
+    for (name, _) in &published {
+        let seq = name.strip_prefix("json.info_").expect("prefix");
+        assert!(
+            seq.len() == 10 && seq.bytes().all(|b| b.is_ascii_digit()),
+            "{name}"
+        );
+    }
+    let lowest = &published[0].1;
+    assert_eq!(lowest["address"]["port"], leader);
+    assert_eq!(lowest["address"]["ip"], "127.0.0.1");
+    assert!(lowest["id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(lowest["version"].as_str().is_some());
+
+    // A standby answers API calls with 307 to the leader.
+    let standby = *ports.iter().find(|p| **p != leader).expect("standby");
+    let resp = client()
+        .post(format!("http://127.0.0.1:{standby}/api/v1/scheduler"))
+        .header("content-type", "application/json")
+        .body(r#"{"type":"SUBSCRIBE"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), reqwest::StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        resp.headers()["location"].to_str().expect("ascii"),
+        format!("//127.0.0.1:{leader}/api/v1/scheduler")
+    );
+    let resp = client()
+        .get(format!("http://127.0.0.1:{standby}/master/state"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), reqwest::StatusCode::TEMPORARY_REDIRECT);
+
+    // An agent finds the leader through ZooKeeper.
+    let a = agent(dir.path(), &zk.connect);
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(leader).await.len() == 1
+        })
+        .await,
+        "agent never registered with the leader; agent log:\n{}",
+        a.log()
+    );
+    let agent_id = slaves(leader).await[0]["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+
+    // kill -9 the leader: a standby leads, the agent re-registers with it
+    // under the same AgentID, and the registry (in ZooKeeper) knew it.
+    let index = masters
+        .iter()
+        .position(|m| m.port == leader)
+        .expect("leader proc");
+    let mut old = masters.remove(index);
+    old.child.kill().await.expect("kill -9 leader");
+    let rest: Vec<u16> = masters.iter().map(|m| m.port).collect();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            // The dead leader's znode lives until its session expires.
+            agreed_leader(&rest)
+                .await
+                .is_some_and(|l| rest.contains(&l))
+        })
+        .await,
+        "no new leader; logs:\n{}",
+        masters.iter().map(Proc::log).collect::<Vec<_>>().join("\n")
+    );
+    let new_leader = agreed_leader(&rest).await.expect("new leader");
+    assert_ne!(new_leader, leader);
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(new_leader)
+                .await
+                .first()
+                .and_then(|s| s["id"].as_str())
+                == Some(agent_id.as_str())
+        })
+        .await,
+        "agent did not re-register with the new leader; agent log:\n{}",
+        a.log()
+    );
+    assert!(contenders(&zk.connect).await.len() == 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_session_expires_stops_leading_and_exits_non_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
+    let mut first = master(dir.path(), &zk.connect, "1secs");
+    let first_port = first.port;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            redirect(first_port).await == Some(format!("//127.0.0.1:{first_port}"))
+        })
+        .await,
+        "the first master did not lead; log:\n{}",
+        first.log()
+    );
+    let second = master(dir.path(), &zk.connect, "1secs");
+    let a = agent(dir.path(), &zk.connect);
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(first_port).await.len() == 1
+        })
+        .await,
+        "agent never registered; log:\n{}",
+        a.log()
+    );
+    // Freeze the leader past its session timeout: ZooKeeper expires the
+    // session, the standby leads with a higher epoch, and the agent follows.
+    nix::sys::signal::kill(first.pid(), nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let second_port = second.port;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            redirect(second_port).await == Some(format!("//127.0.0.1:{second_port}"))
+        })
+        .await,
+        "the standby did not take over; log:\n{}",
+        second.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(second_port).await.len() == 1
+        })
+        .await,
+        "agent did not move to the new leader; log:\n{}",
+        a.log()
+    );
+    // Thawed, the old leader learns its session is gone and exits non-zero.
+    nix::sys::signal::kill(first.pid(), nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    let status = tokio::time::timeout(Duration::from_secs(30), first.child.wait())
+        .await
+        .expect("the old leader did not exit")
+        .expect("wait");
+    assert!(!status.success(), "exit status {status:?}");
+    assert!(
+        first.log().contains("no longer the leader"),
+        "log:\n{}",
+        first.log()
+    );
+    // The agent stays with the new leader.
+    assert_eq!(slaves(second_port).await.len(), 1);
+}
