@@ -149,6 +149,36 @@ async fn docker_task_runs_from_the_local_image_writes_the_sandbox_and_is_killed(
         "the task's mem and cpus limit the container"
     );
 
+    // GET_CONTAINERS reports the Docker container's own usage and limits.
+    let stats_url = format!("http://{}/api/v1", agent.endpoint);
+    let last = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let reported = wait_for(LONG, || {
+        let (http, url, last) = (c.http.clone(), stats_url.clone(), last.clone());
+        async move {
+            let v: Value = match http
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json")
+                .body(r#"{"type":"GET_CONTAINERS"}"#)
+                .send()
+                .await
+            {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => return false,
+            };
+            let st = v["get_containers"]["containers"][0]["resource_statistics"].clone();
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = st.clone();
+            st["mem_limit_bytes"] == 64 * 1024 * 1024
+                && st["mem_rss_bytes"].as_u64() > Some(0)
+                && st["cpus_limit"]
+                    .as_f64()
+                    .is_some_and(|c| (c - 0.2).abs() < 0.01)
+        }
+    })
+    .await;
+    let last = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(reported, "the container's usage in GET_CONTAINERS: {last}");
+
     // Kill: httpd goes down with SIGTERM; the container is removed.
     s.call_ok(json!({"type": "KILL", "kill": {"task_id": {"value": "web"}}}))
         .await;

@@ -187,6 +187,8 @@ pub struct Executor {
     pub cgroup: Option<CgroupSpec>,
     /// The Docker container of a Docker task.
     pub docker_container: Option<String>,
+    /// That container's own cgroup (for its usage), once resolved.
+    pub docker_cgroup: Option<CgroupSpec>,
     /// Why the container was (or is being) destroyed by the agent.
     pub termination: Option<Termination>,
     /// Recovered from a checkpoint after an agent restart.
@@ -1273,6 +1275,7 @@ impl Agent {
             limits,
             cgroup: cgroup.clone(),
             docker_container,
+            docker_cgroup: None,
             termination: None,
             recovered: false,
             disk_used: None,

@@ -101,3 +101,62 @@ pub async fn list(socket: &Path, agent_id: &str) -> Result<Vec<String>, DockerEr
         .map(|n| n.trim_start_matches('/').to_string())
         .collect())
 }
+
+/// The cgroup of a running container (cgroupfs or systemd driver), with
+/// its cpu shares and memory limit, for its usage statistics.
+pub async fn container_cgroup(
+    socket: &Path,
+    name: &str,
+) -> Result<Option<crate::isolation::CgroupSpec>, DockerError> {
+    use bollard::query_parameters::InspectContainerOptions;
+    let d = connect(socket).await?;
+    let info = match d
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(i) => i,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return Ok(None),
+        Err(e) => {
+            return Err(DockerError {
+                socket: socket.display().to_string(),
+                message: format!("cannot inspect {name}: {e}"),
+            })
+        }
+    };
+    let Some(id) = info.id.filter(|i| !i.is_empty()) else {
+        return Ok(None);
+    };
+    if !info.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
+        return Ok(None);
+    }
+    let Some(version) = crate::isolation::detect_version() else {
+        return Ok(None);
+    };
+    let host = info.host_config.unwrap_or_default();
+    let parent = host.cgroup_parent.filter(|p| !p.is_empty());
+    let systemd = crate::isolation::v1_mount("memory")
+        .map(|m| m.join("system.slice").join(format!("docker-{id}.scope")))
+        .is_some_and(|p| p.is_dir())
+        || std::path::Path::new(crate::isolation::CGROUP_ROOT)
+            .join("system.slice")
+            .join(format!("docker-{id}.scope"))
+            .is_dir();
+    let path = match (parent, systemd) {
+        (Some(p), _) => format!("{}/{id}", p.trim_matches('/')),
+        (None, true) => format!("system.slice/docker-{id}.scope"),
+        (None, false) => format!("docker/{id}"),
+    };
+    Ok(Some(crate::isolation::CgroupSpec {
+        path,
+        version,
+        cpu_shares: Some(host.cpu_shares.filter(|s| *s > 0).unwrap_or(1024) as u64),
+        cfs_quota_us: host.cpu_quota.filter(|q| *q > 0),
+        cfs_period_us: host
+            .cpu_quota
+            .filter(|q| *q > 0)
+            .map(|_| host.cpu_period.filter(|p| *p > 0).unwrap_or(100_000) as u64),
+        mem_limit_bytes: host.memory.filter(|m| *m > 0).map(|m| m as u64),
+    }))
+}

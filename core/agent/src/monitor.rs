@@ -71,6 +71,46 @@ fn to_statistics(u: &Usage, limits: &Limits, cgroup: Option<&CgroupSpec>) -> Res
 }
 
 impl Agent {
+    /// Finds the cgroups of running Docker tasks' containers (once each).
+    pub async fn resolve_docker_cgroups(&self, socket: &std::path::Path) {
+        let pending: Vec<(String, String, String)> = {
+            let st = lock(&self.state);
+            st.frameworks
+                .iter()
+                .flat_map(|(fw_id, fw)| {
+                    fw.executors.values().filter_map(move |ex| {
+                        match (&ex.docker_container, &ex.docker_cgroup, ex.phase) {
+                            (Some(name), None, ExecutorPhase::Running) => Some((
+                                fw_id.clone(),
+                                ex.info.executor_id.value.clone(),
+                                name.clone(),
+                            )),
+                            _ => None,
+                        }
+                    })
+                })
+                .collect()
+        };
+        for (fw, ex, name) in pending {
+            match crate::docker::container_cgroup(socket, &name).await {
+                Ok(Some(cg)) => {
+                    if let Some(e) = lock(&self.state)
+                        .frameworks
+                        .get_mut(&fw)
+                        .and_then(|f| f.executors.get_mut(&ex))
+                    {
+                        tracing::debug!(container = %name, cgroup = %cg.path, "docker container cgroup");
+                        e.docker_cgroup = Some(cg);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(container = %name, error = %e, "cannot resolve the docker container's cgroup")
+                }
+            }
+        }
+    }
+
     /// Usage of every live container. Reads happen outside the state lock.
     pub fn container_stats(&self) -> Vec<ContainerStats> {
         let mut out = Vec::new();
@@ -96,7 +136,8 @@ impl Agent {
                             container_id: ex.container_id.clone(),
                             pid: ex.process.as_ref().map(|p| p.pid()),
                             statistics: ResourceStatistics::default(),
-                            cgroup: ex.cgroup.clone(),
+                            // A Docker task's usage is its container's.
+                            cgroup: ex.docker_cgroup.clone().or_else(|| ex.cgroup.clone()),
                         },
                         ex.limits,
                         usage,
@@ -219,7 +260,8 @@ impl Agent {
 /// [`OOM_CHECK_INTERVAL`], disk/du every `--container_disk_watch_interval`.
 pub async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
     let iso = agent.config.isolation.clone();
-    if !iso.cgroups_mem && !iso.disk_du {
+    let docker = agent.config.docker_socket.clone();
+    if !iso.cgroups_mem && !iso.disk_du && docker.is_none() {
         return;
     }
     let disk_every = agent
@@ -235,6 +277,9 @@ pub async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
         let measure_disk = Instant::now() >= next_disk;
         if measure_disk {
             next_disk = Instant::now() + disk_every;
+        }
+        if let Some(socket) = &docker {
+            agent.resolve_docker_cgroups(socket).await;
         }
         let a = agent.clone();
         if tokio::task::spawn_blocking(move || a.monitor_pass(measure_disk))

@@ -170,6 +170,7 @@ impl Agent {
                         },
                         cgroup: c.cgroup.clone(),
                         docker_container: c.docker_container.clone(),
+                        docker_cgroup: None,
                         termination: None,
                         recovered: true,
                         disk_used: None,

@@ -81,6 +81,7 @@ fn fixture() -> (tempfile::TempDir, Arc<Agent>, Router) {
             limits: Default::default(),
             cgroup: None,
             docker_container: None,
+            docker_cgroup: None,
             termination: None,
             recovered: false,
             disk_used: None,
