@@ -1319,6 +1319,68 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// Subscribes to the master at `base` (`http://host:port`), following
+    /// no redirect: for masters outside a [`Cluster`] (HA tests). When
+    /// `framework_info` has an `id` it is a re-subscription. `Err` carries
+    /// the status and body of a refusal.
+    pub async fn subscribe_to(
+        base: &str,
+        encoding: Encoding,
+        framework_info: Value,
+    ) -> Result<Scheduler, String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut call = json!({
+            "type": "SUBSCRIBE",
+            "subscribe": {"framework_info": framework_info},
+        });
+        if let Some(id) = framework_info.get("id") {
+            call["framework_id"] = id.clone();
+        }
+        let url = format!("{base}/api/v1/scheduler");
+        let resp = http
+            .post(&url)
+            .header(CONTENT_TYPE, encoding.content_type())
+            .header("Accept", encoding.content_type())
+            .body(encode_call(encoding, &call))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        if status != StatusCode::OK {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(format!("SUBSCRIBE answered {status}: {text}"));
+        }
+        let stream_id = headers
+            .get("Mesos-Stream-Id")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no Mesos-Stream-Id")?
+            .to_string();
+        let mut events = EventStream::spawn_scheduler(resp, encoding);
+        let first = events.next(TIMEOUT).await?;
+        if first["type"] != "SUBSCRIBED" {
+            return Err(format!("first event: {first}"));
+        }
+        let framework_id = first["subscribed"]["framework_id"]["value"]
+            .as_str()
+            .ok_or("SUBSCRIBED without framework_id")?
+            .to_string();
+        Ok(Scheduler {
+            http,
+            url,
+            encoding,
+            stream_id,
+            framework_id,
+            headers,
+            subscribed: first,
+            events,
+        })
+    }
+
     /// `{"value": framework id}`.
     pub fn fid(&self) -> Value {
         json!({"value": self.framework_id})

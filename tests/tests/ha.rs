@@ -7,9 +7,13 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use corral_api::codec::Encoding;
+use corral_master::registry::{Registry, ZooKeeperRegistry};
 use corral_master::testing::ZooKeeperServer;
-use corral_tests::{corral_bin, free_port, wait_for};
-use serde_json::Value;
+use corral_tests::{
+    command_task, corral_bin, default_framework_info, free_port, wait_for, Scheduler,
+};
+use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 struct Proc {
@@ -42,6 +46,10 @@ impl Proc {
 }
 
 fn master(dir: &std::path::Path, zk: &str, session_timeout: &str) -> Proc {
+    master_with(dir, zk, session_timeout, &[])
+}
+
+fn master_with(dir: &std::path::Path, zk: &str, session_timeout: &str, extra: &[&str]) -> Proc {
     let port = free_port();
     let log = dir.join(format!("master-{port}.log"));
     let file = std::fs::File::create(&log).expect("log file");
@@ -56,6 +64,7 @@ fn master(dir: &std::path::Path, zk: &str, session_timeout: &str) -> Proc {
             "4",
         ])
         .args(["--allocation_interval", "100ms"])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("clone"))
@@ -342,4 +351,266 @@ async fn a_leader_whose_session_expires_stops_leading_and_exits_non_zero() {
     );
     // The agent stays with the new leader.
     assert_eq!(slaves(second_port).await.len(), 1);
+}
+
+/// Waits until one of `masters` leads (as all of them say) and returns its
+/// index.
+async fn leader_index(masters: &[Proc]) -> usize {
+    let ports: Vec<u16> = masters.iter().map(|m| m.port).collect();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            agreed_leader(&ports)
+                .await
+                .is_some_and(|l| ports.contains(&l))
+        })
+        .await,
+        "no leader among {ports:?}; logs:\n{}",
+        masters.iter().map(Proc::log).collect::<Vec<_>>().join("\n")
+    );
+    let leader = agreed_leader(&ports).await.expect("leader");
+    ports.iter().position(|p| *p == leader).expect("index")
+}
+
+/// Acknowledges `task_id`'s updates until one has `state`.
+async fn until_state(s: &mut Scheduler, task_id: &str, state: &str) -> Value {
+    loop {
+        let status = s.next_update(task_id).await;
+        s.acknowledge(&status).await;
+        if status["state"] == state {
+            return status;
+        }
+    }
+}
+
+async fn registry_at(zk: &str) -> corral_master::registry::RegistryState {
+    let session =
+        corral_master::zk::Session::connect(zk, Duration::from_secs(5), Duration::from_secs(10))
+            .await
+            .expect("zookeeper");
+    let store = ZooKeeperRegistry::open(session.zk.clone(), "/corral/registry")
+        .await
+        .expect("registry");
+    let state = store.recover().await.expect("recover");
+    let _ = session.zk.close().await;
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_the_leader_while_launching_the_framework_resubscribes_and_reconciles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
+    let mut masters: Vec<Proc> = (0..2)
+        .map(|_| master(dir.path(), &zk.connect, "1secs"))
+        .collect();
+    let first = leader_index(&masters).await;
+    let a = agent(dir.path(), &zk.connect);
+    let leader_port = masters[first].port;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(leader_port).await.len() == 1
+        })
+        .await,
+        "agent never registered; log:\n{}",
+        a.log()
+    );
+    let agent_id = slaves(leader_port).await[0]["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    // Admitted into the registry in ZooKeeper.
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            registry_at(&zk.connect)
+                .await
+                .agents
+                .contains_key(&agent_id)
+        })
+        .await
+    );
+
+    let mut info = default_framework_info("failover");
+    info["failover_timeout"] = json!(300.0);
+    let mut s = Scheduler::subscribe_to(
+        &format!("http://127.0.0.1:{leader_port}"),
+        Encoding::Json,
+        info.clone(),
+    )
+    .await
+    .expect("subscribe");
+    let fid = s.framework_id.clone();
+    let offers = s.offers().await;
+    s.launch(
+        &offers[0],
+        vec![command_task("before", &agent_id, "sleep 300", 0.1, 32.0)],
+    )
+    .await;
+    until_state(&mut s, "before", "TASK_RUNNING").await;
+    // Launch another and kill -9 the leader at once.
+    let offers = s.offers().await;
+    s.launch(
+        &offers[0],
+        vec![command_task("during", &agent_id, "sleep 300", 0.1, 32.0)],
+    )
+    .await;
+    let mut old = masters.remove(first);
+    old.child.kill().await.expect("kill -9");
+    drop(s);
+
+    let next = leader_index(&masters).await;
+    let new_port = masters[next].port;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(new_port)
+                .await
+                .first()
+                .and_then(|a| a["id"].as_str())
+                == Some(agent_id.as_str())
+        })
+        .await,
+        "agent did not re-register; log:\n{}",
+        a.log()
+    );
+    // The framework re-subscribes with its FrameworkID and learns, by
+    // reconciliation, that its tasks still run.
+    info["id"] = json!({"value": fid});
+    let mut s = Scheduler::subscribe_to(
+        &format!("http://127.0.0.1:{new_port}"),
+        Encoding::Json,
+        info,
+    )
+    .await
+    .expect("re-subscribe");
+    assert_eq!(s.framework_id, fid);
+    s.call_ok(json!({"type": "RECONCILE", "reconcile": {"tasks": [
+        {"task_id": {"value": "before"}}, {"task_id": {"value": "during"}}
+    ]}}))
+    .await;
+    let mut states = std::collections::BTreeMap::new();
+    while states.len() < 2 {
+        let ev = s
+            .events
+            .wait(Duration::from_secs(30), |e| e["type"] == "UPDATE")
+            .await
+            .expect("reconciliation updates");
+        let status = &ev["update"]["status"];
+        if status["uuid"].is_string() {
+            s.acknowledge(status).await;
+        }
+        if status["reason"] == "REASON_RECONCILIATION" {
+            states.insert(
+                status["task_id"]["value"].as_str().unwrap_or("").to_owned(),
+                status["state"].as_str().unwrap_or("").to_owned(),
+            );
+        }
+    }
+    assert_eq!(states["before"], "TASK_RUNNING", "{states:?}");
+    assert!(
+        matches!(
+            states["during"].as_str(),
+            "TASK_RUNNING" | "TASK_STARTING" | "TASK_STAGING" | "TASK_LOST" | "TASK_UNKNOWN"
+        ),
+        "{states:?}"
+    );
+    // No task was launched twice: one executor run each on the agent.
+    let runs = |task: &str| {
+        let dir = dir
+            .path()
+            .join(format!("agent-{}", a.port))
+            .join("slaves")
+            .join(&agent_id)
+            .join("frameworks")
+            .join(&fid)
+            .join("executors")
+            .join(task)
+            .join("runs");
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name() != "latest")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(runs("before"), 1);
+    assert!(runs("during") <= 1);
+    // Offers flow again from the new leader, with new ids.
+    let offers = s.offers().await;
+    assert!(!offers.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_while_an_agent_is_partitioned_marks_it_unreachable_after_the_reregister_timeout()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
+    let extra = ["--agent_reregister_timeout", "2secs"];
+    let mut masters: Vec<Proc> = (0..2)
+        .map(|_| master_with(dir.path(), &zk.connect, "1secs", &extra))
+        .collect();
+    let first = leader_index(&masters).await;
+    let a = agent(dir.path(), &zk.connect);
+    let leader_port = masters[first].port;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(leader_port).await.len() == 1
+        })
+        .await,
+        "agent never registered; log:\n{}",
+        a.log()
+    );
+    let agent_id = slaves(leader_port).await[0]["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            registry_at(&zk.connect)
+                .await
+                .agents
+                .contains_key(&agent_id)
+        })
+        .await
+    );
+    nix::sys::signal::kill(a.pid(), nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let mut old = masters.remove(first);
+    old.child.kill().await.expect("kill -9");
+    let next = leader_index(&masters).await;
+    // Not erased: unreachable, in the registry every master reads.
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            registry_at(&zk.connect)
+                .await
+                .unreachable
+                .contains_key(&agent_id)
+        })
+        .await,
+        "agent not marked unreachable; log:\n{}",
+        masters[next].log()
+    );
+    let state = registry_at(&zk.connect).await;
+    assert!(!state.agents.contains_key(&agent_id));
+    assert!(!state.gone.contains_key(&agent_id));
+    assert!(masters[next]
+        .log()
+        .contains("did not re-register after failover"));
+    // Thawed, it comes back and is admitted again.
+    nix::sys::signal::kill(a.pid(), nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    let port = masters[next].port;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(port).await.len() == 1
+        })
+        .await,
+        "agent did not come back; log:\n{}",
+        a.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            registry_at(&zk.connect)
+                .await
+                .agents
+                .contains_key(&agent_id)
+        })
+        .await
+    );
 }

@@ -116,6 +116,7 @@ pub struct Actor {
     next_ping: u64,
     inputs: mpsc::Sender<Input>,
     epoch: u64,
+    registry: Option<mpsc::UnboundedSender<Vec<crate::registry::Operation>>>,
 }
 
 impl Actor {
@@ -133,7 +134,18 @@ impl Actor {
             next_ping: 0,
             inputs,
             epoch: 1,
+            registry: None,
         }
+    }
+
+    /// Sends the registry operations of transitions to `writer`, which
+    /// applies them in order.
+    pub fn with_registry_writer(
+        mut self,
+        writer: mpsc::UnboundedSender<Vec<crate::registry::Operation>>,
+    ) -> Self {
+        self.registry = Some(writer);
+        self
     }
 
     /// Sets the leader's epoch carried by every message to agents.
@@ -391,6 +403,11 @@ impl Actor {
                     self.agents.remove(&agent_id);
                 }
                 Effect::Operator(event) => self.send_operators(&event),
+                Effect::Registry(ops) => {
+                    if let Some(writer) = &self.registry {
+                        let _ = writer.send(ops);
+                    }
+                }
             }
         }
     }

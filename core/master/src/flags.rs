@@ -51,6 +51,19 @@ pub struct MasterFlags {
         default_value_t = 5
     )]
     pub max_agent_ping_timeouts: u32,
+    /// After a failover, how long admitted agents have to re-register
+    /// before they are marked unreachable.
+    #[arg(long = "agent_reregister_timeout", env = "MESOS_AGENT_REREGISTER_TIMEOUT", default_value = "10mins", value_parser = duration)]
+    pub agent_reregister_timeout: Duration,
+    /// The most agents (a percentage of those recovered, e.g. `100%`) the
+    /// master marks unreachable after `--agent_reregister_timeout`; past it
+    /// none are (a safety net against a mass outage after failover).
+    #[arg(
+        long = "recovery_agent_removal_limit",
+        env = "MESOS_RECOVERY_AGENT_REMOVAL_LIMIT",
+        default_value = "100%"
+    )]
+    pub recovery_agent_removal_limit: String,
     /// Interval of HEARTBEAT events on scheduler and operator streams.
     #[arg(long = "heartbeat_interval", env = "MESOS_HEARTBEAT_INTERVAL", default_value = "15secs", value_parser = duration)]
     pub heartbeat_interval: Duration,
@@ -110,6 +123,14 @@ impl MasterFlags {
             ),
             ("agent_ping_timeout".to_string(), d(self.agent_ping_timeout)),
             ("zk_session_timeout".to_string(), d(self.zk_session_timeout)),
+            (
+                "agent_reregister_timeout".to_string(),
+                d(self.agent_reregister_timeout),
+            ),
+            (
+                "recovery_agent_removal_limit".to_string(),
+                self.recovery_agent_removal_limit.clone(),
+            ),
             (
                 "max_agent_ping_timeouts".to_string(),
                 self.max_agent_ping_timeouts.to_string(),
@@ -185,6 +206,22 @@ pub fn parse_roles(text: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Parses `--recovery_agent_removal_limit` (`50%`, `100%`, or a fraction
+/// `0.5`) into a fraction in [0, 1].
+pub fn parse_removal_limit(value: &str) -> Result<f64, String> {
+    let v = value.trim();
+    let fraction = match v.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => v.parse::<f64>(),
+    }
+    .map_err(|_| format!("'{value}' is not a percentage"))?;
+    if (0.0..=1.0).contains(&fraction) {
+        Ok(fraction)
+    } else {
+        Err(format!("'{value}' is not between 0% and 100%"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +238,14 @@ mod tests {
         assert!(parse_weights("/bad=1").is_err());
         assert_eq!(parse_roles("a,b/c").unwrap(), vec!["a", "b/c"]);
         assert!(parse_roles("a,..").is_err());
+    }
+
+    #[test]
+    fn removal_limit_forms() {
+        assert_eq!(super::parse_removal_limit("100%"), Ok(1.0));
+        assert_eq!(super::parse_removal_limit("50%"), Ok(0.5));
+        assert_eq!(super::parse_removal_limit("0.25"), Ok(0.25));
+        assert!(super::parse_removal_limit("150%").is_err());
+        assert!(super::parse_removal_limit("lots").is_err());
     }
 }

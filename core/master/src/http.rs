@@ -427,6 +427,18 @@ pub async fn operator_api(
             teardown(&shared, t.framework_id.value).await?;
             return Ok(StatusCode::OK.into_response());
         }
+        T::MarkAgentGone => {
+            let Some(agent_id) = call.mark_agent_gone.map(|g| g.agent_id.value) else {
+                return Err(HttpError(
+                    StatusCode::BAD_REQUEST,
+                    "Expecting 'mark_agent_gone' to be present".into(),
+                ));
+            };
+            query(&shared, move |m, now| m.mark_agent_gone(&agent_id, now))
+                .await?
+                .map_err(|message| HttpError(StatusCode::BAD_REQUEST, message))?;
+            return Ok(StatusCode::OK.into_response());
+        }
         T::UpdateWeights => {
             let Some(u) = call.update_weights else {
                 return Err(HttpError(

@@ -103,6 +103,12 @@ pub async fn run(
         })?),
         None => None,
     };
+    flags::parse_removal_limit(&flags.recovery_agent_removal_limit).map_err(|message| {
+        MasterError::Flag {
+            flag: "recovery_agent_removal_limit",
+            message,
+        }
+    })?;
     if flags.quorum == Some(0) {
         return Err(MasterError::Flag {
             flag: "quorum",
@@ -260,13 +266,51 @@ pub async fn run(
     master.roles_whitelist = whitelist.map(|w| w.into_iter().collect());
     master.set_weights(&flag_weights);
     master.apply_registry(&recovered);
+    master.recover_agents(
+        &recovered,
+        state::Clock {
+            mono: std::time::Duration::ZERO,
+            wall: corral_api::ids::now_secs(),
+        },
+    );
     tracing::info!(
         weights = recovered.weights.len(),
         quotas = recovered.quotas.len(),
         "registry recovered"
     );
     let (tx, rx) = mpsc::channel(actor::INPUT_CAPACITY);
-    let actor = actor::Actor::new(master, tx.clone()).with_epoch(epoch);
+    // The registry writer: applies the operations of state transitions
+    // (agents admitted, unreachable, gone) in order, batching what queued
+    // up. A conflict or a lost session means another master leads.
+    let (writer_tx, mut writer_rx) = mpsc::unbounded_channel::<Vec<registry::Operation>>();
+    let (fatal_tx, mut fatal_rx) = tokio::sync::watch::channel::<Option<String>>(None);
+    let writer_registry = Arc::clone(&registry);
+    tokio::spawn(async move {
+        while let Some(mut ops) = writer_rx.recv().await {
+            while let Ok(more) = writer_rx.try_recv() {
+                ops.extend(more);
+            }
+            if let Err(e) = writer_registry.apply(ops.clone()).await {
+                if e.is_fatal_for_leader() {
+                    let _ = fatal_tx.send(Some(e.to_string()));
+                    return;
+                }
+                if e.is_rejection() {
+                    // One refused operation must not drop the others.
+                    for op in ops {
+                        if let Err(e) = writer_registry.apply(vec![op]).await {
+                            tracing::warn!(error = %e, "registry operation refused");
+                        }
+                    }
+                } else {
+                    tracing::error!(error = %e, "registry write failed");
+                }
+            }
+        }
+    });
+    let actor = actor::Actor::new(master, tx.clone())
+        .with_epoch(epoch)
+        .with_registry_writer(writer_tx);
     let actor_task = tokio::spawn({
         let mut stop = stop_rx.clone();
         async move {
@@ -291,11 +335,17 @@ pub async fn run(
     leader_tx.send_replace(Some(format!("{hostname}:{}", local.port())));
     let mut expired = session_state.as_ref().map(|(state, _, _)| state.clone());
     let lost = async move {
-        match expired.as_mut() {
-            Some(state) => {
-                let _ = state.wait_for(|s| *s == zk::SessionState::Expired).await;
+        let session = async {
+            match expired.as_mut() {
+                Some(state) => {
+                    let _ = state.wait_for(|s| *s == zk::SessionState::Expired).await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            None => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = session => {}
+            _ = fatal_rx.wait_for(|f| f.is_some()) => {}
         }
     };
     tokio::select! {
@@ -304,8 +354,10 @@ pub async fn run(
             // Fencing: stop acting as leader at once (no more messages to
             // agents or frameworks) and exit non-zero.
             actor_task.abort();
-            tracing::error!(epoch, "zookeeper session expired: no longer the leader; exiting");
-            return Err(MasterError::LostLeadership("zookeeper session expired".into()));
+            tracing::error!(epoch, "zookeeper session expired or registry taken over: no longer the leader; exiting");
+            return Err(MasterError::LostLeadership(
+                "zookeeper session expired or another master wrote the registry".into(),
+            ));
         }
     }
     server

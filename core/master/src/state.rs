@@ -57,6 +57,9 @@ pub enum Effect {
     },
     /// Publish an event to operator API subscribers.
     Operator(op::Event),
+    /// Write these operations to the registry (in order, after the ones
+    /// before).
+    Registry(Vec<crate::registry::Operation>),
 }
 
 /// Wall-clock and monotonic time of an input.
@@ -249,10 +252,28 @@ pub struct Master {
     pub quotas: BTreeMap<String, v1::quota::QuotaConfig>,
     /// `--roles`: when set, the only roles frameworks may use besides `*`.
     pub roles_whitelist: Option<BTreeSet<String>>,
+    /// Agents the registry holds as admitted.
+    pub admitted: BTreeSet<String>,
+    /// Agents the registry holds as unreachable, with the wall time they
+    /// became so.
+    pub unreachable: BTreeMap<String, (v1::AgentInfo, f64)>,
+    /// Agents marked gone: they never come back.
+    pub gone: BTreeSet<String>,
+    /// Admitted agents recovered from the registry that have not
+    /// re-registered with this master yet, and when their time is up.
+    pub recovering: BTreeMap<String, v1::AgentInfo>,
+    /// When recovering agents that did not come back become unreachable.
+    pub reregister_deadline: Option<Duration>,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
     out: Vec<Effect>,
+}
+
+fn wall_time(wall: f64) -> v1::TimeInfo {
+    v1::TimeInfo {
+        nanoseconds: (wall * 1e9) as i64,
+    }
 }
 
 /// Whether a task state is terminal.
@@ -330,6 +351,11 @@ impl Master {
             weights: BTreeMap::new(),
             quotas: BTreeMap::new(),
             roles_whitelist: None,
+            admitted: BTreeSet::new(),
+            unreachable: BTreeMap::new(),
+            gone: BTreeSet::new(),
+            recovering: BTreeMap::new(),
+            reregister_deadline: None,
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,
@@ -378,6 +404,166 @@ impl Master {
             self.allocator.update_quota(role, Some(&quota_of(config)));
             self.quotas.insert(role.clone(), config.clone());
         }
+    }
+
+    /// Takes the agents of a registry recovered at startup (or on becoming
+    /// leader): admitted agents have `--agent_reregister_timeout` to come
+    /// back; unreachable and gone agents stay so.
+    pub fn recover_agents(&mut self, state: &crate::registry::RegistryState, now: Clock) {
+        self.admitted = state.agents.keys().cloned().collect();
+        self.unreachable = state
+            .unreachable
+            .iter()
+            .map(|(id, u)| {
+                (
+                    id.clone(),
+                    (u.info.clone(), u.since.nanoseconds as f64 / 1e9),
+                )
+            })
+            .collect();
+        self.gone = state.gone.keys().cloned().collect();
+        self.recovering = state
+            .agents
+            .iter()
+            .filter(|(id, _)| !self.agents.contains_key(*id))
+            .map(|(id, info)| (id.clone(), info.clone()))
+            .collect();
+        self.reregister_deadline =
+            (!self.recovering.is_empty()).then(|| now.mono + self.flags.agent_reregister_timeout);
+        tracing::info!(
+            admitted = self.admitted.len(),
+            unreachable = self.unreachable.len(),
+            gone = self.gone.len(),
+            "agents recovered from the registry"
+        );
+    }
+
+    /// Recovered agents that did not re-register in time become
+    /// unreachable, unless more of them than `--recovery_agent_removal_limit`
+    /// allows would (then none are, and the operator is told).
+    fn expire_recovering(&mut self, now: Clock) {
+        if self
+            .reregister_deadline
+            .is_none_or(|deadline| now.mono < deadline)
+        {
+            return;
+        }
+        self.reregister_deadline = None;
+        let missing: Vec<(String, v1::AgentInfo)> =
+            std::mem::take(&mut self.recovering).into_iter().collect();
+        if missing.is_empty() {
+            return;
+        }
+        let limit = crate::flags::parse_removal_limit(&self.flags.recovery_agent_removal_limit)
+            .unwrap_or(1.0);
+        let recovered = self.admitted.len().max(missing.len());
+        if missing.len() as f64 > limit * recovered as f64 {
+            tracing::error!(
+                missing = missing.len(),
+                recovered,
+                limit = %self.flags.recovery_agent_removal_limit,
+                "too many agents did not re-register after failover; none are marked unreachable"
+            );
+            self.counters.inc("master/recovery_slave_removals_refused");
+            return;
+        }
+        let mut ops = Vec::new();
+        for (id, info) in missing {
+            tracing::warn!(agent_id = %id, "agent did not re-register after failover; marking it unreachable");
+            self.admitted.remove(&id);
+            self.unreachable.insert(id.clone(), (info, now.wall));
+            ops.push(crate::registry::Operation::MarkUnreachable {
+                agent_id: id,
+                since: wall_time(now.wall),
+            });
+            self.counters.inc("master/recovery_slave_removals");
+        }
+        self.out.push(Effect::Registry(ops));
+    }
+
+    /// MARK_AGENT_GONE: the agent never comes back; its tasks are
+    /// TASK_GONE_BY_OPERATOR and it is told to shut down.
+    pub fn mark_agent_gone(&mut self, agent_id: &str, now: Clock) -> Result<(), String> {
+        if self.gone.contains(agent_id) {
+            return Ok(());
+        }
+        let known = self.agents.contains_key(agent_id)
+            || self.admitted.contains(agent_id)
+            || self.unreachable.contains_key(agent_id)
+            || self.recovering.contains_key(agent_id);
+        if !known {
+            return Err(format!("unknown agent {agent_id}"));
+        }
+        // Its tasks are killed if it still runs them; it is refused if it
+        // tries to register again.
+        let kills: Vec<(String, v1::TaskId)> = self
+            .frameworks
+            .values()
+            .flat_map(|fw| {
+                fw.tasks
+                    .values()
+                    .filter(|t| t.agent_id.value == agent_id && !is_terminal(t.state))
+                    .map(|t| (fw.id.clone(), t.task_id.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (fid, tid) in kills {
+            self.emit_agent(
+                agent_id,
+                ToAgent::KillTask(internal::KillTask {
+                    framework_id: v1::FrameworkId { value: fid },
+                    task_id: tid,
+                    kill_policy: None,
+                }),
+            );
+        }
+        self.rescind_agent_offers(agent_id);
+        if self.agents.remove(agent_id).is_some() {
+            self.allocator.remove_agent(agent_id);
+        }
+        let mut updates = Vec::new();
+        for fw in self.frameworks.values_mut() {
+            fw.executors.retain(|(a, _), _| a != agent_id);
+            for t in fw.tasks.values() {
+                if t.agent_id.value == agent_id
+                    && (!is_terminal(t.state) || t.state == TaskState::TaskUnreachable as i32)
+                {
+                    updates.push((fw.id.clone(), t.task_id.clone()));
+                }
+            }
+        }
+        for (fid, tid) in updates {
+            let status = self.master_status(
+                &tid,
+                Some(agent_id),
+                TaskState::TaskGoneByOperator,
+                Reason::AgentRemovedByOperator,
+                "Agent was marked gone by the operator",
+                now,
+            );
+            self.apply_master_status(&fid, status);
+        }
+        self.admitted.remove(agent_id);
+        self.unreachable.remove(agent_id);
+        self.recovering.remove(agent_id);
+        self.gone.insert(agent_id.to_owned());
+        self.out.push(Effect::Registry(vec![
+            crate::registry::Operation::MarkGone {
+                agent_id: agent_id.to_owned(),
+                since: wall_time(now.wall),
+            },
+        ]));
+        self.emit_op(op::Event {
+            r#type: Some(op::event::Type::AgentRemoved as i32),
+            agent_removed: Some(op::event::AgentRemoved {
+                agent_id: v1::AgentId {
+                    value: agent_id.to_string(),
+                },
+            }),
+            ..Default::default()
+        });
+        tracing::info!(agent_id, "agent marked gone");
+        Ok(())
     }
 
     fn emit_fw(&mut self, framework_id: &str, event: scheduler::Event) {
@@ -1660,6 +1846,13 @@ impl Master {
             }
         };
         info.id = Some(v1::AgentId { value: id.clone() });
+        if self.gone.contains(&id) {
+            return Err(format!("agent {id} has been marked gone"));
+        }
+        // Coming back from a partition (or after a failover that outlasted
+        // --agent_reregister_timeout): partition-aware frameworks' tasks
+        // continue, the others' were reported lost and are killed now.
+        let returning = self.unreachable.contains_key(&id);
         let known = self.agents.contains_key(&id);
         if known {
             // Re-registration: outstanding offers on it are stale.
@@ -1705,6 +1898,7 @@ impl Master {
         // What the agent runs, per framework, becomes its used resources.
         let mut used: BTreeMap<String, Resources> = BTreeMap::new();
         let mut tasks_to_shutdown = BTreeSet::new();
+        let mut tasks_to_kill: Vec<(String, v1::TaskId)> = Vec::new();
         let reported: BTreeSet<(String, String)> = reg
             .tasks
             .iter()
@@ -1718,6 +1912,24 @@ impl Master {
             };
             if is_terminal(t.state) && !fw.tasks.contains_key(&t.task_id.value) {
                 continue;
+            }
+            if !is_terminal(t.state) {
+                let lost_here = !fw.tasks.contains_key(&t.task_id.value)
+                    && fw.completed_tasks.iter().any(|m| {
+                        m.task_id == t.task_id
+                            && (m.state == TaskState::TaskLost as i32
+                                || m.state == TaskState::TaskUnreachable as i32)
+                    });
+                if lost_here || (returning && !fw.tasks.contains_key(&t.task_id.value)) {
+                    if fw.partition_aware() {
+                        // The task continues; the master learns its state.
+                        fw.completed_tasks.retain(|m| m.task_id != t.task_id);
+                        fw.tasks.insert(t.task_id.value.clone(), t.clone());
+                    } else {
+                        tasks_to_kill.push((fid.clone(), t.task_id.clone()));
+                        continue;
+                    }
+                }
             }
             let entry = fw
                 .tasks
@@ -1808,11 +2020,20 @@ impl Master {
                 pings_outstanding: 0,
             },
         );
-        self.counters.inc(if known {
-            "master/slave_reregistrations"
-        } else {
-            "master/slave_registrations"
-        });
+        self.counters
+            .inc(if known || returning || self.recovering.contains_key(&id) {
+                "master/slave_reregistrations"
+            } else {
+                "master/slave_registrations"
+            });
+        self.recovering.remove(&id);
+        if returning || !self.admitted.contains(&id) {
+            self.unreachable.remove(&id);
+            self.admitted.insert(id.clone());
+            self.out.push(Effect::Registry(vec![
+                crate::registry::Operation::AdmitAgent(info.clone()),
+            ]));
+        }
         self.emit_agent(
             &id,
             ToAgent::Registered(internal::Registered {
@@ -1821,6 +2042,18 @@ impl Master {
                 ping_interval_seconds: self.flags.agent_ping_timeout.as_secs_f64(),
             }),
         );
+        // After Registered, so that the agent's session is there for them.
+        for (fid, tid) in tasks_to_kill {
+            tracing::info!(agent_id = %id, framework_id = %fid, task_id = %tid.value, "killing a task of a framework that is not partition-aware on a returning agent");
+            self.emit_agent(
+                &id,
+                ToAgent::KillTask(internal::KillTask {
+                    framework_id: v1::FrameworkId { value: fid },
+                    task_id: tid,
+                    kill_policy: None,
+                }),
+            );
+        }
         if let Some(view) = self.agent_view(&id) {
             self.emit_op(op::Event {
                 r#type: Some(op::event::Type::AgentAdded as i32),
@@ -1855,10 +2088,20 @@ impl Master {
     /// (unreachable for partition-aware frameworks).
     pub fn remove_agent(&mut self, agent_id: &str, now: Clock) {
         self.rescind_agent_offers(agent_id);
-        let Some(_agent) = self.agents.remove(agent_id) else {
+        let Some(agent) = self.agents.remove(agent_id) else {
             return;
         };
         self.allocator.remove_agent(agent_id);
+        if self.admitted.remove(agent_id) {
+            self.out.push(Effect::Registry(vec![
+                crate::registry::Operation::MarkUnreachable {
+                    agent_id: agent_id.to_owned(),
+                    since: wall_time(now.wall),
+                },
+            ]));
+        }
+        self.unreachable
+            .insert(agent_id.to_owned(), (agent.info.clone(), now.wall));
         let mut updates = Vec::new();
         for fw in self.frameworks.values_mut() {
             fw.executors.retain(|(a, _), _| a != agent_id);
@@ -2250,6 +2493,7 @@ impl Master {
         for aid in gone {
             self.remove_agent(&aid, now);
         }
+        self.expire_recovering(now);
     }
 
     /// Sends a ping to every connected agent; an agent with too many
