@@ -79,8 +79,27 @@ async fn docker_task_runs_from_the_local_image_writes_the_sandbox_and_is_killed(
         port,
         "web",
     );
+    // A health check of the container's port 8080 (probed on its host port).
+    let mut task = task;
+    task["health_check"] = json!({
+        "type": "HTTP",
+        "http": {"port": 8080, "path": "/index.html"},
+        "delay_seconds": 0.0,
+        "interval_seconds": 0.2,
+        "grace_period_seconds": 60.0,
+    });
     s.launch(&offer, vec![task]).await;
     s.follow("web", "TASK_RUNNING").await;
+    let healthy = s
+        .events
+        .wait(LONG, |e| {
+            e["type"] == "UPDATE"
+                && e["update"]["status"]["task_id"]["value"] == "web"
+                && e["update"]["status"]["healthy"] == true
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the BRIDGE task becomes healthy: {e}\n{}", c.logs()));
+    s.acknowledge(&healthy["update"]["status"]).await;
     let sandbox = agent.sandbox(&s.framework_id, "web");
 
     // Output reaches the sandbox files; the volume is the sandbox's `data`.

@@ -176,6 +176,40 @@ async fn fetches_plain_executable_extracted_and_cached_uris_and_fails_on_404() {
         "{failed}"
     );
 
+    // A task group's URIs are fetched into its default executor's sandbox.
+    let offer = loop {
+        let offers = s.offers().await;
+        if let Some(o) = offers.iter().find(|o| {
+            corral_tests::scalar_of(&o["resources"], "cpus") >= 0.2
+                && corral_tests::scalar_of(&o["resources"], "mem") >= 64.0
+        }) {
+            break o.clone();
+        }
+        s.decline(&offers, 0.0).await;
+    };
+    let grouped = with_uris(
+        command_task("grouped", &agent.id, "cat plain.txt", 0.1, 32.0),
+        json!([{"value": server.url("/plain.txt")}]),
+    );
+    s.accept(
+        &offer,
+        json!([{
+            "type": "LAUNCH_GROUP",
+            "launch_group": {
+                "executor": {
+                    "type": "DEFAULT",
+                    "executor_id": {"value": "group-exec"},
+                    "framework_id": {"value": fid},
+                    "resources": corral_tests::scalars(0.1, 32.0),
+                },
+                "task_group": {"tasks": [grouped]},
+            }
+        }]),
+    )
+    .await;
+    s.follow("grouped", "TASK_FINISHED").await;
+    assert_eq!(server.hits("/plain.txt"), 2);
+
     let metrics_ok = wait_for(Duration::from_secs(10), || async {
         let v: Value = match c.http.get(agent.url("/metrics/snapshot")).send().await {
             Ok(r) => r.json().await.unwrap_or(Value::Null),

@@ -1240,7 +1240,17 @@ impl Agent {
             ExecutorKind::Command => tasks.first().and_then(|t| t.command.as_ref()),
             _ => info.command.as_ref(),
         };
-        let uris = command.map(|c| c.uris.clone()).unwrap_or_default();
+        let mut uris = command.map(|c| c.uris.clone()).unwrap_or_default();
+        if kind == ExecutorKind::Default {
+            // The default executor's tasks share its sandbox: their URIs
+            // are fetched into it before it starts.
+            uris.extend(
+                tasks
+                    .iter()
+                    .filter_map(|t| t.command.as_ref())
+                    .flat_map(|c| c.uris.iter().cloned()),
+            );
+        }
         let user = command
             .and_then(|c| c.user.clone())
             .filter(|u| !u.is_empty())

@@ -612,9 +612,25 @@ impl Executor {
         let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
+        // BRIDGE Docker tasks: checks name container ports.
+        let mappings: Vec<(u32, u32)> = task
+            .info
+            .container
+            .as_ref()
+            .filter(|_| task.docker.is_some())
+            .and_then(|c| c.docker.as_ref())
+            .filter(|d| d.network == Some(container_info::docker_info::Network::Bridge as i32))
+            .map(|d| {
+                d.port_mappings
+                    .iter()
+                    .map(|m| (m.host_port, m.container_port))
+                    .collect()
+            })
+            .unwrap_or_default();
         if let Some(hc) = &task.info.health_check {
             match health::from_health_check(hc) {
                 Ok((probe, schedule)) => {
+                    let probe = probe.map_ports(&mappings);
                     let tx = self.internal_tx.clone();
                     let task_id = id.to_string();
                     task.checkers.push(health::spawn_health(
@@ -637,6 +653,7 @@ impl Executor {
         if let Some(c) = &task.info.check {
             match health::from_check(c) {
                 Ok((probe, schedule)) => {
+                    let probe = probe.map_ports(&mappings);
                     let tx = self.internal_tx.clone();
                     let task_id = id.to_string();
                     task.checkers.push(health::spawn_check(

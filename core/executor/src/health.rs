@@ -36,6 +36,35 @@ pub(crate) enum Probe {
     Tcp { port: u16 },
 }
 
+impl Probe {
+    /// For a Docker task on BRIDGE networking the check names the
+    /// container's port; it is probed on the host port mapped to it.
+    pub(crate) fn map_ports(self, mappings: &[(u32, u32)]) -> Probe {
+        let map = |p: u16| {
+            mappings
+                .iter()
+                .find(|(_, container)| *container == u32::from(p))
+                .and_then(|(host, _)| u16::try_from(*host).ok())
+                .unwrap_or(p)
+        };
+        match self {
+            Probe::Http {
+                scheme,
+                port,
+                path,
+                statuses,
+            } => Probe::Http {
+                scheme,
+                port: map(port),
+                path,
+                statuses,
+            },
+            Probe::Tcp { port } => Probe::Tcp { port: map(port) },
+            other => other,
+        }
+    }
+}
+
 /// Timing and thresholds.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Schedule {
@@ -361,6 +390,14 @@ mod tests {
             ..Default::default()
         };
         assert!(from_health_check(&bad).is_err());
+    }
+
+    #[test]
+    fn docker_ports_map_to_host_ports() {
+        let p = Probe::Tcp { port: 8080 }.map_ports(&[(31000, 8080)]);
+        assert_eq!(p, Probe::Tcp { port: 31000 });
+        let p = Probe::Tcp { port: 9000 }.map_ports(&[(31000, 8080)]);
+        assert_eq!(p, Probe::Tcp { port: 9000 });
     }
 
     #[tokio::test]
