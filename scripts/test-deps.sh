@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Python test dependencies of Corral's compatibility suite:
-# a venv with the unmodified PyPI package pymesos 0.3.15.
+# a venv with the unmodified PyPI package pymesos 0.3.15, and kazoo for its
+# zk:// master detection.
 #
 #   scripts/test-deps.sh            # venv at $REPO/target/pyenv
 #   CORRAL_PYENV=/some/dir scripts/test-deps.sh
@@ -19,13 +20,15 @@ PYTHON_BIN="${PYTHON:-python3}"
 
 PYMESOS_VERSION=0.3.15
 HTTP_PARSER_VERSION=0.9.0
+# pymesos follows a zk:// master URL through kazoo (an optional dependency).
+KAZOO_VERSION=2.10.0
 
 log() { echo "[test-deps] $*"; }
 
 PY="$PYENV/bin/python"
 
-if [ -x "$PY" ] && "$PY" -c 'import pymesos' >/dev/null 2>&1; then
-    log "pymesos already installed in $PYENV"
+if [ -x "$PY" ] && "$PY" -c 'import pymesos, kazoo' >/dev/null 2>&1; then
+    log "pymesos and kazoo already installed in $PYENV"
     echo "$PY"
     exit 0
 fi
@@ -63,6 +66,8 @@ fi
 
 log "installing pymesos==$PYMESOS_VERSION"
 "${PIP[@]}" install --quiet "pymesos==$PYMESOS_VERSION"
+log "installing kazoo==$KAZOO_VERSION (pymesos' ZooKeeper master detection)"
+"${PIP[@]}" install --quiet "kazoo==$KAZOO_VERSION"
 
-"$PY" -c 'import pymesos, http_parser.parser; print("[test-deps] pymesos OK:", pymesos.__file__)'
+"$PY" -c 'import pymesos, kazoo, http_parser.parser; print("[test-deps] pymesos OK:", pymesos.__file__)'
 echo "$PY"

@@ -614,3 +614,99 @@ async fn failover_while_an_agent_is_partitioned_marks_it_unreachable_after_the_r
         .await
     );
 }
+
+fn python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("CORRAL_PYTHON") {
+        return p.into();
+    }
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
+    assert!(
+        p.exists(),
+        "pymesos venv missing at {}: run scripts/test-deps.sh (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymesos_with_a_zk_url_finds_the_leader_and_the_next_one_after_failover() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
+    let mut masters: Vec<Proc> = (0..2)
+        .map(|_| master(dir.path(), &zk.connect, "1secs"))
+        .collect();
+    let first = leader_index(&masters).await;
+    let a = agent(dir.path(), &zk.connect);
+    let leader_port = masters[first].port;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(leader_port).await.len() == 1
+        })
+        .await,
+        "agent never registered; log:\n{}",
+        a.log()
+    );
+    let stderr_log = dir.path().join("pymesos.log");
+    let mut peer = Command::new(python())
+        .arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pymesos/failover.py"))
+        .args([
+            "--master",
+            &format!("zk://{}/corral", zk.connect),
+            "--timeout",
+            "90",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_log).expect("log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start pymesos peer");
+    let mut lines = tokio::io::BufReader::new(peer.stdout.take().expect("stdout")).lines();
+    let peer_log = || std::fs::read_to_string(&stderr_log).unwrap_or_default();
+    let running: Value = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("pymesos never ran its task; log:\n{}", peer_log()))
+            .expect("read")
+            .unwrap_or_else(|| panic!("pymesos exited; log:\n{}", peer_log()));
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            if v["event"] == "running" {
+                break v;
+            }
+        }
+    };
+    assert_eq!(running["master"], format!("127.0.0.1:{leader_port}"));
+    let mut old = masters.remove(first);
+    old.child.kill().await.expect("kill -9");
+    let new_port = masters[leader_index(&masters).await].port;
+
+    let mut summary = None;
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("pymesos did not finish; log:\n{}", peer_log()))
+    {
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            if v.get("masters").is_some() {
+                summary = Some(v);
+            }
+        }
+    }
+    let status = peer.wait().await.expect("wait");
+    assert!(
+        status.success(),
+        "pymesos failed ({status:?}); log:\n{}",
+        peer_log()
+    );
+    let summary = summary.unwrap_or_else(|| panic!("no summary; log:\n{}", peer_log()));
+    assert_eq!(
+        summary["masters"],
+        json!([
+            format!("127.0.0.1:{leader_port}"),
+            format!("127.0.0.1:{new_port}")
+        ]),
+        "{summary}"
+    );
+    assert_eq!(summary["reconciled"], "TASK_RUNNING", "{summary}");
+}
