@@ -189,15 +189,18 @@ pub fn unframe(data: &[u8]) -> Result<&[u8], String> {
     }
     let mut len = [0u8; 8];
     len.copy_from_slice(&data[MAGIC.len()..MAGIC.len() + 8]);
-    let len = u64::from_le_bytes(len) as usize;
     let start = MAGIC.len() + 8;
-    if data.len() != start + len + 8 {
+    let promised = usize::try_from(u64::from_le_bytes(len))
+        .ok()
+        .and_then(|l| l.checked_add(start + 8));
+    let Some(total) = promised.filter(|t| *t == data.len()) else {
         return Err(format!(
             "truncated or extended: {} bytes, the header promises {}",
             data.len(),
-            start + len + 8
+            u64::from_le_bytes(len).saturating_add((start + 8) as u64)
         ));
-    }
+    };
+    let len = total - start - 8;
     let payload = &data[start..start + len];
     let mut sum = [0u8; 8];
     sum.copy_from_slice(&data[start + len..]);
@@ -718,6 +721,10 @@ mod tests {
         bad[10] ^= 1;
         assert!(unframe(&bad).is_err());
         assert!(unframe(b"garbage").is_err());
+        // A length that cannot be: no overflow, an error.
+        let mut huge = f.clone();
+        huge[7..15].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(unframe(&huge).is_err());
     }
 
     #[test]
