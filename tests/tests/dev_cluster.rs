@@ -158,3 +158,83 @@ async fn corral_dev_runs_a_pymesos_framework_and_stops_cleanly() {
         "daemons still running after corral dev stopped: {daemons:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corral_dev_with_three_masters_elects_a_leader_with_its_own_zookeeper_and_stops_it() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let port = free_port_block(4);
+    let mut dev = tokio::process::Command::new(corral_bin())
+        .args(["dev", "--masters", "3", "--agents", "1"])
+        .args(["--port", &port.to_string()])
+        .args(["--resources", "cpus:1;mem:512;disk:512;ports:[31000-31010]"])
+        .arg("--work_dir")
+        .arg(work.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start corral dev");
+    let dev_pid = dev.id().expect("pid");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let leader = || async {
+        let r = no_redirects
+            .get(format!("http://127.0.0.1:{port}/master/redirect"))
+            .send()
+            .await
+            .ok()?;
+        let location = r.headers().get("location")?.to_str().ok()?.to_owned();
+        location.rsplit(':').next()?.parse::<u16>().ok()
+    };
+    // Any master's metrics lead to the leader's (standbys redirect).
+    let metrics = format!("http://127.0.0.1:{port}/metrics/snapshot");
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            let Ok(r) = reqwest::get(&metrics).await else {
+                return false;
+            };
+            let Ok(v) = r.json::<Value>().await else {
+                return false;
+            };
+            v["master/slaves_active"].as_f64() == Some(1.0)
+        })
+        .await,
+        "corral dev --masters 3 did not come up with its agent"
+    );
+    let first = leader().await.expect("a leader");
+    assert!((port..port + 3).contains(&first));
+    let zk_pid: i32 = std::fs::read_to_string(work.path().join("zookeeper/node1/pid"))
+        .expect("zookeeper pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(alive(zk_pid));
+    // (Besides them, a shell watches corral dev to stop ZooKeeper if it dies.)
+    let daemons: Vec<i32> = pids_of_children(dev_pid)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "corral")
+        })
+        .collect();
+    assert_eq!(daemons.len(), 4, "3 masters + 1 agent, got {daemons:?}");
+
+    // SIGTERM stops everything, ZooKeeper included.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dev_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal corral dev");
+    let status = tokio::time::timeout(Duration::from_secs(60), dev.wait())
+        .await
+        .expect("corral dev stops within 60s")
+        .expect("wait");
+    assert!(status.success(), "corral dev exited with {status}");
+    assert!(daemons.iter().all(|p| !alive(*p)), "{daemons:?}");
+    assert!(
+        wait_for(Duration::from_secs(10), || async { !alive(zk_pid) }).await,
+        "zookeeper still running"
+    );
+}

@@ -57,7 +57,13 @@ struct DevArgs {
     /// Number of agents.
     #[arg(long, default_value_t = 1)]
     agents: u16,
-    /// Master port; agents take the following ports.
+    /// Number of masters. More than one runs them in HA with leader
+    /// election through a ZooKeeper that `corral dev` starts (Debian's
+    /// ZooKeeper 3.8 via scripts/zookeeper.sh) and stops.
+    #[arg(long, default_value_t = 1)]
+    masters: u16,
+    /// First master port; further masters and then agents take the
+    /// following ports.
     #[arg(long, default_value_t = 5050)]
     port: u16,
     /// IP address every daemon listens on.
@@ -187,39 +193,76 @@ async fn dev(args: DevArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&work)
         .with_context(|| format!("cannot create --work_dir {}", work.display()))?;
+    if args.masters == 0 {
+        bail!("--masters must be at least 1");
+    }
+    // Handlers first: a SIGTERM during start-up stops the cluster once up
+    // instead of killing this process and orphaning its daemons.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let master_addr = format!("{}:{}", args.ip, args.port);
     let client = reqwest::Client::new();
     let mut children = Children(Vec::new());
 
-    let master = tokio::process::Command::new(&exe)
-        .args(["master", "--ip", &args.ip, "--port", &args.port.to_string()])
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start the master")?;
-    children.0.push(("master".into(), master));
-    let health = format!("http://{master_addr}/health");
-    let up = wait_until("the master", Duration::from_secs(20), || {
-        let c = client.clone();
-        let url = health.clone();
-        async move {
-            c.get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
+    // With several masters: our own ZooKeeper, stopped when we return.
+    let zookeeper = if args.masters > 1 {
+        let dir = work.join("zookeeper");
+        let server = tokio::task::spawn_blocking(move || {
+            corral_master::testing::ZooKeeperServer::start(&dir, 1)
+        })
+        .await
+        .context("zookeeper start")?
+        .context("cannot start ZooKeeper (scripts/zookeeper.sh)")?;
+        Some(server)
+    } else {
+        None
+    };
+    let zk_url = zookeeper
+        .as_ref()
+        .map(|z| format!("zk://{}/corral", z.connect));
+    let mut masters = Vec::new();
+    for m in 0..args.masters {
+        let port = args.port + m;
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(["master", "--ip", &args.ip, "--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(zk) = &zk_url {
+            cmd.args(["--zk", zk])
+                .args(["--quorum", &(args.masters / 2 + 1).to_string()])
+                .args(["--zk_session_timeout", "5secs"]);
         }
-    })
-    .await;
-    if let Err(e) = up {
-        children.stop().await;
-        return Err(e);
+        let master = cmd.spawn().context("cannot start a master")?;
+        children.0.push((format!("master {m} (:{port})"), master));
+        masters.push(format!("{}:{port}", args.ip));
     }
+    for addr in &masters {
+        let health = format!("http://{addr}/health");
+        let up = wait_until("the masters", Duration::from_secs(30), || {
+            let c = client.clone();
+            let url = health.clone();
+            async move {
+                c.get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        if let Err(e) = up {
+            children.stop().await;
+            return Err(e);
+        }
+    }
+    let agent_master = zk_url.clone().unwrap_or_else(|| master_addr.clone());
+    let first_agent_port = args.port + args.masters;
 
     for i in 0..args.agents {
-        let port = args.port + 1 + i;
+        let port = first_agent_port + i;
         let dir = work.join(format!("agent-{i}"));
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.args(["agent", "--master", &master_addr, "--ip", &args.ip])
+        cmd.args(["agent", "--master", &agent_master, "--ip", &args.ip])
             .args(["--port", &port.to_string()])
             .arg("--work_dir")
             .arg(&dir)
@@ -262,23 +305,42 @@ async fn dev(args: DevArgs) -> Result<()> {
         println!("{component:<14} {url:<34} {notes}");
     };
     row("COMPONENT", "URL", "NOTES");
-    row(
-        "master",
-        &format!("http://{master_addr}"),
-        "scheduler API /api/v1/scheduler, state /master/state",
-    );
+    for (m, addr) in masters.iter().enumerate() {
+        row(
+            &format!("master {m}"),
+            &format!("http://{addr}"),
+            if masters.len() > 1 {
+                "leader or standby (standbys redirect to the leader)"
+            } else {
+                "scheduler API /api/v1/scheduler, state /master/state"
+            },
+        );
+    }
+    if let (Some(z), Some(url)) = (&zookeeper, &zk_url) {
+        row(
+            "zookeeper",
+            &z.connect,
+            &format!("masters elect a leader under {url}"),
+        );
+    }
     for i in 0..args.agents {
         row(
             &format!("agent {i}"),
-            &format!("http://{}:{}", args.ip, args.port + 1 + i),
+            &format!("http://{}:{}", args.ip, first_agent_port + i),
             "executor API /api/v1/executor, files /files/browse",
         );
     }
     println!();
-    println!("Point a Mesos framework at {master_addr}. Press Ctrl-C to stop.");
+    match &zk_url {
+        Some(url) => {
+            println!("Point a Mesos framework at {url} (or any master). Press Ctrl-C to stop.")
+        }
+        None => println!("Point a Mesos framework at {master_addr}. Press Ctrl-C to stop."),
+    }
 
     tokio::select! {
-        _ = terminated() => eprintln!("stopping the dev cluster"),
+        _ = sigterm.recv() => eprintln!("stopping the dev cluster"),
+        _ = sigint.recv() => eprintln!("stopping the dev cluster"),
         exited = async {
             // Report the first daemon that dies on its own.
             loop {
@@ -292,5 +354,6 @@ async fn dev(args: DevArgs) -> Result<()> {
         } => eprintln!("{} exited unexpectedly ({}); stopping the dev cluster", exited.0, exited.1),
     }
     children.stop().await;
+    drop(zookeeper);
     Ok(())
 }
