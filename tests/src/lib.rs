@@ -1036,6 +1036,11 @@ impl Drop for Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        for flag in &self.opts.agent_flags {
+            if let Some(root) = flag.strip_prefix("--cgroups_root=") {
+                remove_cgroups_root(root);
+            }
+        }
         if failing && std::env::var_os("CORRAL_KEEP_TEST_DIRS").is_some() {
             let path =
                 std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir")).keep();
@@ -1568,6 +1573,54 @@ pub fn require_cgroups() {
         v1 || v2,
         "this test needs cgroups mounted at /sys/fs/cgroup (v1 cpu+memory hierarchies or v2)"
     );
+}
+
+/// A `--cgroups_root` of its own for one cluster (removed with it).
+pub fn unique_cgroups_root() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("corral-test-{}-{n}", std::process::id())
+}
+
+/// Removes a test cluster's cgroups root and the container cgroups left in
+/// it (their processes are gone by then; any left are killed first).
+fn remove_cgroups_root(root: &str) {
+    if root.is_empty() || root.contains("..") || root.starts_with('/') {
+        return;
+    }
+    let mut dirs: Vec<PathBuf> = ["cpu", "cpuacct", "memory", "pids", ""]
+        .iter()
+        .map(|h| Path::new("/sys/fs/cgroup").join(h).join(root))
+        .filter(|d| d.is_dir())
+        .collect();
+    dirs.dedup();
+    for d in dirs {
+        let children: Vec<PathBuf> = std::fs::read_dir(&d)
+            .map(|it| {
+                it.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for c in children.iter().chain(std::iter::once(&d)) {
+            for _ in 0..50 {
+                let procs = std::fs::read_to_string(c.join("cgroup.procs")).unwrap_or_default();
+                let pids: Vec<i32> = procs
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect();
+                if pids.is_empty() {
+                    break;
+                }
+                for pid in pids {
+                    signal(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = std::fs::remove_dir(c);
+        }
+    }
 }
 
 /// The directory of cgroup controller `controller` holding `path`

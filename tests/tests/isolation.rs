@@ -18,7 +18,7 @@ fn cgroup_options() -> ClusterOptions {
         agent_flags: vec![
             "--isolation=cgroups/cpu,cgroups/mem".into(),
             "--cgroups_enable_cfs".into(),
-            format!("--cgroups_root=corral-test-{}", std::process::id()),
+            format!("--cgroups_root={}", corral_tests::unique_cgroups_root()),
         ],
         ..Default::default()
     }

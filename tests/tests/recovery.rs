@@ -22,7 +22,7 @@ fn options() -> ClusterOptions {
     ClusterOptions {
         agent_flags: vec![
             "--isolation=cgroups/cpu,cgroups/mem".into(),
-            format!("--cgroups_root=corral-test-{}", std::process::id()),
+            format!("--cgroups_root={}", corral_tests::unique_cgroups_root()),
             // Executors retry every <= 5 s; give them room on a busy machine.
             "--executor_reregistration_timeout=10secs".into(),
         ],

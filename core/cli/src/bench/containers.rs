@@ -373,6 +373,22 @@ async fn run_phase(
     })
 }
 
+/// Removes the benchmark's (by now empty) container cgroups and its root.
+fn remove_cgroups_root(root: &str) {
+    for h in ["cpu", "cpuacct", "memory", ""] {
+        let dir = Path::new("/sys/fs/cgroup").join(h).join(root);
+        if !dir.is_dir() {
+            continue;
+        }
+        if let Ok(children) = std::fs::read_dir(&dir) {
+            for c in children.flatten().filter(|c| c.path().is_dir()) {
+                let _ = std::fs::remove_dir(c.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
 fn per_1000(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1000.0 / n.max(1) as f64
 }
@@ -395,6 +411,7 @@ pub async fn run(args: Args) -> Result<()> {
         std::env::temp_dir().join(format!("corral-bench-containers-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let master_addr = format!("127.0.0.1:{}", args.port);
+    let cgroups_root = format!("corral-bench-{}", std::process::id());
     let master = spawn(
         &exe,
         &[
@@ -420,7 +437,7 @@ pub async fn run(args: Args) -> Result<()> {
             total * 8.0 + 1024.0
         ),
         format!("--isolation={isolation}"),
-        format!("--cgroups_root=corral-bench-{}", std::process::id()),
+        format!("--cgroups_root={cgroups_root}"),
         "--executor_registration_timeout=10mins".into(),
         "--executor_shutdown_grace_period=5secs".into(),
     ];
@@ -475,6 +492,7 @@ pub async fn run(args: Args) -> Result<()> {
     .await;
     agent.stop().await;
     master.stop().await;
+    remove_cgroups_root(&cgroups_root);
     let figures = match result {
         Ok(f) => {
             let _ = std::fs::remove_dir_all(&dir);
