@@ -267,3 +267,40 @@ async fn command_user_runs_the_container_as_that_user() {
     let owner = std::fs::metadata(sandbox.join("mine")).expect("file").uid();
     assert_eq!(owner, nobody.uid.as_raw(), "the task wrote as nobody");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_rlimits_are_set_by_the_launcher() {
+    let c = Cluster::start(ClusterOptions::default()).await;
+    let mut s = c.subscribe(Encoding::Json).await;
+    let offer = s.offers().await.remove(0);
+    let agent = c.agents[0].clone();
+    let mut task = command_task("limited", &agent.id, "ulimit -n; ulimit -c", 0.1, 32.0);
+    task["container"] = json!({
+        "type": "MESOS",
+        "rlimit_info": {"rlimits": [
+            {"type": "RLMT_NOFILE", "soft": 123, "hard": 456},
+            {"type": "RLMT_CORE"},
+        ]},
+    });
+    s.launch(&offer, vec![task]).await;
+    s.follow("limited", "TASK_FINISHED").await;
+    let out = std::fs::read_to_string(agent.sandbox(&s.framework_id, "limited").join("stdout"))
+        .unwrap_or_default();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, vec!["123", "unlimited"], "{out}");
+
+    // Invalid rlimits fail the launch with a message.
+    let offer = s.offers().await.remove(0);
+    let mut bad = command_task("bad-limits", &agent.id, "true", 0.1, 32.0);
+    bad["container"] = json!({
+        "type": "MESOS",
+        "rlimit_info": {"rlimits": [{"type": "RLMT_NOFILE", "soft": 10, "hard": 5}]},
+    });
+    s.launch(&offer, vec![bad]).await;
+    let failed = s.follow("bad-limits", "TASK_FAILED").await;
+    let message = failed
+        .last()
+        .map(|f| f["message"].to_string())
+        .unwrap_or_default();
+    assert!(message.contains("RLMT_NOFILE"), "{message}");
+}
