@@ -635,6 +635,24 @@ impl Master {
                 if self.completed_frameworks.iter().any(|f| f.id == id) {
                     return Err(format!("Framework {id} has been removed"));
                 }
+                match self.frameworks.get(&id) {
+                    // Another principal's framework.
+                    Some(fw)
+                        if fw.info.principal.is_some() && fw.info.principal != info.principal =>
+                    {
+                        return Err(format!(
+                            "Framework {id} is registered with another principal"
+                        ));
+                    }
+                    Some(_) => {}
+                    // Unknown: only while agents may still re-register after a
+                    // failover (they bring back the frameworks they run) is an
+                    // unknown FrameworkID taken as one this master will learn.
+                    None if self.reregister_deadline.is_none() => {
+                        return Err(format!("Framework {id} is not known to this master"));
+                    }
+                    None => {}
+                }
                 id
             }
             None => {

@@ -78,21 +78,6 @@ impl ZooKeeperServer {
             script: dir.to_owned(),
             source,
         })?;
-        // The watchdog first, so that nothing outlives this process.
-        let watchdog = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; exec \"$0\" stop \"$1\"",
-            pid = std::process::id()
-        );
-        let _ = Command::new("setsid")
-            .arg("sh")
-            .arg("-c")
-            .arg(&watchdog)
-            .arg(&script)
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
         let out = Command::new("bash")
             .arg(&script)
             .arg("start")
@@ -106,21 +91,50 @@ impl ZooKeeperServer {
                 source,
             })?;
         if !out.status.success() {
+            let _ = Command::new("bash")
+                .arg(&script)
+                .arg("stop")
+                .arg(dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             return Err(ZooKeeperServerError::Failed(
                 String::from_utf8_lossy(&out.stderr).into_owned(),
             ));
         }
-        let connect = String::from_utf8_lossy(&out.stdout)
+        let mut server = Self {
+            dir: dir.to_owned(),
+            connect: String::new(),
+            ports: (0..nodes).map(|i| base + i).collect(),
+        };
+        // A watchdog stops the servers by pid when this process exits,
+        // however it exits (even if `dir` is gone by then).
+        let pids: Vec<String> = (0..usize::from(nodes))
+            .filter_map(|i| server.pid(i))
+            .map(|p| p.to_string())
+            .collect();
+        let watchdog = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 1; done; \
+             kill -CONT {pids} 2>/dev/null; kill {pids} 2>/dev/null; sleep 5; kill -9 {pids} 2>/dev/null",
+            me = std::process::id(),
+            pids = pids.join(" ")
+        );
+        let _ = Command::new("setsid")
+            .arg("sh")
+            .arg("-c")
+            .arg(&watchdog)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        server.connect = String::from_utf8_lossy(&out.stdout)
             .lines()
             .last()
             .unwrap_or_default()
             .trim()
             .to_owned();
-        Ok(Self {
-            dir: dir.to_owned(),
-            connect,
-            ports: (0..nodes).map(|i| base + i).collect(),
-        })
+        Ok(server)
     }
 
     /// The pid of node `i` (0-based), if it runs.

@@ -131,10 +131,15 @@ impl Session {
         });
         let zk = Arc::new(zk);
         // The first request is queued until the session is established.
-        match tokio::time::timeout(connect_timeout, zk.exists("/", false)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(ZkError::ConnectionLoss),
+        let first = match tokio::time::timeout(connect_timeout, zk.exists("/", false)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ZkError::ConnectionLoss),
+        };
+        if let Err(e) = first {
+            // Closing stops the client's reconnect loop.
+            let _ = zk.close().await;
+            return Err(e);
         }
         tx.send_if_modified(|current| {
             if *current == SessionState::Disconnected {
@@ -180,6 +185,11 @@ impl Session {
             state: rx,
             timeout,
         })
+    }
+
+    /// Ends the session (its ephemeral znodes go at once).
+    pub async fn close(&self) {
+        let _ = self.zk.close().await;
     }
 
     /// The session's state, updated as it changes.

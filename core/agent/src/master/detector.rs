@@ -42,40 +42,38 @@ pub fn address_of(json: &[u8]) -> Option<String> {
 /// Finds the leading master's `host:port`.
 pub async fn detect(url: &str) -> Result<String, String> {
     let (servers, path) = split(url).ok_or_else(|| format!("invalid ZooKeeper URL {url}"))?;
-    let lookup = async {
-        let zk = ZooKeeper::connect(servers, TIMEOUT, NoWatch)
-            .await
-            .map_err(|e| format!("cannot connect to {servers}: {e:?}"))?;
-        let result = async {
-            let children = zk
-                .get_children(path, false)
-                .await
-                .map_err(|e| format!("cannot list {path}: {e:?}"))?;
-            let leader = children
-                .iter()
-                .filter_map(|c| {
-                    let seq = c.strip_prefix(PREFIX)?;
-                    (seq.len() == 10)
-                        .then(|| seq.parse::<u64>().ok())
-                        .flatten()
-                        .map(|s| (s, c))
-                })
-                .min()
-                .map(|(_, c)| c.clone())
-                .ok_or_else(|| format!("no leading master under {path}"))?;
-            let (data, _) = zk
-                .get_data(&format!("{path}/{leader}"), false)
-                .await
-                .map_err(|e| format!("cannot read {path}/{leader}: {e:?}"))?;
-            address_of(&data).ok_or_else(|| format!("{path}/{leader} holds no master address"))
-        }
-        .await;
-        let _ = zk.close().await;
-        result
-    };
-    tokio::time::timeout(TIMEOUT, lookup)
+    let zk = ZooKeeper::connect(servers, TIMEOUT, NoWatch)
         .await
-        .map_err(|_| format!("ZooKeeper at {servers} did not answer in time"))?
+        .map_err(|e| format!("cannot connect to {servers}: {e:?}"))?;
+    let lookup = async {
+        let children = zk
+            .get_children(path, false)
+            .await
+            .map_err(|e| format!("cannot list {path}: {e:?}"))?;
+        let leader = children
+            .iter()
+            .filter_map(|c| {
+                let seq = c.strip_prefix(PREFIX)?;
+                (seq.len() == 10)
+                    .then(|| seq.parse::<u64>().ok())
+                    .flatten()
+                    .map(|s| (s, c))
+            })
+            .min()
+            .map(|(_, c)| c.clone())
+            .ok_or_else(|| format!("no leading master under {path}"))?;
+        let (data, _) = zk
+            .get_data(&format!("{path}/{leader}"), false)
+            .await
+            .map_err(|e| format!("cannot read {path}/{leader}: {e:?}"))?;
+        address_of(&data).ok_or_else(|| format!("{path}/{leader} holds no master address"))
+    };
+    let result = tokio::time::timeout(TIMEOUT, lookup)
+        .await
+        .unwrap_or_else(|_| Err(format!("ZooKeeper at {servers} did not answer in time")));
+    // Always close: a dropped client keeps reconnecting in the background.
+    let _ = zk.close().await;
+    result
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use anyhow::Result;
 
 pub mod allocator;
 pub mod containers;
+pub mod failover;
 
 /// Which benchmark to run.
 #[derive(clap::Subcommand)]
@@ -14,6 +15,9 @@ pub enum BenchCommand {
     /// Container launch and destroy throughput on one real agent
     /// (command tasks, then Docker tasks).
     Containers(containers::Args),
+    /// Master failover time (leader killed) at N simulated agents, with a
+    /// real ZooKeeper and two real masters.
+    Failover(failover::Args),
 }
 
 /// Runs a benchmark.
@@ -24,6 +28,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             .enable_all()
             .build()?
             .block_on(containers::run(args)),
+        BenchCommand::Failover(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(failover::run(args)),
     }
 }
 

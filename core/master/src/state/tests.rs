@@ -544,3 +544,177 @@ fn acknowledging_running_with_a_terminal_latest_state_keeps_the_task_open() {
     assert!(fw.tasks.is_empty());
     assert_eq!(fw.completed_tasks.len(), 1);
 }
+
+fn resubscribe(m: &mut Master, id: &str, principal: Option<&str>) -> Result<String, String> {
+    let call = scheduler::Call {
+        framework_id: Some(v1::FrameworkId { value: id.into() }),
+        r#type: Some(scheduler::call::Type::Subscribe as i32),
+        subscribe: Some(scheduler::call::Subscribe {
+            framework_info: v1::FrameworkInfo {
+                id: Some(v1::FrameworkId { value: id.into() }),
+                user: "root".into(),
+                name: "again".into(),
+                principal: principal.map(str::to_owned),
+                failover_timeout: Some(10.0),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    m.subscribe(&call, "stream-again", at(1))
+}
+
+fn registry_ops(effects: &[Effect]) -> Vec<crate::registry::Operation> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Registry(ops) => Some(ops.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn unknown_expired_or_foreign_framework_ids_are_refused_without_change() {
+    let mut m = master();
+    let before = m.frameworks.len();
+    assert!(resubscribe(&mut m, "nobody", None)
+        .unwrap_err()
+        .contains("not known"));
+    assert_eq!(m.frameworks.len(), before);
+    // Expired (removed after its failover timeout).
+    let fid = subscribe(&mut m, "fw", &[]);
+    m.framework_disconnected(&fid, "stream-fw", at(0));
+    m.expire(at(11));
+    assert!(resubscribe(&mut m, &fid, None)
+        .unwrap_err()
+        .contains("removed"));
+    // Another principal's framework.
+    let call = scheduler::Call {
+        r#type: Some(scheduler::call::Type::Subscribe as i32),
+        subscribe: Some(scheduler::call::Subscribe {
+            framework_info: v1::FrameworkInfo {
+                user: "root".into(),
+                name: "owned".into(),
+                principal: Some("alice".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let owned = m.subscribe(&call, "stream-owned", at(0)).unwrap();
+    m.take_effects();
+    assert!(resubscribe(&mut m, &owned, Some("mallory"))
+        .unwrap_err()
+        .contains("principal"));
+    assert_eq!(
+        m.frameworks[&owned].stream_id.as_deref(),
+        Some("stream-owned")
+    );
+    assert!(m.take_effects().is_empty());
+    // The owner itself fails over fine.
+    assert_eq!(resubscribe(&mut m, &owned, Some("alice")).unwrap(), owned);
+}
+
+#[test]
+fn after_failover_unknown_framework_ids_are_accepted_while_agents_may_return() {
+    let mut m = master();
+    let mut state = crate::registry::RegistryState::default();
+    let info = v1::AgentInfo {
+        id: Some(v1::AgentId { value: "a1".into() }),
+        hostname: "h".into(),
+        ..Default::default()
+    };
+    state.agents.insert("a1".into(), info);
+    m.recover_agents(&state, at(0));
+    assert_eq!(
+        resubscribe(&mut m, "fw-from-before", None).unwrap(),
+        "fw-from-before"
+    );
+}
+
+#[test]
+fn recovered_agents_that_do_not_return_become_unreachable_within_the_limit() {
+    let agent = |id: &str| v1::AgentInfo {
+        id: Some(v1::AgentId { value: id.into() }),
+        hostname: id.into(),
+        ..Default::default()
+    };
+    let mut state = crate::registry::RegistryState::default();
+    for id in ["a1", "a2", "a3", "a4"] {
+        state.agents.insert(id.into(), agent(id));
+    }
+    // Limit 50%: 3 of 4 missing is too many, nothing is marked.
+    let mut m = master();
+    m.flags.recovery_agent_removal_limit = "50%".into();
+    m.recover_agents(&state, at(0));
+    m.register_agent(
+        internal::RegisterAgent {
+            agent_info: agent("a1"),
+            version: "1.11.0".into(),
+            endpoint: "127.0.0.1:5051".into(),
+            ..Default::default()
+        },
+        at(1),
+    )
+    .unwrap();
+    let ops = registry_ops(&m.take_effects());
+    assert!(
+        ops.is_empty(),
+        "a known agent's return writes nothing: {ops:?}"
+    );
+    m.expire(at(599));
+    assert!(registry_ops(&m.take_effects()).is_empty());
+    m.expire(at(601));
+    assert!(registry_ops(&m.take_effects()).is_empty());
+    assert_eq!(m.counters.get("master/recovery_slave_removals_refused"), 1);
+    // Default 100%: the three become unreachable.
+    let mut m = master();
+    m.recover_agents(&state, at(0));
+    m.expire(at(601));
+    let ops = registry_ops(&m.take_effects());
+    assert_eq!(ops.len(), 4);
+    assert!(ops
+        .iter()
+        .all(|op| matches!(op, crate::registry::Operation::MarkUnreachable { .. })));
+    assert_eq!(m.unreachable.len(), 4);
+}
+
+#[test]
+fn gone_agents_are_refused_and_their_tasks_gone_by_operator() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    let aid = add_agent(&mut m, "cpus:4;mem:1024");
+    m.allocate(at(1), true);
+    let offer = offers_of(&m.take_effects(), &fid).remove(0);
+    m.scheduler_call(
+        &fid,
+        accept(&offer, vec![command_task("t", "cpus:1")]),
+        at(2),
+    )
+    .unwrap();
+    m.take_effects();
+    m.mark_agent_gone(&aid, at(3)).unwrap();
+    let effects = m.take_effects();
+    let updates = updates_of(&effects);
+    assert_eq!(updates[0].state, TaskState::TaskGoneByOperator as i32);
+    assert!(matches!(
+        registry_ops(&effects)[..],
+        [crate::registry::Operation::MarkGone { .. }]
+    ));
+    assert!(m.mark_agent_gone("nobody", at(3)).is_err());
+    let reg = internal::RegisterAgent {
+        agent_info: v1::AgentInfo {
+            id: Some(v1::AgentId { value: aid.clone() }),
+            hostname: "host1".into(),
+            ..Default::default()
+        },
+        version: "1.11.0".into(),
+        endpoint: "127.0.0.1:5051".into(),
+        ..Default::default()
+    };
+    assert!(m.register_agent(reg, at(4)).unwrap_err().contains("gone"));
+}
