@@ -86,6 +86,12 @@ pub enum Input {
     },
     /// Run a function on the state (queries, operator commands).
     With(StateFn),
+    /// The registry writer made these agents' admission durable (or gave
+    /// up on it): messages held for them go out now.
+    Admitted {
+        /// The agents.
+        agent_ids: Vec<String>,
+    },
 }
 
 struct FrameworkConn {
@@ -117,6 +123,9 @@ pub struct Actor {
     inputs: mpsc::Sender<Input>,
     epoch: u64,
     registry: Option<mpsc::UnboundedSender<Vec<crate::registry::Operation>>>,
+    /// Messages to agents whose admission is not durable yet: Mesos
+    /// answers a registration only once the registry holds the agent.
+    held: HashMap<String, Vec<MasterMessage>>,
 }
 
 impl Actor {
@@ -135,6 +144,7 @@ impl Actor {
             inputs,
             epoch: 1,
             registry: None,
+            held: HashMap::new(),
         }
     }
 
@@ -316,6 +326,24 @@ impl Actor {
                 let _ = reply.send(rx);
             }
             Input::With(f) => f(&mut self.master, now),
+            Input::Admitted { agent_ids } => {
+                for id in agent_ids {
+                    for msg in self.held.remove(&id).unwrap_or_default() {
+                        self.send_agent(&id, msg);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_agent(&mut self, agent_id: &str, msg: MasterMessage) {
+        if let Some((_, tx)) = self.agents.get(agent_id) {
+            if tx.try_send(Ok(msg)).is_err() {
+                tracing::warn!(agent_id, "agent session cannot keep up; closing it");
+                self.agents.remove(agent_id);
+                let now = self.now();
+                self.master.agent_disconnected(agent_id, now);
+            }
         }
     }
 
@@ -386,17 +414,13 @@ impl Actor {
                     }
                 }
                 Effect::Agent { agent_id, message } => {
-                    if let Some((_, tx)) = self.agents.get(&agent_id) {
-                        let msg = MasterMessage {
-                            epoch: Some(self.epoch),
-                            message: Some(message),
-                        };
-                        if tx.try_send(Ok(msg)).is_err() {
-                            tracing::warn!(agent_id, "agent session cannot keep up; closing it");
-                            self.agents.remove(&agent_id);
-                            let now = self.now();
-                            self.master.agent_disconnected(&agent_id, now);
-                        }
+                    let msg = MasterMessage {
+                        epoch: Some(self.epoch),
+                        message: Some(message),
+                    };
+                    match self.held.get_mut(&agent_id) {
+                        Some(queue) => queue.push(msg),
+                        None => self.send_agent(&agent_id, msg),
                     }
                 }
                 Effect::CloseAgent { agent_id } => {
@@ -405,6 +429,13 @@ impl Actor {
                 Effect::Operator(event) => self.send_operators(&event),
                 Effect::Registry(ops) => {
                     if let Some(writer) = &self.registry {
+                        for op in &ops {
+                            if let crate::registry::Operation::AdmitAgent(info) = op {
+                                if let Some(id) = &info.id {
+                                    self.held.entry(id.value.clone()).or_default();
+                                }
+                            }
+                        }
                         let _ = writer.send(ops);
                     }
                 }

@@ -285,12 +285,32 @@ pub async fn run(
     let (writer_tx, mut writer_rx) = mpsc::unbounded_channel::<Vec<registry::Operation>>();
     let (fatal_tx, mut fatal_rx) = tokio::sync::watch::channel::<Option<String>>(None);
     let writer_registry = Arc::clone(&registry);
+    let writer_inputs = tx.clone();
     tokio::spawn(async move {
         while let Some(mut ops) = writer_rx.recv().await {
             while let Ok(more) = writer_rx.try_recv() {
                 ops.extend(more);
             }
-            if let Err(e) = writer_registry.apply(ops.clone()).await {
+            let admitted: Vec<String> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    registry::Operation::AdmitAgent(info) => {
+                        info.id.as_ref().map(|i| i.value.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            let result = writer_registry.apply(ops.clone()).await;
+            if !admitted.is_empty() {
+                // Registered goes out once the admission is durable (or
+                // failed: the agent is served anyway and admitted later).
+                let _ = writer_inputs
+                    .send(actor::Input::Admitted {
+                        agent_ids: admitted,
+                    })
+                    .await;
+            }
+            if let Err(e) = result {
                 if e.is_fatal_for_leader() {
                     let _ = fatal_tx.send(Some(e.to_string()));
                     return;
