@@ -341,10 +341,14 @@ mod tests {
 
     #[tokio::test]
     async fn adopts_a_process_that_is_not_a_child() {
-        // A grandchild: `sh` starts `sleep` in the background and exits.
+        // A grandchild: `sh` starts `sleep` in a session of its own and
+        // exits once the grandchild has written its pid (from inside the
+        // new session, so it is past `setsid` and out of the shell's
+        // process group before the shell exits).
         let dir = tempfile::tempdir().unwrap();
         let spec = LaunchSpec::shell(
-            "setsid sleep 30 >/dev/null 2>&1 & echo $! > pid",
+            "setsid sh -c 'echo $$ > pid.tmp && mv pid.tmp pid && exec sleep 30' >/dev/null 2>&1 & \
+             while [ ! -s pid ]; do :; done",
             dir.path(),
         );
         let (tx, rx) = tokio::sync::oneshot::channel();
