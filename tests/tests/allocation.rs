@@ -171,6 +171,17 @@ fn start_master(port: u16, work_dir: &std::path::Path) -> Master {
     )
 }
 
+/// Whether the master answers the operator API (not just /health).
+async fn serves_operator_api(port: u16) -> bool {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v1"))
+        .header("Content-Type", "application/json")
+        .body(r#"{"type":"GET_HEALTH"}"#)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
 async fn operator(port: u16, call: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/v1"))
@@ -194,11 +205,10 @@ async fn weights_and_quota_survive_a_master_restart() {
     let mut m = start_master(port, dir.path());
     assert!(
         wait_for(Duration::from_secs(20), || async {
-            reqwest::get(format!("http://127.0.0.1:{port}/health"))
-                .await
-                .is_ok_and(|r| r.status().is_success())
+            serves_operator_api(port).await
         })
-        .await
+        .await,
+        "the master never served the operator API"
     );
     let (status, body) = operator(
         port,
@@ -253,13 +263,14 @@ async fn weights_and_quota_survive_a_master_restart() {
     // kill -9 and start again on the same work dir.
     m.0.kill().await.expect("kill master");
     let _m2 = start_master(port, dir.path());
+    // /health answers as soon as the process serves; the APIs answer 503
+    // until the registry is recovered, so wait for the operator API.
     assert!(
         wait_for(Duration::from_secs(20), || async {
-            reqwest::get(format!("http://127.0.0.1:{port}/health"))
-                .await
-                .is_ok_and(|r| r.status().is_success())
+            serves_operator_api(port).await
         })
-        .await
+        .await,
+        "the restarted master never served the operator API"
     );
     let (weights, config) = check(port).await;
     assert_eq!(weights, vec![("eng".into(), 2.5), ("ops".into(), 0.5)]);
