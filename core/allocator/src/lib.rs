@@ -188,6 +188,29 @@ struct RoleNode {
 }
 
 impl RoleNode {
+    /// A role with nothing allocated, weight 1 and no quota.
+    fn new(name: String, parent: Option<RoleId>) -> Self {
+        Self {
+            name,
+            parent,
+            children: Vec::new(),
+            weight: 1.0,
+            guarantee: Quantities::ZERO,
+            has_guarantee: false,
+            limit: Quantities::INFINITE,
+            has_limit: false,
+            allocated: Quantities::ZERO,
+            allocated_self: Quantities::ZERO,
+            reserved: Quantities::ZERO,
+            allocated_reserved: Quantities::ZERO,
+            fw_order: BTreeSet::new(),
+            order: BTreeSet::new(),
+            key: 0,
+            self_key: 0,
+            subtree_frameworks: 0,
+        }
+    }
+
     fn consumed(&self) -> Quantities {
         let mut c = self.allocated;
         c.add(&self.reserved);
@@ -276,25 +299,7 @@ fn parent_of(role: &str) -> Option<&str> {
 impl Allocator {
     /// A new allocator with the given minimum allocatable resources.
     pub fn new(min_allocatable: MinAllocatable) -> Self {
-        let root = RoleNode {
-            name: String::new(),
-            parent: None,
-            children: Vec::new(),
-            weight: 1.0,
-            guarantee: Quantities::ZERO,
-            has_guarantee: false,
-            limit: Quantities::INFINITE,
-            has_limit: false,
-            allocated: Quantities::ZERO,
-            allocated_self: Quantities::ZERO,
-            reserved: Quantities::ZERO,
-            allocated_reserved: Quantities::ZERO,
-            fw_order: BTreeSet::new(),
-            order: BTreeSet::new(),
-            key: 0,
-            self_key: 0,
-            subtree_frameworks: 0,
-        };
+        let root = RoleNode::new(String::new(), None);
         Self {
             min_allocatable,
             names: ScalarNames::default(),
@@ -335,25 +340,8 @@ impl Allocator {
         }
         let parent = parent_of(role).map(|p| self.role(p)).unwrap_or(0);
         let id = self.roles.len() as RoleId;
-        self.roles.push(RoleNode {
-            name: role.to_string(),
-            parent: Some(parent),
-            children: Vec::new(),
-            weight: 1.0,
-            guarantee: Quantities::ZERO,
-            has_guarantee: false,
-            limit: Quantities::INFINITE,
-            has_limit: false,
-            allocated: Quantities::ZERO,
-            allocated_self: Quantities::ZERO,
-            reserved: Quantities::ZERO,
-            allocated_reserved: Quantities::ZERO,
-            fw_order: BTreeSet::new(),
-            order: BTreeSet::new(),
-            key: 0,
-            self_key: 0,
-            subtree_frameworks: 0,
-        });
+        self.roles
+            .push(RoleNode::new(role.to_string(), Some(parent)));
         self.roles[parent as usize].children.push(id);
         self.role_index.insert(role.to_string(), id);
         self.roles[parent as usize].order.insert((0, id));
