@@ -350,6 +350,21 @@ impl Daemon {
     }
 }
 
+/// Blocking twin of [`wait_for`] for teardown (Drop cannot await):
+/// retries `attempt` every 10 ms until it holds or `timeout` passes.
+fn retry_until(timeout: Duration, mut attempt: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if attempt() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Stops daemons: SIGTERM to all, wait up to `grace`, then SIGKILL.
 fn stop_all(daemons: &mut [&mut Daemon], grace: Duration) {
     use nix::sys::signal::Signal;
@@ -358,10 +373,7 @@ fn stop_all(daemons: &mut [&mut Daemon], grace: Duration) {
             signal(d.pid(), Signal::SIGTERM);
         }
     }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && daemons.iter_mut().any(|d| d.exited().is_none()) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    retry_until(grace, || daemons.iter_mut().all(|d| d.exited().is_some()));
     for d in daemons.iter_mut() {
         if d.exited().is_none() {
             eprintln!(
@@ -1023,19 +1035,16 @@ impl Drop for Cluster {
         stop_all(&mut [&mut self.master_proc], Duration::from_secs(5));
         // Anything still running in the cluster's directory (executors and
         // tasks, each in its own session) goes with its process group.
-        for _ in 0..3 {
+        retry_until(Duration::from_millis(500), || {
             let left = processes_in(self.dir.path());
-            if left.is_empty() {
-                break;
-            }
-            for pid in left {
+            for &pid in &left {
                 if let Some(pgid) = pgid_of(pid) {
                     signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
                 }
                 signal(pid, nix::sys::signal::Signal::SIGKILL);
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            left.is_empty()
+        });
         for flag in &self.opts.agent_flags {
             if let Some(root) = flag.strip_prefix("--cgroups_root=") {
                 remove_cgroups_root(root);
@@ -1604,20 +1613,17 @@ fn remove_cgroups_root(root: &str) {
             })
             .unwrap_or_default();
         for c in children.iter().chain(std::iter::once(&d)) {
-            for _ in 0..50 {
+            retry_until(Duration::from_millis(500), || {
                 let procs = std::fs::read_to_string(c.join("cgroup.procs")).unwrap_or_default();
                 let pids: Vec<i32> = procs
                     .lines()
                     .filter_map(|l| l.trim().parse().ok())
                     .collect();
-                if pids.is_empty() {
-                    break;
-                }
-                for pid in pids {
+                for &pid in &pids {
                     signal(pid, nix::sys::signal::Signal::SIGKILL);
                 }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+                pids.is_empty()
+            });
             let _ = std::fs::remove_dir(c);
         }
     }

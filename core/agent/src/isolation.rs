@@ -366,20 +366,18 @@ impl CgroupSpec {
                 return;
             }
         }
-        for _ in 0..100 {
+        let emptied = retry_until(Duration::from_millis(500), || {
             let pids = self.pids();
-            if pids.is_empty() {
-                return;
+            for pid in pids.iter().copied().filter(|p| *p > 1) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
-            for pid in pids {
-                if pid > 1 {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
+            pids.is_empty()
+        });
+        if !emptied {
+            tracing::warn!(cgroup = %self.path, "processes left in the cgroup after SIGKILL");
         }
     }
 
@@ -391,14 +389,10 @@ impl CgroupSpec {
             if !dir.is_dir() {
                 continue;
             }
-            let mut removed = false;
-            for _ in 0..50 {
-                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
-                    removed = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            // The kernel frees a cgroup once its last task is reaped.
+            let removed = retry_until(Duration::from_millis(500), || {
+                std::fs::remove_dir(&dir).is_ok() || !dir.exists()
+            });
             if !removed {
                 tracing::warn!(cgroup = %dir.display(), "cannot remove cgroup");
             }
@@ -469,6 +463,23 @@ impl CgroupSpec {
 
 /// Removes the `--cgroups_root` directories when no container is left in
 /// them (a non-empty one stays).
+/// Retries `attempt` every 10 ms until it reports success or `timeout`
+/// passes; returns whether it succeeded. For kernel state that settles
+/// asynchronously (a cgroup emptied by SIGKILL, removable once its tasks
+/// are reaped) — a condition with a deadline, not a fixed sleep.
+pub fn retry_until(timeout: Duration, mut attempt: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if attempt() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn remove_root_if_empty(version: Option<CgroupVersion>, root: &str) {
     if validate_cgroup_path(root).is_err() {
         return;

@@ -305,17 +305,13 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
         agent.config.cgroups_root.clone(),
     );
     let _ = tokio::task::spawn_blocking(move || {
-        for _ in 0..5 {
+        isolation::retry_until(std::time::Duration::from_millis(250), || {
             isolation::remove_root_if_empty(version, &root);
-            if !std::path::Path::new(isolation::CGROUP_ROOT)
+            !std::path::Path::new(isolation::CGROUP_ROOT)
                 .join("memory")
                 .join(&root)
                 .exists()
-            {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        });
     })
     .await;
     // Executor event streams end with the executors; bound the wait anyway.
