@@ -900,6 +900,22 @@ impl Cluster {
         op::Response::decode(&body[..]).expect("GET_STATE response is valid protobuf")
     }
 
+    /// POSTs a call (Mesos JSON) to an agent's operator API at `endpoint`;
+    /// returns the status and the JSON body (`Null` when not JSON).
+    pub async fn agent_operator(&self, endpoint: &str, call: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("http://{endpoint}/api/v1"))
+            .header(CONTENT_TYPE, "application/json")
+            .header("Accept", "application/json")
+            .body(call.to_string())
+            .send()
+            .await
+            .expect("agent /api/v1");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
     /// GET_STATE's `get_state`, rendered as Mesos JSON (easy to compare).
     pub async fn state_json(&self) -> Value {
         let r = self.get_state().await;

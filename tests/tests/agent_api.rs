@@ -10,21 +10,6 @@ use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn agent_call(c: &Cluster, endpoint: &str, call: Value) -> (u16, Value) {
-    let resp = c
-        .http
-        .post(format!("http://{endpoint}/api/v1"))
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json")
-        .body(call.to_string())
-        .send()
-        .await
-        .expect("agent /api/v1");
-    let status = resp.status().as_u16();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_operator_api_state_and_files_with_a_running_task() {
     let c = Cluster::start(ClusterOptions::default()).await;
@@ -45,11 +30,15 @@ async fn agent_operator_api_state_and_files_with_a_running_task() {
     s.follow("long-1", "TASK_RUNNING").await;
     let fid = s.fid()["value"].as_str().unwrap_or_default().to_string();
 
-    let (status, health) = agent_call(&c, &agent.endpoint, json!({"type": "GET_HEALTH"})).await;
+    let (status, health) = c
+        .agent_operator(&agent.endpoint, json!({"type": "GET_HEALTH"}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(health["get_health"]["healthy"], true);
 
-    let (_, version) = agent_call(&c, &agent.endpoint, json!({"type": "GET_VERSION"})).await;
+    let (_, version) = c
+        .agent_operator(&agent.endpoint, json!({"type": "GET_VERSION"}))
+        .await;
     let v = version["get_version"]["version_info"]["version"]
         .as_str()
         .unwrap_or_default();
@@ -58,7 +47,9 @@ async fn agent_operator_api_state_and_files_with_a_running_task() {
         "numeric dotted version, got {v:?}"
     );
 
-    let (_, tasks) = agent_call(&c, &agent.endpoint, json!({"type": "GET_TASKS"})).await;
+    let (_, tasks) = c
+        .agent_operator(&agent.endpoint, json!({"type": "GET_TASKS"}))
+        .await;
     let running: Vec<&Value> = tasks["get_tasks"]["launched_tasks"]
         .as_array()
         .into_iter()
@@ -68,7 +59,9 @@ async fn agent_operator_api_state_and_files_with_a_running_task() {
     assert_eq!(running.len(), 1, "{tasks}");
     assert_eq!(running[0]["state"], "TASK_RUNNING");
 
-    let (_, execs) = agent_call(&c, &agent.endpoint, json!({"type": "GET_EXECUTORS"})).await;
+    let (_, execs) = c
+        .agent_operator(&agent.endpoint, json!({"type": "GET_EXECUTORS"}))
+        .await;
     let ids: Vec<&str> = execs["get_executors"]["executors"]
         .as_array()
         .into_iter()
@@ -80,7 +73,9 @@ async fn agent_operator_api_state_and_files_with_a_running_task() {
         "command executor id = task id: {execs}"
     );
 
-    let (_, fws) = agent_call(&c, &agent.endpoint, json!({"type": "GET_FRAMEWORKS"})).await;
+    let (_, fws) = c
+        .agent_operator(&agent.endpoint, json!({"type": "GET_FRAMEWORKS"}))
+        .await;
     let fw_ids: Vec<&str> = fws["get_frameworks"]["frameworks"]
         .as_array()
         .into_iter()
@@ -89,7 +84,9 @@ async fn agent_operator_api_state_and_files_with_a_running_task() {
         .collect();
     assert_eq!(fw_ids, vec![fid.as_str()]);
 
-    let (_, containers) = agent_call(&c, &agent.endpoint, json!({"type": "GET_CONTAINERS"})).await;
+    let (_, containers) = c
+        .agent_operator(&agent.endpoint, json!({"type": "GET_CONTAINERS"}))
+        .await;
     let cs = containers["get_containers"]["containers"]
         .as_array()
         .cloned()
@@ -97,7 +94,9 @@ async fn agent_operator_api_state_and_files_with_a_running_task() {
     assert_eq!(cs.len(), 1, "{containers}");
     assert_eq!(cs[0]["executor_id"]["value"], "long-1");
 
-    let (_, state) = agent_call(&c, &agent.endpoint, json!({"type": "GET_STATE"})).await;
+    let (_, state) = c
+        .agent_operator(&agent.endpoint, json!({"type": "GET_STATE"}))
+        .await;
     assert_eq!(state["type"], "GET_STATE");
     assert!(state["get_state"]["get_tasks"].is_object());
 

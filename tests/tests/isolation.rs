@@ -24,20 +24,6 @@ fn cgroup_options() -> ClusterOptions {
     }
 }
 
-async fn agent_call(c: &Cluster, endpoint: &str, call: Value) -> Value {
-    c.http
-        .post(format!("http://{endpoint}/api/v1"))
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json")
-        .body(call.to_string())
-        .send()
-        .await
-        .expect("agent /api/v1")
-        .json::<Value>()
-        .await
-        .expect("json")
-}
-
 fn read_u64(path: &std::path::Path) -> u64 {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -115,7 +101,10 @@ async fn cpu_bound_task_under_cfs_quota_gets_about_its_share() {
     .await;
     s.follow("spin", "TASK_RUNNING").await;
 
-    let containers = agent_call(&c, &agent.endpoint, json!({"type": "GET_CONTAINERS"})).await;
+    let containers = c
+        .agent_operator(&agent.endpoint, json!({"type": "GET_CONTAINERS"}))
+        .await
+        .1;
     let container = &containers["get_containers"]["containers"][0];
     let cid = container["container_id"]["value"]
         .as_str()
@@ -167,7 +156,10 @@ async fn cpu_bound_task_under_cfs_quota_gets_about_its_share() {
     );
 
     // The same accounting through the agent's APIs.
-    let containers = agent_call(&c, &agent.endpoint, json!({"type": "GET_CONTAINERS"})).await;
+    let containers = c
+        .agent_operator(&agent.endpoint, json!({"type": "GET_CONTAINERS"}))
+        .await
+        .1;
     let stats = &containers["get_containers"]["containers"][0]["resource_statistics"];
     assert_eq!(stats["cpus_limit"], 0.5, "{stats}");
     assert_eq!(stats["mem_limit_bytes"], 96 * 1024 * 1024, "{stats}");
