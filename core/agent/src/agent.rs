@@ -489,6 +489,8 @@ impl Agent {
             frameworks,
             executors,
             tasks,
+            total_resources: Vec::new(),
+            operations: Vec::new(),
         }
     }
 

@@ -211,6 +211,11 @@ async fn session(
                 // The master answers reconciliation from its own state.
                 tracing::debug!(framework_id = %m.framework_id.value, "reconcile request ignored");
             }
+            other @ (master_message::Message::ApplyOperation(_)
+            | master_message::Message::AcknowledgeOperation(_)) => {
+                // Operations are wired up by issue 6.
+                tracing::warn!(message = message_name(&other), "operation message ignored");
+            }
         }
     }
 }
@@ -227,6 +232,8 @@ fn message_name(m: &master_message::Message) -> &'static str {
         master_message::Message::UpdateFramework(_) => "update_framework",
         master_message::Message::Reconcile(_) => "reconcile",
         master_message::Message::ShutdownExecutor(_) => "shutdown_executor",
+        master_message::Message::ApplyOperation(_) => "apply_operation",
+        master_message::Message::AcknowledgeOperation(_) => "acknowledge_operation",
     }
 }
 

@@ -20,6 +20,7 @@ pub use generated::mesos::v1;
 
 pub mod codec;
 pub mod ids;
+pub mod operations;
 pub mod recordio;
 pub mod resources;
 pub mod stout;

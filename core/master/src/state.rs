@@ -2222,6 +2222,10 @@ impl Master {
             }
             FromAgent::StatusUpdate(u) => self.status_update(agent_id, u, now),
             FromAgent::ExecutorExited(e) => self.executor_exited(agent_id, e),
+            FromAgent::OperationUpdate(u) => {
+                // Operations are not yet sent to agents (issue 6 wires them).
+                tracing::warn!(agent_id, uuid = ?u.operation_uuid, "unexpected operation update ignored");
+            }
             FromAgent::ExecutorToFramework(m) => {
                 self.counters.inc("master/messages_executor_to_framework");
                 self.emit_fw(
