@@ -2,7 +2,8 @@
 # Corral's one test command: installs what the tests need (idempotently),
 # then checks formatting and lints and runs every test of the workspace,
 # including the end-to-end suite with real master/agent processes and the
-# unmodified pymesos 0.3.15 client. Used verbatim by .ci/run.
+# unmodified pymesos 0.3.15 client, and then the HDFS volume backend through
+# Hadoop's own client (scripts/hadoop-env.sh). Used verbatim by .ci/run.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,5 +34,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "running every test"
 export CORRAL_BIN="$REPO/target/debug/corral"
 cargo test --workspace --locked -- --test-threads="${CORRAL_TEST_THREADS:-2}"
+
+step "HDFS volume backend (corral-storage, feature hdfs): Hadoop's own client (libhdfs + JNI, jars from pyspark) against a local fs.defaultFS"
+# No NameNode can be downloaded here: the suite runs the real Hadoop client
+# on file:///. CORRAL_TEST_HDFS_URI=hdfs://namenode:8020/dir points it at a
+# real cluster instead.
+HADOOP_ENV="$(scripts/hadoop-env.sh)"
+eval "$HADOOP_ENV"
+cargo clippy -p corral-storage --features hdfs --all-targets --locked -- -D warnings
+cargo test -p corral-storage --features hdfs --locked
 
 step "all tests passed"
