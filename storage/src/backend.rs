@@ -466,6 +466,18 @@ impl<S: Store> Engine<S> {
                 Ok(stats)
             }
             Err(e) => {
+                // Never remove what the record points at: a commit that took
+                // effect but could not be told apart from a lost one (see
+                // `publish`) may have been built on by others meanwhile.
+                let committed_now = self
+                    .current(id, &vol)
+                    .ok()
+                    .flatten()
+                    .and_then(|(_, r)| r.committed)
+                    .is_some_and(|s| s.name == name);
+                if committed_now {
+                    return Ok(stats);
+                }
                 let _ = self.store.remove_all(&snapshot); // best effort
                 Err(e)
             }
@@ -522,5 +534,51 @@ impl<S: Store> Engine<S> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::local::LocalStore;
+
+    fn engine(dir: &Path) -> Engine<LocalStore> {
+        Engine::new(
+            LocalStore::new(dir.to_path_buf()),
+            Arc::new(ManualClock::new(1_000_000)),
+        )
+    }
+
+    /// A writer that stalled while many versions went by and then wins the
+    /// (cleaned-up) name it was aiming at must learn that its write does
+    /// not count, and leave nothing behind.
+    #[test]
+    fn a_win_of_a_pruned_version_name_does_not_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = engine(dir.path());
+        let id = VolumeId::new("r", "v");
+        let mut lease = e
+            .acquire(&id, "a", Duration::from_secs(10))
+            .expect("acquire");
+        // Read by the stalled writer: version 1.
+        let vol = volume_dir(&id);
+        let (v1, stale_view) = e.current(&id, &vol).expect("read").expect("exists");
+        assert_eq!(v1, 1);
+        for _ in 0..10 {
+            lease = e.renew(&lease, Duration::from_secs(10)).expect("renew");
+        }
+        let versions = e.versions(&vol).expect("versions");
+        assert!(!versions.contains(&2), "version 2 was pruned: {versions:?}");
+
+        let mut rec = stale_view.clone();
+        rec.lease = None;
+        rec.nonce = nonce();
+        rec.prev = Some(stale_view.nonce.clone());
+        assert!(!e.publish(&vol, 2, &rec).expect("publish"));
+        assert!(!e.versions(&vol).expect("versions").contains(&2));
+        // The volume is as the live writer left it.
+        let (_, now) = e.current(&id, &vol).expect("read").expect("exists");
+        assert!(now.is_current(&lease));
     }
 }

@@ -37,7 +37,7 @@ impl LocalBackend {
         let root = root.into();
         fs::create_dir_all(&root).map_err(|e| StorageError::io(&root, e))?;
         Ok(Self {
-            engine: Engine::new(LocalStore { root }, clock),
+            engine: Engine::new(LocalStore::new(root), clock),
         })
     }
 
@@ -83,6 +83,10 @@ pub(crate) struct LocalStore {
 }
 
 impl LocalStore {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
     fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
