@@ -236,6 +236,9 @@ struct FrameworkEntry {
     filters: HashMap<AgentIdx, Duration>,
     /// Allocated resources (with allocation info), per agent.
     allocated: HashMap<AgentIdx, Resources>,
+    /// Has the RESERVATION_REFINEMENT capability: may be offered
+    /// resources with refined (stacked) reservations.
+    refinement: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -606,6 +609,7 @@ impl Allocator {
             suppressed: HashSet::new(),
             filters: HashMap::new(),
             allocated: HashMap::new(),
+            refinement: true,
         };
         if idx as usize == self.frameworks.len() {
             self.frameworks.push(Some(entry));
@@ -735,6 +739,22 @@ impl Allocator {
                 self.mark_all_dirty();
             } else {
                 self.active_frameworks -= 1;
+            }
+        }
+    }
+
+    /// Whether a framework may be offered resources with refined
+    /// reservations (a stack of reservations for nested roles): only
+    /// frameworks with the RESERVATION_REFINEMENT capability can read them.
+    /// Frameworks are capable until told otherwise.
+    pub fn set_reservation_refinement(&mut self, framework: &str, capable: bool) {
+        let Some(f) = self.fw_index.get(framework).copied() else {
+            return;
+        };
+        if let Some(e) = self.frameworks[f as usize].as_mut() {
+            if e.refinement != capable {
+                e.refinement = capable;
+                self.mark_all_dirty();
             }
         }
     }
@@ -905,7 +925,13 @@ impl Allocator {
         self.uncharge(f, agent, &actual);
         let unallocated = actual.unallocated();
         if let Some(a) = self.agents[agent as usize].as_mut() {
-            a.available.add_all(&unallocated);
+            for r in unallocated.as_slice() {
+                // An allocation can outlive its resources when the agent's
+                // total was replaced (`update_agent_total`): those vanish.
+                if a.total.contains_one(r) {
+                    a.available.add(r);
+                }
+            }
         }
         self.refresh_pools(agent);
         self.dirty.insert(agent);
@@ -1032,6 +1058,166 @@ impl Allocator {
             return;
         };
         self.charge(f, a, resources);
+    }
+
+    // ------------------------------------------------------------------
+    // Operations: RESERVE, UNRESERVE, CREATE, DESTROY, GROW, SHRINK
+    // ------------------------------------------------------------------
+
+    /// Converts part of what `framework` holds on `agent` (an offer it
+    /// accepted with operations): `consumed` (with allocation info) becomes
+    /// `converted`, in the framework's allocation, the role tree and the
+    /// agent's total (Mesos' `updateAllocation`). Refused, changing
+    /// nothing, when the framework does not hold `consumed` there.
+    pub fn update_allocation(
+        &mut self,
+        framework: &str,
+        agent: &str,
+        consumed: &Resources,
+        converted: &Resources,
+    ) -> Result<(), String> {
+        let Some(f) = self.fw_index.get(framework).copied() else {
+            return Err(format!("unknown framework {framework}"));
+        };
+        let Some(a) = self.agent_index.get(agent).copied() else {
+            return Err(format!("unknown agent {agent}"));
+        };
+        let held = self
+            .fw(f)
+            .and_then(|e| e.allocated.get(&a))
+            .cloned()
+            .unwrap_or_default();
+        if !corral_api::operations::holds(&held, consumed) {
+            return Err(format!(
+                "framework {framework} does not hold {consumed} on agent {agent}"
+            ));
+        }
+        let Some(total) = self.agents[a as usize].as_ref().map(|e| e.total.clone()) else {
+            return Err(format!("unknown agent {agent}"));
+        };
+        let mut total = total;
+        total.subtract_all(&consumed.unallocated());
+        total.add_all(&converted.unallocated());
+        self.names.intern_all(converted);
+        // The new total first: it creates the role nodes of new
+        // reservations, which the accounting below looks up.
+        self.retotal(a, total);
+        self.uncharge(f, a, consumed);
+        self.account(f, converted, true);
+        if let Some(e) = self.frameworks[f as usize].as_mut() {
+            e.allocated.entry(a).or_default().add_all(converted);
+        }
+        Ok(())
+    }
+
+    /// Converts unallocated resources of `agent` (an operator's operation):
+    /// `consumed` (without allocation info) must be free there and becomes
+    /// `converted`, in the free resources and the total (Mesos'
+    /// `updateAvailable`). Refused, changing nothing, otherwise.
+    pub fn update_available(
+        &mut self,
+        agent: &str,
+        consumed: &Resources,
+        converted: &Resources,
+    ) -> Result<(), String> {
+        let Some(a) = self.agent_index.get(agent).copied() else {
+            return Err(format!("unknown agent {agent}"));
+        };
+        let Some(entry) = self.agents[a as usize].as_ref() else {
+            return Err(format!("unknown agent {agent}"));
+        };
+        if !corral_api::operations::holds(&entry.available, consumed) {
+            return Err(format!(
+                "the unallocated resources {} of agent {agent} do not contain {}",
+                entry.available, consumed
+            ));
+        }
+        let mut available = entry.available.clone();
+        available.subtract_all(consumed);
+        available.add_all(converted);
+        let mut total = entry.total.clone();
+        total.subtract_all(consumed);
+        total.add_all(converted);
+        self.names.intern_all(converted);
+        self.retotal(a, total);
+        if let Some(e) = self.agents[a as usize].as_mut() {
+            e.available = available;
+        }
+        self.refresh_pools(a);
+        self.dirty.insert(a);
+        Ok(())
+    }
+
+    /// Replaces an agent's total (the agent reported it, e.g. after an
+    /// operation failed there): its free resources become the new total
+    /// minus what frameworks hold on it.
+    pub fn update_agent_total(&mut self, agent: &str, total: Resources) {
+        let Some(a) = self.agent_index.get(agent).copied() else {
+            return;
+        };
+        let total = total.unallocated();
+        self.names.intern_all(&total);
+        let mut available = total.clone();
+        for e in self.frameworks.iter().flatten() {
+            if let Some(held) = e.allocated.get(&a) {
+                available.subtract_all(&held.unallocated());
+            }
+        }
+        self.retotal(a, total);
+        if let Some(e) = self.agents[a as usize].as_mut() {
+            e.available = available;
+        }
+        self.refresh_pools(a);
+        self.dirty.insert(a);
+    }
+
+    /// The agent's total resources.
+    pub fn total(&self, agent: &str) -> Resources {
+        self.agent_index
+            .get(agent)
+            .and_then(|i| self.agents[*i as usize].as_ref())
+            .map(|a| a.total.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sets an agent's total: cluster totals, the reservations it holds per
+    /// role (creating the roles' nodes) and the sorted orders.
+    fn retotal(&mut self, idx: AgentIdx, total: Resources) {
+        let Some(old) = self.agents[idx as usize].as_ref() else {
+            return;
+        };
+        let old_total = self.names.of(&old.total);
+        let old_reserved = old.reserved.clone();
+        for (rid, q) in &old_reserved {
+            for r in self.ancestors(*rid).collect::<Vec<_>>() {
+                self.roles[r as usize].reserved.sub(q);
+            }
+        }
+        let mut reserved: Vec<(RoleId, Quantities)> = Vec::new();
+        for r in total.as_slice() {
+            let role = resources::reservation_role(r);
+            if role != "*" {
+                let rid = self.role(role);
+                let q = self.names.of_one(r);
+                match reserved.iter_mut().find(|(x, _)| *x == rid) {
+                    Some((_, acc)) => acc.add(&q),
+                    None => reserved.push((rid, q)),
+                }
+            }
+        }
+        for (rid, q) in &reserved {
+            for r in self.ancestors(*rid).collect::<Vec<_>>() {
+                self.roles[r as usize].reserved.add(q);
+            }
+        }
+        self.totals.sub(&old_total);
+        self.totals.add(&self.names.of(&total));
+        if let Some(a) = self.agents[idx as usize].as_mut() {
+            a.total = total;
+            a.reserved = reserved;
+        }
+        self.orders_stale = true;
+        self.dirty.insert(idx);
     }
 
     /// Returns resources to the pool: declined, unused or freed by
@@ -1325,7 +1511,7 @@ impl Allocator {
         if pool.is_empty() {
             return;
         }
-        let found = self.pick(quota_role, agent, &|this: &Self, role| {
+        let found = self.pick(quota_role, agent, false, &|this: &Self, _, role| {
             this.offer_for(&pool, &cap, role)
         });
         if let Some((f, role, offered)) = found {
@@ -1361,8 +1547,30 @@ impl Allocator {
             let pool = pool_resources(&a.available, |r| {
                 resources::reservation_role(r) == pool_name
             });
-            let found = self.pick(pool_role, agent, &|this: &Self, role| {
-                this.offer_for(&pool, &Quantities::INFINITE, role)
+            // Refined reservations go only to frameworks that can read them.
+            let refined = pool.as_slice().iter().any(|r| r.reservations.len() > 1);
+            let plain =
+                refined.then(|| pool_resources(&pool, |r| r.reservations.len() <= 1).into_owned());
+            // As in Mesos, reserved resources are worth an offer when they
+            // are allocatable together with the unreserved ones the role
+            // may get on the agent (a volume alone is only disk).
+            let unreserved =
+                pool_resources(&a.available, |r| resources::reservation_role(r) == "*");
+            let found = self.pick(pool_role, agent, refined, &|this: &Self, f, role| {
+                let capable = this.fw(f).is_none_or(|e| e.refinement);
+                let pool = match &plain {
+                    Some(plain) if !capable => plain,
+                    _ => &pool,
+                };
+                let offered = this.fit(pool, &Quantities::INFINITE, role);
+                if offered.is_empty() {
+                    return None;
+                }
+                let mut with_unreserved = unreserved.clone().into_owned();
+                with_unreserved.add_all(&offered);
+                this.min_allocatable
+                    .admits(&with_unreserved)
+                    .then_some(offered)
             });
             if let Some((f, role, offered)) = found {
                 self.grant(f, agent, role, offered, out);
@@ -1386,7 +1594,7 @@ impl Allocator {
                 held_back = true;
             }
         }
-        let found = self.pick(0, agent, &|this: &Self, role| {
+        let found = self.pick(0, agent, false, &|this: &Self, _, role| {
             let mut cap = base;
             if held_back {
                 // A role with an unmet guarantee may use headroom up to it.
@@ -1495,35 +1703,43 @@ impl Allocator {
 
     /// Picks the framework and role to offer `agent` to within the subtree
     /// of `start`, by weighted DRF at every level, together with the offer
-    /// `make` computes for the role (roles it gives `None` are passed over).
+    /// `make` computes for the framework and role (pairs it gives `None`
+    /// are passed over). When the offer does not depend on the framework
+    /// (`per_framework` false) only a role's first eligible framework is
+    /// asked.
     fn pick(
         &self,
         start: RoleId,
         agent: AgentIdx,
-        make: &dyn Fn(&Self, RoleId) -> Option<Resources>,
+        per_framework: bool,
+        make: &dyn Fn(&Self, FwIdx, RoleId) -> Option<Resources>,
     ) -> Option<(FwIdx, RoleId, Resources)> {
         if self.roles[start as usize].subtree_frameworks == 0 {
             return None;
         }
-        self.pick_in(start, agent, make)
+        self.pick_in(start, agent, per_framework, make)
     }
 
     fn pick_in(
         &self,
         node: RoleId,
         agent: AgentIdx,
-        make: &dyn Fn(&Self, RoleId) -> Option<Resources>,
+        per_framework: bool,
+        make: &dyn Fn(&Self, FwIdx, RoleId) -> Option<Resources>,
     ) -> Option<(FwIdx, RoleId, Resources)> {
         let n = &self.roles[node as usize];
         for &(_, entry) in &n.order {
             if entry == SELF_ENTRY {
-                if let Some(f) = self.pick_framework(node, agent) {
-                    if let Some(offer) = make(self, node) {
+                for f in self.eligible_frameworks(node, agent) {
+                    if let Some(offer) = make(self, f, node) {
                         return Some((f, node, offer));
+                    }
+                    if !per_framework {
+                        break;
                     }
                 }
             } else if self.roles[entry as usize].subtree_frameworks > 0 {
-                if let Some(found) = self.pick_in(entry, agent, make) {
+                if let Some(found) = self.pick_in(entry, agent, per_framework, make) {
                     return Some(found);
                 }
             }
@@ -1531,15 +1747,19 @@ impl Allocator {
         None
     }
 
-    fn pick_framework(&self, role: RoleId, agent: AgentIdx) -> Option<FwIdx> {
+    /// The frameworks of `role` that may be offered `agent` now, lowest
+    /// share first.
+    fn eligible_frameworks(
+        &self,
+        role: RoleId,
+        agent: AgentIdx,
+    ) -> impl Iterator<Item = FwIdx> + '_ {
         let n = &self.roles[role as usize];
-        for &(_, f) in &n.fw_order {
-            let Some(e) = self.fw(f) else { continue };
-            if e.active && !e.suppressed.contains(&role) && !e.filters.contains_key(&agent) {
-                return Some(f);
-            }
-        }
-        None
+        n.fw_order.iter().filter_map(move |&(_, f)| {
+            let e = self.fw(f)?;
+            (e.active && !e.suppressed.contains(&role) && !e.filters.contains_key(&agent))
+                .then_some(f)
+        })
     }
 }
 

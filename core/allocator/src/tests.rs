@@ -412,3 +412,229 @@ proptest::proptest! {
         proptest::prop_assert!(limited.scalar("cpus") <= 4.0 + 1e-9, "cpus never offered again: {}", limited);
     }
 }
+
+// ----------------------------------------------------------------------
+// Operations: update_allocation, update_available, update_agent_total
+// ----------------------------------------------------------------------
+
+fn dynamic(r: v1::Resource, roles: &[&str]) -> v1::Resource {
+    let mut r = r;
+    r.reservations = roles
+        .iter()
+        .map(|role| v1::resource::ReservationInfo {
+            r#type: Some(v1::resource::reservation_info::Type::Dynamic as i32),
+            role: Some(role.to_string()),
+            ..Default::default()
+        })
+        .collect();
+    r
+}
+
+fn bag(rs: &[v1::Resource]) -> Resources {
+    Resources::from_vec(rs)
+}
+
+fn one(r: &v1::Resource) -> Resources {
+    Resources::from_vec(std::slice::from_ref(r))
+}
+
+fn offered_to<'a>(out: &'a [Allocation], framework: &str) -> Option<&'a Allocation> {
+    out.iter().find(|a| a.framework == framework)
+}
+
+#[test]
+fn update_allocation_converts_what_the_framework_holds() {
+    let mut a = Allocator::default();
+    a.add_agent("a1", res("cpus:4;mem:1024;disk:1024"), &[]);
+    a.add_framework("web", roles(&["web"]), true);
+    let out = a.allocate(T0);
+    let offer = offered_to(&out, "web")
+        .expect("offer to web")
+        .resources
+        .clone();
+    // RESERVE disk:256 for web out of the offer.
+    let consumed = bag(&[resources::scalar("disk", 256.0)]).allocated_to("web");
+    let reserved = dynamic(resources::scalar("disk", 256.0), &["web"]);
+    let converted = one(&reserved).allocated_to("web");
+    a.update_allocation("web", "a1", &consumed, &converted)
+        .expect("web holds the disk");
+    // The agent's total now carries the reservation; the quantity is unchanged.
+    let total = a.total("a1");
+    assert!(total.contains_one(&reserved));
+    assert_eq!(total.scalar("disk"), 1024.0);
+    // The role consumes its reservation while it holds it.
+    let web = a.roles().into_iter().find(|r| r.name == "web").unwrap();
+    assert_eq!(web.consumed.get("disk"), Some(&1024.0));
+    // What web holds now is the converted offer; it returns all of it.
+    let mut held = offer.clone();
+    held.subtract_all(&consumed);
+    held.add_all(&converted);
+    a.recover("web", "a1", &held, Some((T0, secs(3600))));
+    // Another role gets the unreserved part only.
+    a.add_framework("ops", roles(&["ops"]), true);
+    let out = a.allocate(secs(1));
+    let ops = offered_to(&out, "ops").expect("offer to ops");
+    assert_eq!(ops.resources.scalar("disk"), 768.0);
+    assert!(ops
+        .resources
+        .as_slice()
+        .iter()
+        .all(|r| resources::reservation_role(r) == "*"));
+    // The reserved disk waits for web; alone it is not worth an offer
+    // (min allocatable), so ops declines what it got.
+    let declined = ops.resources.clone();
+    a.recover("ops", "a1", &declined, Some((secs(1), secs(3600))));
+    a.revive("web", &[]);
+    let out = a.allocate(secs(2));
+    let web = offered_to(&out, "web").expect("offer to web");
+    assert!(web
+        .resources
+        .contains(&bag(&[reserved]).allocated_to("web")));
+    // Converting what the framework does not hold is refused.
+    let err = a
+        .update_allocation(
+            "web",
+            "a1",
+            &bag(&[resources::scalar("cpus", 100.0)]).allocated_to("web"),
+            &bag(&[dynamic(resources::scalar("cpus", 100.0), &["web"])]).allocated_to("web"),
+        )
+        .unwrap_err();
+    assert!(err.contains("does not hold"), "{err}");
+    assert_eq!(a.total("a1").scalar("cpus"), 4.0);
+}
+
+#[test]
+fn update_available_converts_free_resources_only() {
+    let mut a = Allocator::default();
+    a.add_agent("a1", res("cpus:4;mem:1024;disk:1024"), &[]);
+    let consumed = bag(&[resources::scalar("cpus", 2.0)]);
+    let reserved = dynamic(resources::scalar("cpus", 2.0), &["db"]);
+    let converted = one(&reserved);
+    // No framework: everything is free.
+    a.update_available("a1", &consumed, &converted).unwrap();
+    assert!(a.available("a1").contains_one(&reserved));
+    assert_eq!(a.available("a1").scalar("cpus"), 4.0);
+    // Once offered, the rest is no longer free.
+    a.add_framework("f", roles(&["*"]), true);
+    let out = a.allocate(T0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].resources.scalar("cpus"), 2.0);
+    let err = a
+        .update_available(
+            "a1",
+            &bag(&[resources::scalar("mem", 512.0)]),
+            &bag(&[dynamic(resources::scalar("mem", 512.0), &["db"])]),
+        )
+        .unwrap_err();
+    assert!(err.contains("do not contain"), "{err}");
+    assert!(!a
+        .total("a1")
+        .contains_one(&dynamic(resources::scalar("mem", 512.0), &["db"])));
+    // UNRESERVE through the same path gives it back to everyone.
+    a.update_available("a1", &converted, &consumed).unwrap();
+    a.recover("f", "a1", &out[0].resources, None);
+    let out = a.allocate(secs(1));
+    assert_eq!(out[0].resources.scalar("cpus"), 4.0);
+    assert!(out[0]
+        .resources
+        .as_slice()
+        .iter()
+        .all(|r| resources::reservation_role(r) == "*"));
+}
+
+#[test]
+fn volumes_are_offered_to_their_role_and_destroyed_back_to_disk() {
+    let mut a = Allocator::default();
+    a.add_agent("a1", res("cpus:1;mem:512;disk:1024"), &[]);
+    let disk = dynamic(resources::scalar("disk", 128.0), &["db"]);
+    a.update_available("a1", &bag(&[resources::scalar("disk", 128.0)]), &one(&disk))
+        .unwrap();
+    let mut volume = disk.clone();
+    volume.disk = Some(Box::new(v1::resource::DiskInfo {
+        persistence: Some(v1::resource::disk_info::Persistence {
+            id: "pg".into(),
+            principal: None,
+        }),
+        volume: Some(v1::Volume {
+            mode: v1::volume::Mode::Rw as i32,
+            container_path: "data".into(),
+            ..Default::default()
+        }),
+        source: None,
+    }));
+    a.update_available("a1", &one(&disk), &one(&volume))
+        .unwrap();
+    a.add_framework("other", roles(&["other"]), true);
+    a.add_framework("db", roles(&["db"]), true);
+    let out = a.allocate(T0);
+    let db = offered_to(&out, "db").expect("offer to db");
+    assert!(db.resources.contains(&one(&volume).allocated_to("db")));
+    assert!(out
+        .iter()
+        .filter(|o| o.framework == "other")
+        .all(|o| o.resources.scalar("disk") == 896.0));
+    // A volume is taken whole: half of it cannot be destroyed.
+    a.recover("db", "a1", &db.resources.clone(), None);
+    let mut half = volume.clone();
+    half.scalar = Some(v1::value::Scalar { value: 64.0 });
+    assert!(a
+        .update_available("a1", &bag(&[half]), &one(&disk))
+        .is_err());
+    a.update_available("a1", &bag(&[volume]), &one(&disk))
+        .unwrap();
+    assert!(a.total("a1").contains_one(&disk));
+}
+
+#[test]
+fn update_agent_total_resyncs_and_drops_vanished_allocations() {
+    let mut a = Allocator::default();
+    a.add_agent("a1", res("cpus:4;mem:1024"), &[]);
+    a.add_framework("web", roles(&["web"]), true);
+    let out = a.allocate(T0);
+    let offer = out[0].resources.clone();
+    // The master converted cpus:1 speculatively ...
+    let consumed = bag(&[resources::scalar("cpus", 1.0)]).allocated_to("web");
+    let reserved = dynamic(resources::scalar("cpus", 1.0), &["web"]);
+    let converted = one(&reserved).allocated_to("web");
+    a.update_allocation("web", "a1", &consumed, &converted)
+        .unwrap();
+    // ... but the agent failed the operation: its total is the old one.
+    a.update_agent_total("a1", res("cpus:4;mem:1024"));
+    assert!(!a.total("a1").contains_one(&reserved));
+    // The framework returns what it holds; the vanished reservation is not
+    // made up, the unreserved cpus come back.
+    let mut held = offer;
+    held.subtract_all(&consumed);
+    held.add_all(&converted);
+    a.recover("web", "a1", &held, None);
+    let available = a.available("a1");
+    assert_eq!(available, res("cpus:4;mem:1024"));
+    assert!(!available.contains_one(&reserved));
+    let out = a.allocate(secs(1));
+    assert_eq!(out[0].resources.scalar("cpus"), 4.0);
+}
+
+#[test]
+fn refined_reservations_reach_only_refinement_capable_frameworks() {
+    let mut a = Allocator::default();
+    let refined = dynamic(resources::scalar("cpus", 2.0), &["a", "a/b"]);
+    a.add_agent(
+        "a1",
+        bag(&[
+            refined.clone(),
+            dynamic(resources::scalar("mem", 256.0), &["a/b"]),
+        ]),
+        &[],
+    );
+    a.add_framework("old", roles(&["a/b"]), true);
+    a.set_reservation_refinement("old", false);
+    let out = a.allocate(T0);
+    let old = offered_to(&out, "old").expect("the single reservation is offered");
+    assert_eq!(old.resources.scalar("mem"), 256.0);
+    assert_eq!(old.resources.scalar("cpus"), 0.0);
+    // A capable framework in the same role gets the refined reservation.
+    a.add_framework("new", roles(&["a/b"]), true);
+    let out = a.allocate(secs(1));
+    let new = offered_to(&out, "new").expect("the refined reservation is offered");
+    assert!(new.resources.contains(&bag(&[refined]).allocated_to("a/b")));
+}
