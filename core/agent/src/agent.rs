@@ -7,11 +7,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use corral_api::internal::{self, agent_message, AgentMessage};
+use corral_api::internal::{self, agent_message, master_message, AgentMessage};
+use corral_api::resources::Resources;
 use corral_api::v1::executor::{self as exec, event};
 use corral_api::v1::{
     self, executor_info, framework_info, task_status, AgentId, AgentInfo, ExecutorId, ExecutorInfo,
@@ -29,6 +31,7 @@ use crate::isolation::{CgroupSpec, Isolation};
 use crate::launcher::RLimit;
 use crate::paths;
 use crate::status_updates::{is_terminal, Acked, StatusUpdateManager};
+use crate::volumes::{self, VolumeUse};
 
 /// Completed tasks kept per executor (Mesos keeps 200).
 const MAX_COMPLETED_TASKS: usize = 200;
@@ -195,6 +198,8 @@ pub struct Executor {
     pub recovered: bool,
     /// Sandbox usage measured by disk/du.
     pub disk_used: Option<u64>,
+    /// Persistent volumes bind-mounted into the sandbox (mount points).
+    pub volume_mounts: Vec<PathBuf>,
 }
 
 /// Resources a container is limited to.
@@ -209,12 +214,19 @@ pub struct Limits {
 }
 
 impl Limits {
-    fn of(resources: &[v1::Resource]) -> Self {
-        let r = corral_api::resources::Resources::from_vec(resources);
+    /// The limits of a container's resources. Persistent volumes do not
+    /// count against the sandbox's disk: their data lives outside it.
+    pub fn of(resources: &[v1::Resource]) -> Self {
+        let r = Resources::from_vec(resources);
+        let volumes: f64 = resources
+            .iter()
+            .filter(|r| r.name == "disk" && corral_api::operations::is_persistent_volume(r))
+            .filter_map(|r| r.scalar.as_ref().map(|s| s.value))
+            .sum();
         Limits {
             cpus: r.scalar("cpus"),
             mem_mb: r.scalar("mem"),
-            disk_mb: r.scalar("disk"),
+            disk_mb: corral_api::resources::round_scalar((r.scalar("disk") - volumes).max(0.0)),
         }
     }
 
@@ -377,6 +389,15 @@ pub struct State {
     /// Tasks whose checkpoint could not be recovered, reported lost; kept
     /// in re-registrations until their TASK_LOST is acknowledged.
     pub lost_tasks: Vec<Task>,
+    /// The agent's total: `--resources` with the checkpointed dynamic
+    /// reservations and persistent volumes applied.
+    pub total: Resources,
+    /// Operations (with a framework and an id) whose latest status the
+    /// master has not acknowledged yet, by operation uuid.
+    pub operations: BTreeMap<Vec<u8>, v1::Operation>,
+    /// The latest updates of recently applied operations, to answer a
+    /// repeated ApplyOperation without applying it twice.
+    pub recent_operations: VecDeque<(Vec<u8>, internal::OperationStatusUpdate)>,
 }
 
 /// An error answered to an executor or operator call.
@@ -398,6 +419,13 @@ pub struct Agent {
     /// Wakes the retry loop when deadlines move.
     pub sum_wake: Arc<Notify>,
     master: Mutex<Option<mpsc::UnboundedSender<AgentMessage>>>,
+    /// Master messages queued behind an operation in progress (applied in
+    /// order by one worker; see `master::dispatch`).
+    pub(crate) work: Mutex<Option<mpsc::UnboundedSender<master_message::Message>>>,
+    /// Messages handed to that worker and not finished yet.
+    pub(crate) work_pending: AtomicUsize,
+    /// HDFS-backed volumes (leases, write-back).
+    pub hdfs: crate::hdfs_volumes::HdfsVolumes,
 }
 
 impl std::fmt::Debug for Agent {
@@ -422,12 +450,19 @@ fn task_state_name(state: i32) -> &'static str {
 impl Agent {
     /// A fresh agent with no master session.
     pub fn new(config: Config) -> Arc<Self> {
+        let state = State {
+            total: Resources::from_vec(&config.resources),
+            ..State::default()
+        };
         Arc::new(Self {
+            hdfs: crate::hdfs_volumes::HdfsVolumes::new(&config),
             config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             sum: Arc::new(Mutex::new(StatusUpdateManager::new())),
             sum_wake: Arc::new(Notify::new()),
             master: Mutex::new(None),
+            work: Mutex::new(None),
+            work_pending: AtomicUsize::new(0),
         })
     }
 
@@ -489,8 +524,8 @@ impl Agent {
             frameworks,
             executors,
             tasks,
-            total_resources: Vec::new(),
-            operations: Vec::new(),
+            total_resources: st.total.to_vec(),
+            operations: st.operations.values().cloned().collect(),
         }
     }
 
@@ -564,6 +599,7 @@ impl Agent {
             self.send_to_master(agent_message::Message::StatusUpdate(update));
         }
         self.sum_wake.notify_one();
+        self.resend_operation_updates();
     }
 
     /// The master session ended.
@@ -708,6 +744,7 @@ impl Agent {
             cpus: ex.limits.cpus,
             mem_mb: ex.limits.mem_mb,
             disk_mb: ex.limits.disk_mb,
+            volume_mounts: ex.volume_mounts.clone(),
         };
         let result = cp
             .write_framework(agent_id, fw)
@@ -835,6 +872,7 @@ impl Agent {
             return;
         }
         let is_group = matches!(queued, Queued::Group(_));
+        let queued = self.with_docker_volume_binds(queued);
         let mut st = lock(&self.state);
         let Some(agent_id) = st.agent_id.clone() else {
             tracing::warn!(framework_id = %fw_id, "run task before registration dropped");
@@ -874,7 +912,9 @@ impl Agent {
                     .iter()
                     .try_for_each(|t| paths::validate_id("task", &t.task_id.value))
             });
-        let invalid = invalid.and_then(|_| self.check_containers(&info, kind, &tasks));
+        let invalid = invalid
+            .and_then(|_| self.check_containers(&info, kind, &tasks))
+            .and_then(|_| self.check_volumes(&st, &info, &tasks));
         if let Err(reason) = invalid {
             drop(st);
             self.fail_unlaunched(&fw_info, &tasks, Some(&info.executor_id), &reason);
@@ -957,6 +997,19 @@ impl Agent {
         let Some(ex) = fw.executors.get_mut(&ex_id) else {
             return;
         };
+        if !started_now && ex.docker_container.is_none() {
+            // Volumes of the new tasks go into the running container's sandbox.
+            let wanted = volumes::volumes_of(tasks.iter().flat_map(|t| t.resources.iter()));
+            match self.mount_volumes(&ex.directory, &wanted, &ex.volume_mounts) {
+                Ok(mut mounted) => ex.volume_mounts.append(&mut mounted),
+                Err(reason) => {
+                    let executor_id = ex.info.executor_id.clone();
+                    drop(st);
+                    self.fail_unlaunched(&fw_info, &tasks, Some(&executor_id), &reason);
+                    return;
+                }
+            }
+        }
         if !started_now {
             // More tasks in a running container: it grows by their resources.
             for t in &tasks {
@@ -986,6 +1039,11 @@ impl Agent {
             );
         }
         if ex.checkpoint {
+            if !started_now {
+                // The container record holds its mounts.
+                let ex = &*ex;
+                self.checkpoint_executor(&agent_id.value, &fw_info, ex);
+            }
             for t in &tasks {
                 self.checkpoint_task(&st, &fw_id, &t.task_id.value);
             }
@@ -1189,6 +1247,131 @@ impl Agent {
         Ok(())
     }
 
+    /// Refuses tasks whose persistent volumes this agent does not have, and
+    /// volumes that cannot be placed in the container.
+    fn check_volumes(
+        &self,
+        st: &State,
+        info: &ExecutorInfo,
+        tasks: &[TaskInfo],
+    ) -> Result<(), String> {
+        let docker = tasks.iter().any(|t| {
+            t.container
+                .as_ref()
+                .is_some_and(|c| c.r#type == v1::container_info::Type::Docker as i32)
+        });
+        let wanted = volumes::volumes_of(
+            info.resources
+                .iter()
+                .chain(tasks.iter().flat_map(|t| t.resources.iter())),
+        );
+        for v in &wanted {
+            let known = st.total.as_slice().iter().any(|r| {
+                corral_api::operations::persistence_id(r) == Some(v.persistence_id.as_str())
+                    && corral_api::resources::reservation_role(r) == v.role
+            });
+            if !known {
+                return Err(format!(
+                    "persistent volume '{}' of role '{}' does not exist on this agent (CREATE it \
+                     first, and launch on an offer that holds it)",
+                    v.persistence_id, v.role
+                ));
+            }
+            if !docker {
+                volumes::mount_point(Path::new("/"), v).map_err(|e| e.to_string())?;
+            }
+            if v.hdfs {
+                self.hdfs.check_usable(v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A Docker task's persistent volumes become binds of its container
+    /// (`<volume dir>:<container_path>[:ro]`; a relative container_path is
+    /// under the sandbox's mount point in the container).
+    fn with_docker_volume_binds(&self, queued: Queued) -> Queued {
+        let Queued::Task(mut task) = queued else {
+            return queued;
+        };
+        let wanted = volumes::volumes_of(&task.resources);
+        if let Some(c) = task
+            .container
+            .as_mut()
+            .filter(|c| c.r#type == v1::container_info::Type::Docker as i32)
+        {
+            for v in wanted {
+                c.volumes.push(v1::Volume {
+                    mode: if v.read_only {
+                        v1::volume::Mode::Ro
+                    } else {
+                        v1::volume::Mode::Rw
+                    } as i32,
+                    container_path: v.container_path.clone(),
+                    host_path: Some(
+                        volumes::volume_dir(&self.config.work_dir, &v.role, &v.persistence_id)
+                            .display()
+                            .to_string(),
+                    ),
+                    ..Default::default()
+                });
+            }
+        }
+        Queued::Task(task)
+    }
+
+    /// Bind-mounts the volumes not yet mounted (`already`) into a sandbox;
+    /// on failure nothing new stays mounted.
+    fn mount_volumes(
+        &self,
+        sandbox: &Path,
+        wanted: &[VolumeUse],
+        already: &[PathBuf],
+    ) -> Result<Vec<PathBuf>, String> {
+        let mut mounted = Vec::new();
+        for v in wanted {
+            let result = volumes::mount_point(sandbox, v).and_then(|target| {
+                if already.contains(&target) || mounted.contains(&target) {
+                    return Ok(None);
+                }
+                let source = volumes::volume_dir(&self.config.work_dir, &v.role, &v.persistence_id);
+                volumes::bind_mount(&source, sandbox, &target, v.read_only)?;
+                tracing::info!(
+                    role = %v.role,
+                    persistence_id = %v.persistence_id,
+                    target = %target.display(),
+                    read_only = v.read_only,
+                    "mounted persistent volume"
+                );
+                Ok(Some(target))
+            });
+            match result {
+                Ok(Some(t)) => mounted.push(t),
+                Ok(None) => {}
+                Err(e) => {
+                    self.unmount_volumes(&mounted);
+                    return Err(format!(
+                        "cannot mount persistent volume '{}': {e}",
+                        v.persistence_id
+                    ));
+                }
+            }
+        }
+        Ok(mounted)
+    }
+
+    /// Detaches volume mounts (most recent first); the data stays.
+    pub(crate) fn unmount_volumes(&self, mounts: &[PathBuf]) {
+        for m in mounts.iter().rev() {
+            match volumes::unmount(m) {
+                Ok(()) => tracing::info!(target = %m.display(), "unmounted persistent volume"),
+                Err(e) => {
+                    tracing::error!(target = %m.display(), error = %e, "cannot unmount persistent volume")
+                }
+            }
+        }
+    }
+
     fn start_executor(
         self: &Arc<Self>,
         agent_id: &str,
@@ -1291,6 +1474,7 @@ impl Agent {
             termination: None,
             recovered: false,
             disk_used: None,
+            volume_mounts: Vec::new(),
         };
         let mut spec = match kind {
             ExecutorKind::Command | ExecutorKind::Default => LaunchSpec {
@@ -1355,8 +1539,21 @@ impl Agent {
                 }
             }
         }
+        if ex.docker_container.is_none() {
+            // A Docker task's volumes are binds of its Docker container.
+            let wanted = volumes::volumes_of(
+                ex.info
+                    .resources
+                    .iter()
+                    .chain(tasks.iter().flat_map(|t| t.resources.iter())),
+            );
+            ex.volume_mounts = self.mount_volumes(&directory, &wanted, &[])?;
+        }
         if uris.is_empty() {
-            self.launch_process(&mut ex, &spec, &fw_id)?;
+            if let Err(e) = self.launch_process(&mut ex, &spec, &fw_id) {
+                self.unmount_volumes(&ex.volume_mounts);
+                return Err(e);
+            }
             self.checkpoint_executor(agent_id, fw, &ex);
             return Ok(ex);
         }
@@ -1553,7 +1750,10 @@ impl Agent {
             },
             limitation: None,
         });
-        // What is left of the container goes: its cgroups, its Docker container.
+        // What is left of the container goes: its volumes' mounts (the data
+        // stays where it lives), its cgroups, its Docker container.
+        let mounts = std::mem::take(&mut ex.volume_mounts);
+        self.unmount_volumes(&mounts);
         if let Some(cg) = ex.cgroup.clone() {
             tokio::task::spawn_blocking(move || cg.destroy());
         }

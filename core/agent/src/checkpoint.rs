@@ -12,7 +12,15 @@
 //!   .../executors/<ex>/runs/<container>/container.json  pid, cgroups, docker, kind
 //!   .../runs/<container>/tasks/<task>/task.info       Task (state and statuses)
 //!   .../runs/<container>/tasks/<task>/task.updates    unacknowledged StatusUpdates
+//! <work_dir>/meta/slaves/<agent>/operations.info      operations awaiting acknowledgement
+//! <work_dir>/meta/resources/resources.info            dynamic reservations and volumes
 //! ```
+//!
+//! `resources.info` holds the resources that operations made (dynamically
+//! reserved resources and persistent volumes, the ones Mesos calls
+//! "checkpointed resources"); it is kept apart from the agent id, as in
+//! Mesos, so reservations and volumes outlive a new agent id. The agent's
+//! total is `--resources` with those carved out of it.
 //!
 //! Every file is written atomically (temp file, fsync, rename, fsync of the
 //! directory) and framed (`CORRAL1`, length, payload, FNV-1a checksum), so a
@@ -22,7 +30,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use corral_api::internal::StatusUpdate;
-use corral_api::v1::{AgentInfo, ExecutorInfo, FrameworkInfo, Task};
+use corral_api::v1::{AgentInfo, ExecutorInfo, FrameworkInfo, Operation, Resource, Task};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +99,9 @@ pub struct ContainerRecord {
     pub mem_mb: f64,
     /// Disk quota in MB.
     pub disk_mb: f64,
+    /// Persistent volumes bind-mounted into the sandbox (mount points).
+    #[serde(default)]
+    pub volume_mounts: Vec<PathBuf>,
 }
 
 /// A task recovered from its checkpoint.
@@ -161,6 +172,8 @@ pub struct Recovered {
     pub lost_tasks: Vec<LostTask>,
     /// Containers to destroy.
     pub lost_containers: Vec<LostContainer>,
+    /// Operations whose latest status was not yet acknowledged.
+    pub operations: Vec<Operation>,
 }
 
 fn fnv1a(data: &[u8]) -> u64 {
@@ -429,6 +442,44 @@ impl Checkpoint {
         self.write(&dir.join("task.updates"), &buf)
     }
 
+    /// `<work_dir>/meta/resources/resources.info`.
+    pub fn resources_path(&self) -> PathBuf {
+        self.meta.join("resources").join("resources.info")
+    }
+
+    /// Checkpoints the resources operations made (the whole list).
+    pub fn write_resources(&self, resources: &[Resource]) -> Result<(), CheckpointError> {
+        let path = self.resources_path();
+        self.write(&path, &encode_list(resources, &path)?)
+    }
+
+    /// The checkpointed resources; `Ok(None)` when there are none.
+    pub fn read_resources(&self) -> Result<Option<Vec<Resource>>, CheckpointError> {
+        let path = self.resources_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let payload = read_framed(&path)?;
+        decode_list(&path, &payload).map(Some)
+    }
+
+    /// Checkpoints the operations awaiting acknowledgement (the whole list).
+    pub fn write_operations(
+        &self,
+        agent: &str,
+        operations: &[Operation],
+    ) -> Result<(), CheckpointError> {
+        let path = self.agent_dir(agent).join("operations.info");
+        if operations.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(CheckpointError::Io { path, source }),
+            };
+        }
+        self.write(&path, &encode_list(operations, &path)?)
+    }
+
     /// Removes an executor run's checkpoint (it terminated and its tasks
     /// completed).
     pub fn remove_run(&self, agent: &str, fw: &str, ex: &str, container: &str) {
@@ -496,6 +547,13 @@ impl Checkpoint {
         match read_proto::<AgentInfo>(&agent_dir.join("slave.info")) {
             Ok(info) => rec.agent_info = Some(info),
             Err(e) => fail(e, &mut rec)?,
+        }
+        let ops = agent_dir.join("operations.info");
+        if ops.exists() {
+            match read_framed(&ops).and_then(|b| decode_list::<Operation>(&ops, &b)) {
+                Ok(list) => rec.operations = list,
+                Err(e) => fail(e, &mut rec)?,
+            }
         }
         for (fw_id, fw_dir) in subdirs(&agent_dir.join("frameworks")) {
             let fw_info = match read_proto::<FrameworkInfo>(&fw_dir.join("framework.info")) {
@@ -615,6 +673,39 @@ impl Checkpoint {
     }
 }
 
+fn encode_list<M: Message>(items: &[M], path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    let mut buf = Vec::new();
+    for m in items {
+        m.encode_length_delimited(&mut buf)
+            .map_err(|e| CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(buf)
+}
+
+fn decode_list<M: Message + Default>(
+    path: &Path,
+    mut buf: &[u8],
+) -> Result<Vec<M>, CheckpointError> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        if out.len() >= MAX_UPDATES {
+            return Err(CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("more than {MAX_UPDATES} records"),
+            });
+        }
+        let m = M::decode_length_delimited(&mut buf).map_err(|e| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("not a valid record: {e}"),
+        })?;
+        out.push(m);
+    }
+    Ok(out)
+}
+
 fn decode_updates(path: &Path, mut buf: &[u8]) -> Result<Vec<StatusUpdate>, CheckpointError> {
     let mut out = Vec::new();
     while !buf.is_empty() {
@@ -667,6 +758,7 @@ mod tests {
             cpus: 1.0,
             mem_mb: 64.0,
             disk_mb: 0.0,
+            volume_mounts: vec!["/sandbox/data".into()],
         }
     }
 
@@ -786,5 +878,60 @@ mod tests {
         std::fs::write(&tmp, b"half").unwrap();
         let r = c.recover(true).unwrap().unwrap();
         assert_eq!(r.frameworks[0].executors[0].tasks.len(), 2);
+    }
+
+    #[test]
+    fn resources_and_operations_round_trip() {
+        use corral_api::v1::{self, offer::operation::Type as OpType};
+        let dir = tempfile::tempdir().unwrap();
+        let c = populated(dir.path());
+        assert!(c.read_resources().unwrap().is_none());
+        let mut disk = corral_api::resources::scalar("disk", 128.0);
+        disk.reservations.push(v1::resource::ReservationInfo {
+            r#type: Some(v1::resource::reservation_info::Type::Dynamic as i32),
+            role: Some("db".into()),
+            principal: Some("ops".into()),
+            labels: None,
+        });
+        let cpus = corral_api::resources::scalar("cpus", 1.5);
+        c.write_resources(&[disk.clone(), cpus.clone()]).unwrap();
+        assert_eq!(c.read_resources().unwrap().unwrap(), vec![disk, cpus]);
+        // Resources are kept apart from the agent id: clearing the agent's
+        // checkpoint keeps them.
+        c.clear();
+        assert_eq!(c.read_resources().unwrap().unwrap().len(), 2);
+
+        let c = populated(dir.path());
+        let op = Operation {
+            framework_id: Some(ids::framework_id("F")),
+            agent_id: Some(ids::agent_id("A")),
+            info: v1::offer::Operation {
+                r#type: Some(OpType::Reserve as i32),
+                id: Some(v1::OperationId {
+                    value: "op1".into(),
+                }),
+                ..Default::default()
+            },
+            latest_status: v1::OperationStatus {
+                state: v1::OperationState::OperationFinished as i32,
+                ..Default::default()
+            },
+            statuses: vec![],
+            uuid: v1::Uuid {
+                value: ids::new_uuid_bytes(),
+            },
+        };
+        c.write_operations("A", std::slice::from_ref(&op)).unwrap();
+        let r = c.recover(true).unwrap().unwrap();
+        assert_eq!(r.operations, vec![op]);
+        c.write_operations("A", &[]).unwrap();
+        assert!(c.recover(true).unwrap().unwrap().operations.is_empty());
+
+        // A torn resources file is an error naming it.
+        let path = c.resources_path();
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 3]).unwrap();
+        let err = c.read_resources().unwrap_err().to_string();
+        assert!(err.contains("resources.info"), "{err}");
     }
 }

@@ -697,8 +697,10 @@ impl ProcSnapshot {
 }
 
 /// Bytes used under `dir` (files' allocated blocks, not following symlinks),
-/// like `du -s`. Stops counting past `limit` entries to stay bounded.
-pub fn disk_usage(dir: &Path) -> u64 {
+/// like `du -s`, leaving out the directories in `exclude` (persistent
+/// volumes mounted into a sandbox). Stops counting past a million entries
+/// to stay bounded.
+pub fn disk_usage(dir: &Path, exclude: &[std::path::PathBuf]) -> u64 {
     use std::os::unix::fs::MetadataExt;
     const MAX_ENTRIES: usize = 1_000_000;
     let mut total = 0u64;
@@ -718,6 +720,9 @@ pub fn disk_usage(dir: &Path) -> u64 {
                 continue;
             };
             if meta.nlink() > 1 && !inodes.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
+            if meta.is_dir() && exclude.iter().any(|x| *x == e.path()) {
                 continue;
             }
             total += meta.blocks() * 512;
@@ -839,6 +844,9 @@ mod tests {
         std::fs::write(dir.path().join("a"), vec![1u8; 100_000]).unwrap();
         std::fs::create_dir(dir.path().join("d")).unwrap();
         std::fs::write(dir.path().join("d/b"), vec![1u8; 50_000]).unwrap();
-        assert!(disk_usage(dir.path()) >= 150_000);
+        assert!(disk_usage(dir.path(), &[]) >= 150_000);
+        // An excluded directory (a mounted volume) is not counted.
+        let d = disk_usage(dir.path(), &[dir.path().join("d")]);
+        assert!((100_000..150_000).contains(&d), "{d}");
     }
 }

@@ -20,7 +20,14 @@
 //!   signalling its group, adopting a recovered one through a pidfd.
 //! * [`fetcher`] – `CommandInfo.uris` into the sandbox, with the LRU cache.
 //! * [`docker`] – the agent's side of the Docker containerizer (bollard).
-//! * [`checkpoint`] – atomic checkpoints of checkpointing frameworks.
+//! * [`checkpoint`] – atomic checkpoints of checkpointing frameworks, the
+//!   agent's checkpointed resources and unacknowledged operations.
+//! * [`volumes`] – persistent volumes' directories, and bind-mounting them
+//!   into sandboxes.
+//! * [`hdfs_volumes`] – HDFS-backed volumes: leases, restore, write-back
+//!   (cargo feature `hdfs`).
+//! * [`operations`] – the agent's total resources (`--resources` plus the
+//!   checkpointed reservations and volumes) and ApplyOperation.
 //! * [`monitor`] – per-container usage, and the memory/disk limitation watch.
 //! * [`recovery`] – rebuilding state from the checkpoint after a restart.
 //! * [`status_updates`] – the status update manager (per-task FIFO, retries
@@ -46,15 +53,20 @@ pub mod containerizer;
 pub mod docker;
 pub mod fetcher;
 pub mod flags;
+pub mod hdfs_volumes;
 pub mod isolation;
 pub mod launcher;
 pub mod master;
 pub mod monitor;
+pub mod operations;
 pub mod paths;
 pub mod recovery;
 pub mod resources;
 pub mod status_updates;
+pub mod volumes;
 
+#[cfg(test)]
+mod operations_tests;
 #[cfg(test)]
 mod session_tests;
 
@@ -81,6 +93,10 @@ pub enum AgentError {
     /// The checkpoint of a previous run cannot be recovered.
     #[error("cannot recover: {0}")]
     Recovery(String),
+    /// `--resources` no longer holds the checkpointed reservations and
+    /// volumes.
+    #[error("incompatible --resources: {0}")]
+    IncompatibleResources(String),
     /// The Docker engine is not usable.
     #[error("--containerizers includes docker, but {0}")]
     Docker(String),
@@ -233,6 +249,7 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
             .map_err(|e| AgentError::Docker(e.to_string()))?;
     }
     let agent = Agent::new(config);
+    agent.load_checkpointed_resources()?;
     let outcome = agent
         .recover(flags.strict, flags.recover == "cleanup")
         .await
@@ -259,6 +276,7 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
         ),
         recovery::RecoveryOutcome::Fresh => {}
     }
+    agent.sweep_volume_mounts();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let server = {
@@ -294,6 +312,7 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
     shutdown.await;
     tracing::info!("agent shutting down");
     agent.kill_all_executors().await;
+    agent.sweep_volume_mounts();
     let _ = stop_tx.send(true);
     let _ = master.await;
     let _ = retries.await;

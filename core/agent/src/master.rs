@@ -2,7 +2,8 @@
 //! the master's commands; on loss (stream end, error, missed pings)
 //! reconnect with backoff and re-register.
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use corral_api::internal::agent_service_client::AgentServiceClient;
@@ -196,26 +197,71 @@ async fn session(
                     "message before registration dropped"
                 );
             }
-            master_message::Message::RunTask(m) => agent.run_task(m),
-            master_message::Message::KillTask(m) => agent.kill_task(&m),
-            master_message::Message::ShutdownFramework(m) => {
-                agent.shutdown_framework(&m.framework_id.value)
-            }
-            master_message::Message::ShutdownExecutor(m) => {
-                agent.shutdown_executor(&m.framework_id.value, &m.executor_id.value)
-            }
-            master_message::Message::Acknowledge(m) => agent.acknowledge(&m),
-            master_message::Message::FrameworkToExecutor(m) => agent.framework_message(m),
-            master_message::Message::UpdateFramework(m) => agent.update_framework(m.framework_info),
-            master_message::Message::Reconcile(m) => {
-                // The master answers reconciliation from its own state.
-                tracing::debug!(framework_id = %m.framework_id.value, "reconcile request ignored");
-            }
-            other @ (master_message::Message::ApplyOperation(_)
-            | master_message::Message::AcknowledgeOperation(_)) => {
-                // Operations are wired up by issue 6.
-                tracing::warn!(message = message_name(&other), "operation message ignored");
-            }
+            other => dispatch(agent, other),
+        }
+    }
+}
+
+/// Applies a master command. An operation (which may take a while: HDFS)
+/// runs on a worker task, and every command after it waits in the same
+/// queue until it is done, so commands take effect in the master's order (a
+/// launch after the CREATE of its volume finds the volume) while pings are
+/// still answered.
+pub(crate) fn dispatch(agent: &Arc<Agent>, message: master_message::Message) {
+    let is_operation = matches!(message, master_message::Message::ApplyOperation(_));
+    if !is_operation && agent.work_pending.load(Ordering::SeqCst) == 0 {
+        handle(agent, message);
+        return;
+    }
+    agent.work_pending.fetch_add(1, Ordering::SeqCst);
+    let mut work = crate::agent::lock(&agent.work);
+    let tx = work.get_or_insert_with(|| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(work_loop(Arc::downgrade(agent), rx));
+        tx
+    });
+    if tx.send(message).is_err() {
+        agent.work_pending.fetch_sub(1, Ordering::SeqCst);
+        tracing::error!("the operation worker is gone, message dropped");
+    }
+}
+
+async fn work_loop(agent: Weak<Agent>, mut rx: mpsc::UnboundedReceiver<master_message::Message>) {
+    while let Some(message) = rx.recv().await {
+        let Some(agent) = agent.upgrade() else {
+            return;
+        };
+        match message {
+            master_message::Message::ApplyOperation(op) => agent.apply_operation(op).await,
+            other => handle(&agent, other),
+        }
+        agent.work_pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn handle(agent: &Arc<Agent>, message: master_message::Message) {
+    match message {
+        master_message::Message::RunTask(m) => agent.run_task(m),
+        master_message::Message::KillTask(m) => agent.kill_task(&m),
+        master_message::Message::ShutdownFramework(m) => {
+            agent.shutdown_framework(&m.framework_id.value)
+        }
+        master_message::Message::ShutdownExecutor(m) => {
+            agent.shutdown_executor(&m.framework_id.value, &m.executor_id.value)
+        }
+        master_message::Message::Acknowledge(m) => agent.acknowledge(&m),
+        master_message::Message::FrameworkToExecutor(m) => agent.framework_message(m),
+        master_message::Message::UpdateFramework(m) => agent.update_framework(m.framework_info),
+        master_message::Message::Reconcile(m) => {
+            // The master answers reconciliation from its own state.
+            tracing::debug!(framework_id = %m.framework_id.value, "reconcile request ignored");
+        }
+        master_message::Message::AcknowledgeOperation(m) => agent.acknowledge_operation(&m),
+        master_message::Message::ApplyOperation(_) => {
+            tracing::error!("operation outside the operation worker dropped");
+        }
+        other @ (master_message::Message::Registered(_) | master_message::Message::Ping(_)) => {
+            tracing::debug!(message = message_name(&other), "session message ignored");
         }
     }
 }

@@ -45,6 +45,7 @@ struct Probe {
     cgroup: Option<CgroupSpec>,
     directory: std::path::PathBuf,
     limits: Limits,
+    volume_mounts: Vec<std::path::PathBuf>,
 }
 
 fn to_statistics(u: &Usage, limits: &Limits, cgroup: Option<&CgroupSpec>) -> ResourceStatistics {
@@ -187,6 +188,7 @@ impl Agent {
                             cgroup: ex.cgroup.clone(),
                             directory: ex.directory.clone(),
                             limits: ex.limits,
+                            volume_mounts: ex.volume_mounts.clone(),
                         })
                 })
                 .collect()
@@ -203,7 +205,8 @@ impl Agent {
             }
             let mut used = None;
             if measure_disk {
-                let u = disk_usage(&p.directory);
+                // Persistent volumes are not the sandbox's: not counted.
+                let u = disk_usage(&p.directory, &p.volume_mounts);
                 used = Some(u);
                 let quota = (p.limits.disk_mb * 1024.0 * 1024.0) as u64;
                 if limitation.is_none() && iso.enforce_disk && p.limits.disk_mb > 0.0 && u > quota {

@@ -63,6 +63,7 @@ impl Agent {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+        self.unmount_volumes(&record.volume_mounts);
         if let Some(cg) = record.cgroup.clone() {
             let _ = tokio::task::spawn_blocking(move || cg.destroy()).await;
         }
@@ -107,6 +108,7 @@ impl Agent {
                     }
                 }
             }
+            self.sweep_volume_mounts();
             self.config.checkpoint.clear();
             tracing::info!(agent_id = %rec.agent_id, "cleanup done: killed the recovered executors and removed the checkpoint");
             return Ok(RecoveryOutcome::CleanedUp);
@@ -174,6 +176,7 @@ impl Agent {
                         termination: None,
                         recovered: true,
                         disk_used: None,
+                        volume_mounts: c.volume_mounts.clone(),
                     };
                     for t in &rex.tasks {
                         tasks += 1;
@@ -323,11 +326,44 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "cannot list docker containers to recover"),
             }
         }
+        {
+            let mut st = lock(&self.state);
+            for op in &rec.operations {
+                st.operations.insert(op.uuid.value.clone(), op.clone());
+            }
+        }
         Ok(RecoveryOutcome::Recovered {
             live_executors: live,
             tasks,
             lost_tasks: rec.lost_tasks.len(),
         })
+    }
+
+    /// Detaches every volume mount under the sandboxes that no live
+    /// container holds: left by containers that ended while the agent was
+    /// down (non-checkpointing frameworks' included) or at its shutdown.
+    pub fn sweep_volume_mounts(&self) -> usize {
+        let keep: BTreeSet<std::path::PathBuf> = lock(&self.state)
+            .frameworks
+            .values()
+            .flat_map(|f| f.executors.values())
+            .filter(|e| e.phase != ExecutorPhase::Terminated)
+            .flat_map(|e| e.volume_mounts.iter().cloned())
+            .collect();
+        let mut n = 0;
+        for m in crate::volumes::mounts_under(&self.config.work_dir.join("slaves")) {
+            if keep.contains(&m) {
+                continue;
+            }
+            match crate::volumes::unmount(&m) {
+                Ok(()) => {
+                    n += 1;
+                    tracing::info!(target = %m.display(), "unmounted a persistent volume no live container holds");
+                }
+                Err(e) => tracing::warn!(target = %m.display(), error = %e, "cannot unmount"),
+            }
+        }
+        n
     }
 
     /// Kills recovered executors that did not re-subscribe within

@@ -73,6 +73,9 @@ pub fn agent_resources(spec: Option<&str>, work_dir: &Path) -> Result<Vec<Resour
         }
         _ => Vec::new(),
     };
+    for r in &given {
+        check_static(r).map_err(|e| format!("--resources: {e}"))?;
+    }
     Ok(merge_detected(given, |name| match name {
         "cpus" => Some(res::scalar("cpus", detect_cpus())),
         "mem" => detect_total_mem_mb().map(|t| res::scalar("mem", default_mem_mb(t))),
@@ -80,6 +83,43 @@ pub fn agent_resources(spec: Option<&str>, work_dir: &Path) -> Result<Vec<Resour
         "ports" => Some(res::ranges("ports", &[DEFAULT_PORTS])),
         _ => None,
     }))
+}
+
+/// `--resources` holds static reservations only: dynamic reservations and
+/// persistent volumes are made by operations (and checkpointed), never
+/// given on the command line.
+fn check_static(r: &Resource) -> Result<(), String> {
+    use corral_api::v1::resource::reservation_info::Type;
+    for x in &r.reservations {
+        if x.r#type != Some(Type::Static as i32) {
+            return Err(format!(
+                "resource '{}' has a {} reservation for role '{}'; only static reservations \
+                 (type STATIC, or `name(role):value`) can be given here, dynamic ones are made \
+                 with RESERVE",
+                r.name,
+                x.r#type
+                    .and_then(|t| Type::try_from(t).ok())
+                    .map_or("untyped", |t| t.as_str_name()),
+                x.role.as_deref().unwrap_or("")
+            ));
+        }
+        if x.role
+            .as_deref()
+            .is_none_or(|role| role.is_empty() || role == "*")
+        {
+            return Err(format!(
+                "resource '{}' has a reservation without a role",
+                r.name
+            ));
+        }
+    }
+    if r.disk.as_ref().is_some_and(|d| d.persistence.is_some()) {
+        return Err(format!(
+            "resource '{}' is a persistent volume; volumes are made with CREATE, not given here",
+            r.name
+        ));
+    }
+    Ok(())
 }
 
 /// Adds a detected resource for each of cpus, mem, disk and ports that
@@ -185,6 +225,41 @@ mod tests {
         });
         assert_eq!(rs.iter().filter(|r| r.name == "cpus").count(), 1);
         assert!(agent_resources(Some("cpus:x"), dir.path()).is_err());
+    }
+
+    #[test]
+    fn static_reservations_in_both_forms() {
+        use corral_api::v1::resource::reservation_info::Type;
+        let dir = tempfile::tempdir().unwrap();
+        let statically = |rs: &[Resource], name: &str, role: &str| {
+            rs.iter().any(|r| {
+                r.name == name
+                    && r.reservations.len() == 1
+                    && r.reservations[0].r#type == Some(Type::Static as i32)
+                    && r.reservations[0].role.as_deref() == Some(role)
+                    && r.role.is_none()
+            })
+        };
+        let rs = agent_resources(Some("cpus(web):2;disk(web):1024;cpus:1"), dir.path()).unwrap();
+        assert!(statically(&rs, "cpus", "web") && statically(&rs, "disk", "web"));
+        assert_eq!(Resources::from_vec(&rs).scalar("cpus"), 3.0);
+
+        // JSON, post-refinement (`reservations`) and pre-refinement (`role`).
+        let json = r#"[{"name":"cpus","type":"SCALAR","scalar":{"value":2},
+                        "reservations":[{"type":"STATIC","role":"eng"}]},
+                       {"name":"disk","type":"SCALAR","scalar":{"value":512},"role":"db"}]"#;
+        let rs = agent_resources(Some(json), dir.path()).unwrap();
+        assert!(statically(&rs, "cpus", "eng") && statically(&rs, "disk", "db"));
+
+        // Dynamic reservations and volumes are refused, saying why.
+        let json = r#"[{"name":"cpus","type":"SCALAR","scalar":{"value":2},
+                        "reservations":[{"type":"DYNAMIC","role":"eng"}]}]"#;
+        let err = agent_resources(Some(json), dir.path()).unwrap_err();
+        assert!(err.contains("DYNAMIC") && err.contains("RESERVE"), "{err}");
+        let json = r#"[{"name":"disk","type":"SCALAR","scalar":{"value":2},"role":"db",
+                        "disk":{"persistence":{"id":"x"},"volume":{"mode":"RW","container_path":"d"}}}]"#;
+        let err = agent_resources(Some(json), dir.path()).unwrap_err();
+        assert!(err.contains("CREATE"), "{err}");
     }
 
     #[test]

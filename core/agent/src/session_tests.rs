@@ -17,12 +17,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::AgentFlags;
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-type Outbound = mpsc::UnboundedSender<Result<MasterMessage, Status>>;
+pub(crate) type Outbound = mpsc::UnboundedSender<Result<MasterMessage, Status>>;
 
-struct MockMaster {
-    sessions: mpsc::UnboundedSender<(Streaming<AgentMessage>, Outbound)>,
+pub(crate) struct MockMaster {
+    pub(crate) sessions: mpsc::UnboundedSender<(Streaming<AgentMessage>, Outbound)>,
 }
 
 #[tonic::async_trait]
@@ -41,7 +41,7 @@ impl AgentService for MockMaster {
     }
 }
 
-async fn recv(inbound: &mut Streaming<AgentMessage>) -> agent_message::Message {
+pub(crate) async fn recv(inbound: &mut Streaming<AgentMessage>) -> agent_message::Message {
     tokio::time::timeout(WAIT, inbound.message())
         .await
         .expect("agent message in time")
@@ -51,7 +51,7 @@ async fn recv(inbound: &mut Streaming<AgentMessage>) -> agent_message::Message {
         .expect("message set")
 }
 
-fn send(out: &Outbound, epoch: u64, m: master_message::Message) {
+pub(crate) fn send(out: &Outbound, epoch: u64, m: master_message::Message) {
     out.send(Ok(MasterMessage {
         epoch: Some(epoch),
         message: Some(m),
@@ -59,7 +59,7 @@ fn send(out: &Outbound, epoch: u64, m: master_message::Message) {
     .expect("session open");
 }
 
-fn registered(epoch: u64, out: &Outbound) {
+pub(crate) fn registered(epoch: u64, out: &Outbound) {
     send(
         out,
         epoch,
@@ -129,7 +129,7 @@ async fn update(client: &reqwest::Client, endpoint: &str, state: TaskState) -> V
     uuid
 }
 
-async fn wait_for_file(path: &Path, needle: &str) -> String {
+pub(crate) async fn wait_for_file(path: &Path, needle: &str) -> String {
     tokio::time::timeout(WAIT, async {
         loop {
             let text = std::fs::read_to_string(path).unwrap_or_default();

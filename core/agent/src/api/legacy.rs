@@ -297,21 +297,26 @@ pub fn state_json(agent: &Agent) -> Value {
         .as_ref()
         .map(|a| a.value.clone())
         .unwrap_or_default();
-    let total = Resources::from_vec(&cfg.resources);
+    // The total with the checkpointed reservations and volumes.
+    let total = st.total.clone();
     let flags: Map<String, Value> = cfg
         .flags
         .iter()
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
-    let unreserved: Vec<v1::Resource> = cfg
-        .resources
+    let unreserved: Vec<v1::Resource> = total
+        .as_slice()
         .iter()
         .filter(|r| reservation_role(r) == "*")
         .cloned()
         .collect();
     let mut reserved: Map<String, Value> = Map::new();
     let mut reserved_full: Map<String, Value> = Map::new();
-    for r in cfg.resources.iter().filter(|r| reservation_role(r) != "*") {
+    for r in total
+        .as_slice()
+        .iter()
+        .filter(|r| reservation_role(r) != "*")
+    {
         let role = reservation_role(r).to_string();
         let bag = Resources::from_vec(std::slice::from_ref(r));
         let entry = reserved.entry(role.clone()).or_insert_with(|| json!({}));

@@ -115,8 +115,12 @@ pub fn answer(agent: &Agent, ty: call::Type, call: &Call) -> Result<AgentRespons
         }
         call::Type::GetAgent => {
             r = typed(response::Type::GetAgent);
+            let st = lock(&agent.state);
+            // The agent's total, with its reservations and volumes.
+            let mut info = agent.agent_info(&st);
+            info.resources = st.total.to_vec();
             r.get_agent = Some(response::GetAgent {
-                agent_info: Some(agent.agent_info(&lock(&agent.state))),
+                agent_info: Some(info),
                 ..Default::default()
             });
         }
@@ -331,7 +335,7 @@ fn count_executors(st: &AgentState, phase: ExecutorPhase) -> f64 {
 /// The agent's metrics, with Mesos' names.
 pub fn metrics(agent: &Agent) -> Vec<(String, f64)> {
     let st = lock(&agent.state);
-    let total = Resources::from_vec(&agent.config.resources);
+    let total = st.total.clone();
     let used = used_resources(&st);
     let mut m: Vec<(String, f64)> = vec![
         (

@@ -85,6 +85,7 @@ fn fixture() -> (tempfile::TempDir, Arc<Agent>, Router) {
             termination: None,
             recovered: false,
             disk_used: None,
+            volume_mounts: Vec::new(),
         };
         ex.tasks.insert(
             "t1".into(),
