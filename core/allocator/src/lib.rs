@@ -49,6 +49,10 @@ mod quantities;
 use quantities::ScalarNames;
 pub use quantities::{Quantities, MAX_SCALARS};
 
+/// Offers made out of one reserved pool of an agent per cycle (more than
+/// one only when some frameworks cannot take refined reservations).
+const MAX_OFFERS_PER_POOL: usize = 8;
+
 /// Default `refuse_seconds` of a decline filter.
 pub const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
 /// Mesos caps filters at 365 days.
@@ -1540,40 +1544,12 @@ impl Allocator {
             })
             .unwrap_or_default();
         for pool_role in reserved_pools {
-            let Some(a) = self.agents[agent as usize].as_ref() else {
-                return;
-            };
-            let pool_name = self.role_name(pool_role).to_string();
-            let pool = pool_resources(&a.available, |r| {
-                resources::reservation_role(r) == pool_name
-            });
-            // Refined reservations go only to frameworks that can read them.
-            let refined = pool.as_slice().iter().any(|r| r.reservations.len() > 1);
-            let plain =
-                refined.then(|| pool_resources(&pool, |r| r.reservations.len() <= 1).into_owned());
-            // As in Mesos, reserved resources are worth an offer when they
-            // are allocatable together with the unreserved ones the role
-            // may get on the agent (a volume alone is only disk).
-            let unreserved =
-                pool_resources(&a.available, |r| resources::reservation_role(r) == "*");
-            let found = self.pick(pool_role, agent, refined, &|this: &Self, f, role| {
-                let capable = this.fw(f).is_none_or(|e| e.refinement);
-                let pool = match &plain {
-                    Some(plain) if !capable => plain,
-                    _ => &pool,
-                };
-                let offered = this.fit(pool, &Quantities::INFINITE, role);
-                if offered.is_empty() {
-                    return None;
+            // Refined reservations go only to frameworks that can read
+            // them, so a pool may take more than one framework to offer.
+            for _ in 0..MAX_OFFERS_PER_POOL {
+                if !self.allocate_reserved_pool(agent, pool_role, out) {
+                    break;
                 }
-                let mut with_unreserved = unreserved.clone().into_owned();
-                with_unreserved.add_all(&offered);
-                this.min_allocatable
-                    .admits(&with_unreserved)
-                    .then_some(offered)
-            });
-            if let Some((f, role, offered)) = found {
-                self.grant(f, agent, role, offered, out);
             }
         }
         // The unreserved pool, to anyone, leaving the unmet guarantees.
@@ -1618,6 +1594,54 @@ impl Allocator {
             headroom.sub(&taken);
         }
         self.grant(f, agent, role, offered, out);
+    }
+
+    /// Offers (part of) the free resources reserved to `pool_role` on
+    /// `agent` within the role's subtree; whether an offer was made.
+    fn allocate_reserved_pool(
+        &mut self,
+        agent: AgentIdx,
+        pool_role: RoleId,
+        out: &mut Vec<Allocation>,
+    ) -> bool {
+        let Some(a) = self.agents[agent as usize].as_ref() else {
+            return false;
+        };
+        let pool_name = self.role_name(pool_role).to_string();
+        let pool = pool_resources(&a.available, |r| {
+            resources::reservation_role(r) == pool_name
+        });
+        if pool.is_empty() {
+            return false;
+        }
+        let refined = pool.as_slice().iter().any(|r| r.reservations.len() > 1);
+        let plain =
+            refined.then(|| pool_resources(&pool, |r| r.reservations.len() <= 1).into_owned());
+        // As in Mesos, reserved resources are worth an offer when they
+        // are allocatable together with the unreserved ones the role
+        // may get on the agent (a volume alone is only disk).
+        let unreserved = pool_resources(&a.available, |r| resources::reservation_role(r) == "*");
+        let found = self.pick(pool_role, agent, refined, &|this: &Self, f, role| {
+            let capable = this.fw(f).is_none_or(|e| e.refinement);
+            let pool = match &plain {
+                Some(plain) if !capable => plain,
+                _ => &pool,
+            };
+            let offered = this.fit(pool, &Quantities::INFINITE, role);
+            if offered.is_empty() {
+                return None;
+            }
+            let mut with_unreserved = unreserved.clone().into_owned();
+            with_unreserved.add_all(&offered);
+            this.min_allocatable
+                .admits(&with_unreserved)
+                .then_some(offered)
+        });
+        let Some((f, role, offered)) = found else {
+            return false;
+        };
+        self.grant(f, agent, role, offered, out);
+        true
     }
 
     /// The unmet guarantee of the nearest guaranteed role at or above `role`.

@@ -638,3 +638,27 @@ fn refined_reservations_reach_only_refinement_capable_frameworks() {
     let new = offered_to(&out, "new").expect("the refined reservation is offered");
     assert!(new.resources.contains(&bag(&[refined]).allocated_to("a/b")));
 }
+
+#[test]
+fn one_cycle_offers_a_pool_with_refined_reservations_to_both_kinds_of_frameworks() {
+    let mut a = Allocator::default();
+    let refined = dynamic(resources::scalar("cpus", 2.0), &["a", "a/b"]);
+    let plain = dynamic(resources::scalar("mem", 256.0), &["a/b"]);
+    a.add_agent("a1", bag(&[refined.clone(), plain.clone()]), &[]);
+    a.add_framework("old", roles(&["a/b"]), true);
+    a.set_reservation_refinement("old", false);
+    a.add_framework("new", roles(&["a/b"]), true);
+    let out = a.allocate(T0);
+    let mut all = Resources::new();
+    for o in &out {
+        if o.framework == "old" {
+            assert!(o
+                .resources
+                .as_slice()
+                .iter()
+                .all(|r| r.reservations.len() <= 1));
+        }
+        all.add_all(&o.resources.unallocated());
+    }
+    assert!(all.contains(&bag(&[refined, plain])), "{out:?}");
+}

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::actor::Input;
 use crate::legacy;
 use crate::registry::Operation;
-use crate::state::{CallError, Clock, Master};
+use crate::state::{CallError, Clock, Master, OperatorError};
 
 /// Shared handle of the HTTP handlers.
 #[derive(Clone)]
@@ -340,6 +340,10 @@ fn sync_response(m: &Master, ty: op::call::Type, now: Clock) -> Option<op::Respo
             }),
             ..op_response(R::GetQuota)
         },
+        T::GetOperations => op::Response {
+            get_operations: Some(m.get_operations()),
+            ..op_response(R::GetOperations)
+        },
         T::GetMaster => op::Response {
             get_master: Some(r::GetMaster {
                 master_info: Some(m.info.clone()),
@@ -469,6 +473,16 @@ pub async fn operator_api(
             update_registry(&shared, vec![Operation::UpdateQuota(u.quota_configs)]).await?;
             return Ok(StatusCode::OK.into_response());
         }
+        T::ReserveResources
+        | T::UnreserveResources
+        | T::CreateVolumes
+        | T::DestroyVolumes
+        | T::GrowVolume
+        | T::ShrinkVolume => {
+            let (agent_id, operation) = offer_operation_of(ty, call)?;
+            apply_operator_operation(&shared, agent_id, operation).await?;
+            return Ok(StatusCode::ACCEPTED.into_response());
+        }
         T::Unknown => {
             return Err(HttpError(
                 StatusCode::BAD_REQUEST,
@@ -489,6 +503,103 @@ pub async fn operator_api(
         }
     };
     Ok(encode_response(&headers, out, &resp))
+}
+
+/// The agent and offer operation of an operator's RESERVE_RESOURCES,
+/// UNRESERVE_RESOURCES, CREATE_VOLUMES, DESTROY_VOLUMES, GROW_VOLUME or
+/// SHRINK_VOLUME.
+fn offer_operation_of(
+    ty: op::call::Type,
+    call: op::Call,
+) -> Result<(String, v1::offer::Operation), HttpError> {
+    use op::call::Type as T;
+    use v1::offer::operation::{self as o, Type as O};
+    let missing = |what: &str| {
+        HttpError(
+            StatusCode::BAD_REQUEST,
+            format!("Expecting '{what}' to be present"),
+        )
+    };
+    let mut operation = v1::offer::Operation::default();
+    let agent_id = match ty {
+        T::ReserveResources => {
+            let r = call
+                .reserve_resources
+                .ok_or_else(|| missing("reserve_resources"))?;
+            operation.r#type = Some(O::Reserve as i32);
+            operation.reserve = Some(o::Reserve {
+                source: r.source,
+                resources: r.resources,
+            });
+            Some(r.agent_id)
+        }
+        T::UnreserveResources => {
+            let r = call
+                .unreserve_resources
+                .ok_or_else(|| missing("unreserve_resources"))?;
+            operation.r#type = Some(O::Unreserve as i32);
+            operation.unreserve = Some(o::Unreserve {
+                resources: r.resources,
+            });
+            Some(r.agent_id)
+        }
+        T::CreateVolumes => {
+            let c = call
+                .create_volumes
+                .ok_or_else(|| missing("create_volumes"))?;
+            operation.r#type = Some(O::Create as i32);
+            operation.create = Some(o::Create { volumes: c.volumes });
+            Some(c.agent_id)
+        }
+        T::DestroyVolumes => {
+            let d = call
+                .destroy_volumes
+                .ok_or_else(|| missing("destroy_volumes"))?;
+            operation.r#type = Some(O::Destroy as i32);
+            operation.destroy = Some(o::Destroy { volumes: d.volumes });
+            Some(d.agent_id)
+        }
+        T::GrowVolume => {
+            let g = call.grow_volume.ok_or_else(|| missing("grow_volume"))?;
+            operation.r#type = Some(O::GrowVolume as i32);
+            operation.grow_volume = Some(o::GrowVolume {
+                volume: g.volume,
+                addition: g.addition,
+            });
+            g.agent_id
+        }
+        T::ShrinkVolume => {
+            let s = call.shrink_volume.ok_or_else(|| missing("shrink_volume"))?;
+            operation.r#type = Some(O::ShrinkVolume as i32);
+            operation.shrink_volume = Some(o::ShrinkVolume {
+                volume: s.volume,
+                subtract: s.subtract,
+            });
+            s.agent_id
+        }
+        _ => None,
+    };
+    let agent_id = agent_id.ok_or_else(|| missing("agent_id"))?.value;
+    Ok((agent_id, operation))
+}
+
+/// Applies an operator's offer operation on an agent: 202 once the master
+/// has validated and applied it (the agent does the work asynchronously),
+/// 400 when it is malformed or names an unknown agent, 409 when the
+/// agent's resources do not allow it; nothing changes when it is refused.
+pub(crate) async fn apply_operator_operation(
+    shared: &Shared,
+    agent_id: String,
+    operation: v1::offer::Operation,
+) -> Result<(), HttpError> {
+    query(shared, move |m, _| {
+        m.operator_operation(&agent_id, operation)
+    })
+    .await?
+    .map_err(|e| match e {
+        OperatorError::BadRequest(m) => HttpError(StatusCode::BAD_REQUEST, m),
+        OperatorError::Conflict(m) => HttpError(StatusCode::CONFLICT, m),
+    })
 }
 
 /// Writes operations to the registry, then applies the written state.
@@ -672,7 +783,7 @@ async fn teardown_form(
     Ok(StatusCode::OK.into_response())
 }
 
-fn url_decode_form(bytes: &[u8]) -> BTreeMap<String, String> {
+pub(crate) fn url_decode_form(bytes: &[u8]) -> BTreeMap<String, String> {
     let text = String::from_utf8_lossy(bytes);
     text.split('&')
         .filter_map(|pair| {
@@ -794,6 +905,14 @@ pub fn router(shared: Shared) -> Router {
         .route("/master/health", get(|| async { StatusCode::OK }))
         .route("/master/redirect", get(redirect))
         .route("/redirect", get(redirect))
+        .route("/master/reserve", post(legacy::reserve))
+        .route("/reserve", post(legacy::reserve))
+        .route("/master/unreserve", post(legacy::unreserve))
+        .route("/unreserve", post(legacy::unreserve))
+        .route("/master/create-volumes", post(legacy::create_volumes))
+        .route("/create-volumes", post(legacy::create_volumes))
+        .route("/master/destroy-volumes", post(legacy::destroy_volumes))
+        .route("/destroy-volumes", post(legacy::destroy_volumes))
         .route("/master/teardown", post(teardown_form))
         .route("/teardown", post(teardown_form))
         .with_state(shared)

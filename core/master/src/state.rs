@@ -264,6 +264,9 @@ pub struct Master {
     pub recovering: BTreeMap<String, v1::AgentInfo>,
     /// When recovering agents that did not come back become unreachable.
     pub reregister_deadline: Option<Duration>,
+    /// Offer operations (RESERVE, CREATE, ...) pending on agents or with
+    /// statuses frameworks have not acknowledged.
+    pub operations: Operations,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
@@ -356,6 +359,7 @@ impl Master {
             gone: BTreeSet::new(),
             recovering: BTreeMap::new(),
             reregister_deadline: None,
+            operations: Operations::default(),
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,
@@ -707,6 +711,8 @@ impl Master {
             );
             self.allocator.add_framework(&id, roles.clone(), true);
         }
+        self.allocator
+            .set_reservation_refinement(&id, has_capability(&info, FwCap::ReservationRefinement));
         // Offers made to the previous connection are rescinded.
         self.rescind_framework_offers(&id, false);
         self.allocator.revive(&id, &[]);
@@ -887,9 +893,17 @@ impl Master {
             Type::AcceptInverseOffers | Type::DeclineInverseOffers => {
                 // No inverse offers are made without maintenance schedules.
             }
-            Type::AcknowledgeOperationStatus | Type::ReconcileOperations => {
-                // Only operations with ids produce operation feedback; none
-                // of the operations supported here carry it yet.
+            Type::AcknowledgeOperationStatus => {
+                let ack = call
+                    .acknowledge_operation_status
+                    .ok_or_else(|| missing("acknowledge_operation_status"))?;
+                self.acknowledge_operation(framework_id, ack)?;
+            }
+            Type::ReconcileOperations => {
+                let r = call
+                    .reconcile_operations
+                    .ok_or_else(|| missing("reconcile_operations"))?;
+                self.reconcile_operations(framework_id, r);
             }
             Type::UpdateFramework => {
                 let u = call
@@ -944,7 +958,10 @@ impl Master {
         }
         fw.info = info;
         let roles = fw.roles();
+        let refinement = fw.has_capability(FwCap::ReservationRefinement);
         self.allocator.update_framework(framework_id, roles);
+        self.allocator
+            .set_reservation_refinement(framework_id, refinement);
         if let Some(view) = self.framework_view(framework_id) {
             self.emit_op(op_event_framework_updated(view));
         }
@@ -1137,6 +1154,7 @@ impl Master {
                 );
                 self.send_update(framework_id, status);
             }
+            self.refuse_accept_operations(framework_id, &accept.operations, &err);
             self.counters.inc("master/invalid_operations");
             tracing::info!(framework_id, error = %err, "refused accept");
             return;
@@ -1189,6 +1207,21 @@ impl Master {
                         group,
                         &mut remaining,
                         now,
+                    );
+                }
+                OpType::Reserve
+                | OpType::Unreserve
+                | OpType::Create
+                | OpType::Destroy
+                | OpType::GrowVolume
+                | OpType::ShrinkVolume => {
+                    self.accept_operation(
+                        framework_id,
+                        &agent_id,
+                        &role,
+                        refinement,
+                        operation,
+                        &mut remaining,
                     );
                 }
                 other => {
@@ -1786,6 +1819,7 @@ impl Master {
         }
         fw.executors.clear();
         self.allocator.remove_framework(framework_id);
+        self.operations.forget_framework(framework_id);
         fw.connected = false;
         fw.active = false;
         fw.unregistered_time = Some(now.wall);
@@ -1854,6 +1888,13 @@ impl Master {
             resources::upgrade(r);
         }
         let total = Resources::try_from_vec(&upgraded)?;
+        // The agent's checkpointed reservations and volumes: its total is
+        // the truth (empty: exactly its static resources).
+        let total = if reg.total_resources.is_empty() {
+            total
+        } else {
+            operations::upgraded_total(&reg.total_resources)?
+        };
         info.resources = upgraded;
         let id = match info.id.as_ref().map(|i| i.value.clone()) {
             Some(id) if !id.is_empty() => id,
@@ -1890,6 +1931,8 @@ impl Master {
             let timeout = fi.failover_timeout.unwrap_or(0.0).clamp(0.0, 1e9);
             self.allocator
                 .add_framework(&fid, framework_roles(fi), false);
+            self.allocator
+                .set_reservation_refinement(&fid, has_capability(fi, FwCap::ReservationRefinement));
             self.frameworks.insert(
                 fid.clone(),
                 Framework {
@@ -2038,6 +2081,7 @@ impl Master {
                 pings_outstanding: 0,
             },
         );
+        self.learn_agent_operations(&id, reg.operations);
         self.counters
             .inc(if known || returning || self.recovering.contains_key(&id) {
                 "master/slave_reregistrations"
@@ -2222,10 +2266,7 @@ impl Master {
             }
             FromAgent::StatusUpdate(u) => self.status_update(agent_id, u, now),
             FromAgent::ExecutorExited(e) => self.executor_exited(agent_id, e),
-            FromAgent::OperationUpdate(u) => {
-                // Operations are not yet sent to agents (issue 6 wires them).
-                tracing::warn!(agent_id, uuid = ?u.operation_uuid, "unexpected operation update ignored");
-            }
+            FromAgent::OperationUpdate(u) => self.operation_update(agent_id, u),
             FromAgent::ExecutorToFramework(m) => {
                 self.counters.inc("master/messages_executor_to_framework");
                 self.emit_fw(
@@ -2924,5 +2965,11 @@ pub fn quota_of(config: &v1::quota::QuotaConfig) -> corral_allocator::Quota {
     }
 }
 
+mod operations;
+pub use operations::{is_terminal_operation, Operations, OperatorError, TrackedOperation};
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod operation_tests;
