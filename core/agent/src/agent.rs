@@ -101,6 +101,14 @@ pub struct Config {
     pub disk_watch_interval: Duration,
     /// `--switch_user`.
     pub switch_user: bool,
+    /// `--hdfs_volume_root`.
+    pub hdfs_volume_root: Option<String>,
+    /// `--hdfs_lease_timeout`.
+    pub hdfs_lease_timeout: Duration,
+    /// `--hdfs_writeback_interval`.
+    pub hdfs_writeback_interval: Duration,
+    /// `--gc_delay`.
+    pub gc_delay: Duration,
 }
 
 impl Config {
@@ -670,6 +678,19 @@ impl Agent {
                 .terminal
                 .entry(task_state_name(status.state))
                 .or_default() += 1;
+            // A task that used HDFS-backed volumes ended: write them back.
+            let hdfs: Vec<VolumeUse> = fw
+                .executors
+                .values()
+                .find_map(|e| e.tasks.get(&task_id))
+                .map(|t| volumes::volumes_of(&t.resources))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|v| v.hdfs)
+                .collect();
+            if !hdfs.is_empty() {
+                self.hdfs.write_back_later(hdfs);
+            }
         }
         tracing::info!(
             framework_id = fw_id,
@@ -799,6 +820,7 @@ impl Agent {
                         .checkpoint
                         .remove_run(&agent_id, fw_id, &id, &ex.container_id);
                 }
+                self.schedule_gc(ex.directory.clone());
                 fw.completed_executors.push_back(ex);
                 if fw.completed_executors.len() > MAX_COMPLETED_EXECUTORS {
                     fw.completed_executors.pop_front();
@@ -817,6 +839,25 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Removes a finished run's sandbox after `--gc_delay`; whatever is
+    /// mounted in it (a persistent volume) is unmounted first and its data
+    /// is never touched.
+    fn schedule_gc(&self, sandbox: PathBuf) {
+        let delay = self.config.gc_delay;
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let dir = sandbox.clone();
+            match tokio::task::spawn_blocking(move || volumes::remove_sandbox(&dir)).await {
+                Ok(Ok(())) => tracing::info!(sandbox = %sandbox.display(), "garbage-collected sandbox"),
+                Ok(Err(e)) => tracing::warn!(sandbox = %sandbox.display(), error = %e, "cannot garbage-collect sandbox"),
+                Err(e) => tracing::warn!(error = %e, "sandbox garbage collection panicked"),
+            }
+        });
     }
 
     /// The master acknowledged a status update.

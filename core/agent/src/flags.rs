@@ -235,6 +235,47 @@ pub struct AgentFlags {
         value_parser = parse_duration
     )]
     pub executor_reregistration_timeout: Duration,
+
+    /// Where HDFS-backed persistent volumes are kept (volumes whose
+    /// reservation has the label `corral.storage/backend=hdfs`): a Hadoop
+    /// file system URI such as `hdfs://namenode:8020/corral/volumes`, or
+    /// `file:///var/lib/corral/volumes` for a local `fs.defaultFS`, or an
+    /// absolute path in the `fs.defaultFS` of the Hadoop configuration on
+    /// CLASSPATH. Needs an agent built with the cargo feature `hdfs`.
+    #[arg(long = "hdfs_volume_root", env = "MESOS_HDFS_VOLUME_ROOT")]
+    pub hdfs_volume_root: Option<String>,
+
+    /// How often the agent writes its HDFS-backed volumes back (besides
+    /// when a task using one ends, and on `POST /volumes/writeback`).
+    #[arg(
+        long = "hdfs_writeback_interval",
+        env = "MESOS_HDFS_WRITEBACK_INTERVAL",
+        default_value = "5mins",
+        value_parser = parse_positive_duration
+    )]
+    pub hdfs_writeback_interval: Duration,
+
+    /// How long an HDFS-backed volume's lease lasts unless renewed (the
+    /// agent renews it every third of this). Another agent can open the
+    /// volume this long after its holder was lost.
+    #[arg(
+        long = "hdfs_lease_timeout",
+        env = "MESOS_HDFS_LEASE_TIMEOUT",
+        default_value = "2mins",
+        value_parser = parse_positive_duration
+    )]
+    pub hdfs_lease_timeout: Duration,
+
+    /// How long the sandbox of a finished executor run is kept before it is
+    /// removed (volumes mounted in it are unmounted first; their data
+    /// stays).
+    #[arg(
+        long = "gc_delay",
+        env = "MESOS_GC_DELAY",
+        default_value = "1weeks",
+        value_parser = parse_duration
+    )]
+    pub gc_delay: Duration,
 }
 
 /// Parses a Mesos byte size: `1024`, `1024B`, `512KB`, `64MB`, `2GB`, `1TB`.
@@ -263,6 +304,14 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     stout::parse_duration(s)
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = stout::parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("'{s}' must be longer than zero"));
+    }
+    Ok(d)
 }
 
 impl AgentFlags {
@@ -351,7 +400,22 @@ impl AgentFlags {
                 "executor_reregistration_timeout".to_string(),
                 stout::format_duration(self.executor_reregistration_timeout),
             ),
+            (
+                "hdfs_writeback_interval".to_string(),
+                stout::format_duration(self.hdfs_writeback_interval),
+            ),
+            (
+                "hdfs_lease_timeout".to_string(),
+                stout::format_duration(self.hdfs_lease_timeout),
+            ),
+            (
+                "gc_delay".to_string(),
+                stout::format_duration(self.gc_delay),
+            ),
         ]);
+        if let Some(r) = &self.hdfs_volume_root {
+            v.push(("hdfs_volume_root".into(), r.clone()));
+        }
         v.sort();
         v
     }
@@ -489,6 +553,24 @@ mod tests {
         assert_eq!(f.fetcher_cache_size, 64 << 20);
         assert!(parse(&["--work_dir=/w", "--recover=maybe"]).is_err());
         assert!(parse(&["--work_dir=/w", "--fetcher_cache_size=lots"]).is_err());
+        assert_eq!(f.hdfs_lease_timeout, Duration::from_secs(120));
+        assert_eq!(f.gc_delay, Duration::from_secs(7 * 24 * 3600));
+        let f = parse(&[
+            "--work_dir=/w",
+            "--hdfs_volume_root=hdfs://nn:8020/corral/volumes",
+            "--hdfs_writeback_interval=30secs",
+            "--hdfs_lease_timeout=1mins",
+            "--gc_delay=1hrs",
+        ])
+        .unwrap();
+        assert_eq!(
+            f.hdfs_volume_root.as_deref(),
+            Some("hdfs://nn:8020/corral/volumes")
+        );
+        assert_eq!(f.hdfs_writeback_interval, Duration::from_secs(30));
+        assert_eq!(f.hdfs_lease_timeout, Duration::from_secs(60));
+        assert_eq!(f.gc_delay, Duration::from_secs(3600));
+        assert!(parse(&["--work_dir=/w", "--hdfs_lease_timeout=0secs"]).is_err());
         assert_eq!(parse_bytes("1024").unwrap(), 1024);
         assert_eq!(parse_bytes("3KB").unwrap(), 3072);
         assert!(parse_bytes("5PB").is_err());

@@ -211,6 +211,13 @@ pub fn build_config(flags: &AgentFlags, address: SocketAddr) -> Result<Config, A
         executor_reregistration_timeout: flags.executor_reregistration_timeout,
         disk_watch_interval: flags.container_disk_watch_interval,
         switch_user: flags.switch_user,
+        hdfs_volume_root: flags
+            .hdfs_volume_root
+            .clone()
+            .filter(|r| !r.trim().is_empty()),
+        hdfs_lease_timeout: flags.hdfs_lease_timeout,
+        hdfs_writeback_interval: flags.hdfs_writeback_interval,
+        gc_delay: flags.gc_delay,
         work_dir,
     })
 }
@@ -249,6 +256,7 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
             .map_err(|e| AgentError::Docker(e.to_string()))?;
     }
     let agent = Agent::new(config);
+    agent.hdfs.connect().await?;
     agent.load_checkpointed_resources()?;
     let outcome = agent
         .recover(flags.strict, flags.recover == "cleanup")
@@ -298,6 +306,10 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
         tokio::spawn(agent.clone().reregistration_timer());
     }
     let monitor = tokio::spawn(monitor::run(agent.clone(), stop_rx.clone()));
+    let hdfs = tokio::spawn(hdfs_volumes::maintain(
+        std::sync::Arc::downgrade(&agent),
+        stop_rx.clone(),
+    ));
     let master = tokio::spawn(master::run(agent.clone(), stop_rx.clone()));
     let retries = {
         let a = agent.clone();
@@ -314,6 +326,9 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
     agent.kill_all_executors().await;
     agent.sweep_volume_mounts();
     let _ = stop_tx.send(true);
+    let _ = hdfs.await;
+    // What the tasks wrote last goes to HDFS before the agent exits.
+    agent.hdfs.write_back_all().await;
     let _ = master.await;
     let _ = retries.await;
     let _ = monitor.await;

@@ -181,6 +181,7 @@ impl Agent {
                 source,
             })?;
         }
+        self.hdfs.adopt(&volumes::volumes_of(total.as_slice()));
         tracing::info!(
             checkpointed = %ops::describe(&Resources::from_vec(&list)),
             total = %total,
@@ -351,7 +352,12 @@ impl Agent {
                     )
                 })?;
             if v.hdfs {
-                if let Err(e) = self.hdfs.open(v, &dir).await {
+                let holder = lock(&self.state)
+                    .agent_id
+                    .as_ref()
+                    .map(|a| a.value.clone())
+                    .unwrap_or_default();
+                if let Err(e) = self.hdfs.open(v, &dir, &holder).await {
                     // Nothing of a failed CREATE stays behind.
                     let _ = std::fs::remove_dir(&dir);
                     return Err(e);

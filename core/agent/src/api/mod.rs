@@ -16,6 +16,7 @@ pub mod executor;
 pub mod files;
 pub mod legacy;
 pub mod operator;
+pub mod volumes;
 
 #[cfg(test)]
 mod tests;
@@ -45,6 +46,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/files/read.json", get(files::read))
         .route("/files/download", get(files::download))
         .route("/files/download.json", get(files::download))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/writeback", post(volumes::write_back))
         .layer(tower_http::compression::CompressionLayer::new())
         .merge(executor_api)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -42,6 +42,10 @@ fn config(work_dir: &std::path::Path) -> Config {
         executor_reregistration_timeout: Duration::from_secs(2),
         disk_watch_interval: Duration::from_secs(15),
         switch_user: true,
+        hdfs_volume_root: None,
+        hdfs_lease_timeout: Duration::from_secs(120),
+        hdfs_writeback_interval: Duration::from_secs(300),
+        gc_delay: Duration::from_secs(7 * 24 * 3600),
     }
 }
 
@@ -539,4 +543,109 @@ async fn operator_responses_are_gzipped_when_asked() {
     let resp = router.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers().get(header::CONTENT_ENCODING).is_none());
+}
+
+#[tokio::test]
+async fn reservations_volumes_and_write_back_are_reported() {
+    use corral_api::v1::resource;
+    let (dir, agent, router) = fixture();
+    // Static cpus(web), a dynamic disk(web) and an HDFS-backed volume on it.
+    let mut total = corral_api::resources::Resources::from_vec(
+        &corral_api::resources::parse("cpus:1;cpus(web):1;mem:1024").unwrap(),
+    );
+    let dynamic = resource::ReservationInfo {
+        r#type: Some(resource::reservation_info::Type::Dynamic as i32),
+        role: Some("web".into()),
+        principal: Some("ops".into()),
+        labels: Some(corral_api::v1::Labels {
+            labels: vec![corral_api::v1::Label {
+                key: crate::volumes::BACKEND_LABEL.into(),
+                value: Some(crate::volumes::BACKEND_HDFS.into()),
+            }],
+        }),
+    };
+    let mut vol = corral_api::resources::scalar("disk", 64.0);
+    vol.reservations.push(dynamic);
+    vol.disk = Some(Box::new(resource::DiskInfo {
+        persistence: Some(resource::disk_info::Persistence {
+            id: "v1".into(),
+            principal: None,
+        }),
+        volume: Some(corral_api::v1::Volume {
+            mode: corral_api::v1::volume::Mode::Rw as i32,
+            container_path: "data".into(),
+            ..Default::default()
+        }),
+        source: None,
+    }));
+    total.add(&vol);
+    lock(&agent.state).total = total;
+
+    let (_, body) = get(&router, "/state").await;
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s["reserved_resources"]["web"]["cpus"], 1.0);
+    assert_eq!(s["reserved_resources"]["web"]["disk"], 64.0);
+    let full = s["reserved_resources_full"]["web"].as_array().unwrap();
+    let types: Vec<&str> = full
+        .iter()
+        .map(|r| r["reservations"][0]["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"STATIC") && types.contains(&"DYNAMIC"),
+        "{full:?}"
+    );
+    assert!(full.iter().any(|r| r["disk"]["persistence"]["id"] == "v1"));
+    assert_eq!(s["unreserved_resources"]["cpus"], 1.0);
+
+    let c = corral_api::v1::agent::Call {
+        r#type: Some(corral_api::v1::agent::call::Type::GetAgent as i32),
+        ..Default::default()
+    };
+    let (_, body) = send(
+        &router,
+        post("/api/v1", Some("application/json"), codec::to_json(&c)),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rs = v["get_agent"]["agent_info"]["resources"]
+        .as_array()
+        .unwrap();
+    assert!(
+        rs.iter().any(|r| r["disk"]["persistence"]["id"] == "v1"),
+        "{rs:?}"
+    );
+
+    // Write-back: without a store 409, then with one (a local store behind
+    // the same trait) 404 for an unknown volume and 200 for the open one.
+    let wb = |body: &str| {
+        post(
+            "/volumes/writeback",
+            Some("application/json"),
+            body.as_bytes().to_vec(),
+        )
+    };
+    let (status, body) = send(&router, wb(r#"{"role":"web","persistence_id":"v1"}"#)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("--hdfs_volume_root"), "{body}");
+    let store = dir.path().join("store");
+    agent
+        .hdfs
+        .set_backend(Arc::new(corral_storage::LocalBackend::new(&store).unwrap()));
+    let v = crate::volumes::volumes_of(std::slice::from_ref(&vol)).remove(0);
+    let local = crate::volumes::volume_dir(&agent.config.work_dir, "web", "v1");
+    std::fs::create_dir_all(&local).unwrap();
+    agent.hdfs.open(&v, &local, "S1").await.unwrap();
+    std::fs::write(local.join("x"), b"abc").unwrap();
+    assert_eq!(send(&router, wb("{")).await.0, StatusCode::BAD_REQUEST);
+    let (status, _) = send(&router, wb(r#"{"role":"web","persistence_id":"nope"}"#)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = send(&router, wb(r#"{"role":"web","persistence_id":"v1"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["stats"]["bytes"], 3);
+    let (_, body) = get(&router, "/volumes").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["volumes"][0]["backend"], "hdfs");
+    assert_eq!(v["hdfs"][0]["lease"]["holder"], "S1");
+    assert_eq!(v["hdfs"][0]["writebacks"], 1);
 }
