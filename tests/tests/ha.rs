@@ -49,13 +49,22 @@ fn master(dir: &std::path::Path, zk: &str, session_timeout: &str) -> Proc {
     master_with(dir, zk, session_timeout, &[])
 }
 
+/// A master of an HA group. Pairs run with `--quorum 1` (a pair that must
+/// survive the loss of one master cannot require two); `extra` may set
+/// another `--quorum`.
 fn master_with(dir: &std::path::Path, zk: &str, session_timeout: &str, extra: &[&str]) -> Proc {
+    let quorum: &[&str] = if extra.contains(&"--quorum") {
+        &[]
+    } else {
+        &["--quorum", "1"]
+    };
     let port = free_port();
     let log = dir.join(format!("master-{port}.log"));
     let file = std::fs::File::create(&log).expect("log file");
     let child = Command::new(corral_bin())
         .args(["master", "--ip", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--zk", &format!("zk://{zk}/corral"), "--quorum", "2"])
+        .args(["--zk", &format!("zk://{zk}/corral")])
+        .args(quorum)
         .args(["--zk_session_timeout", session_timeout])
         .args([
             "--agent_ping_timeout",
@@ -187,7 +196,7 @@ async fn standbys_redirect_to_the_leader_and_a_standby_takes_over_after_kill_9()
     let dir = tempfile::tempdir().expect("tempdir");
     let zk = ZooKeeperServer::start(&dir.path().join("zk"), 3).expect("zookeeper ensemble");
     let mut masters: Vec<Proc> = (0..3)
-        .map(|_| master(dir.path(), &zk.connect, "2secs"))
+        .map(|_| master_with(dir.path(), &zk.connect, "2secs", &["--quorum", "2"]))
         .collect();
     let ports: Vec<u16> = masters.iter().map(|m| m.port).collect();
     assert!(
@@ -317,9 +326,51 @@ async fn a_leader_whose_session_expires_stops_leading_and_exits_non_zero() {
         "agent never registered; log:\n{}",
         a.log()
     );
+    let agent_id = slaves(first_port).await[0]["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let mut info = default_framework_info("fenced");
+    info["failover_timeout"] = json!(300.0);
+    let mut s = Scheduler::subscribe_to(
+        &format!("http://127.0.0.1:{first_port}"),
+        Encoding::Json,
+        info,
+    )
+    .await
+    .expect("subscribe");
+    let offers = s.offers().await;
+    s.launch(
+        &offers[0],
+        vec![command_task("keeper", &agent_id, "sleep 300", 0.1, 32.0)],
+    )
+    .await;
+    until_state(&mut s, "keeper", "TASK_RUNNING").await;
+
     // Freeze the leader past its session timeout: ZooKeeper expires the
     // session, the standby leads with a higher epoch, and the agent follows.
     nix::sys::signal::kill(first.pid(), nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    // A KILL for the task reaches the frozen leader (the kernel queues the
+    // request); the old leader handles it, if at all, under its old epoch
+    // after the agent has moved on, so the task must survive it.
+    let kill = {
+        let url = format!("http://127.0.0.1:{first_port}/api/v1/scheduler");
+        let body = json!({"type": "KILL", "framework_id": s.fid(),
+            "kill": {"task_id": {"value": "keeper"}, "agent_id": {"value": agent_id}}})
+        .to_string();
+        let stream_id = s.stream_id.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("mesos-stream-id", stream_id)
+                .body(body)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+    };
     let second_port = second.port;
     assert!(
         wait_for(Duration::from_secs(30), || async {
@@ -349,8 +400,92 @@ async fn a_leader_whose_session_expires_stops_leading_and_exits_non_zero() {
         "log:\n{}",
         first.log()
     );
-    // The agent stays with the new leader.
+    let _ = kill.await;
+    // The agent stays with the new leader, and the old leader's KILL (old
+    // epoch) did not reach the task: the agent still runs it and the new
+    // leader, which learned it from the agent, reports it running.
     assert_eq!(slaves(second_port).await.len(), 1);
+    let (status, tasks) = agent_tasks(a.port).await;
+    assert_eq!(status, 200, "{tasks}");
+    let keeper = tasks["get_tasks"]["launched_tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["task_id"]["value"] == "keeper")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(keeper["state"], "TASK_RUNNING", "agent tasks: {tasks}\nagent log:\n{}", a.log());
+    let state: Value = client()
+        .get(format!("http://127.0.0.1:{second_port}/master/state"))
+        .send()
+        .await
+        .expect("state")
+        .json()
+        .await
+        .expect("json");
+    let running: Vec<&Value> = state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["tasks"].as_array().into_iter().flatten())
+        .filter(|t| t["id"] == "keeper")
+        .collect();
+    assert!(
+        running.iter().any(|t| t["state"] == "TASK_RUNNING"),
+        "new leader's state: {state}"
+    );
+}
+
+/// GET_TASKS on an agent's operator API.
+async fn agent_tasks(port: u16) -> (u16, Value) {
+    let resp = client()
+        .post(format!("http://127.0.0.1:{port}/api/v1"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(r#"{"type":"GET_TASKS"}"#)
+        .send()
+        .await
+        .expect("agent GET_TASKS");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_master_waits_for_a_quorum_of_masters_before_leading() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
+    let first = master_with(dir.path(), &zk.connect, "2secs", &["--quorum", "2"]);
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            first.log().contains("waiting for a quorum of masters")
+        })
+        .await,
+        "log:\n{}",
+        first.log()
+    );
+    // Elected but short of a quorum: no leader is announced and the APIs
+    // are unavailable.
+    assert_eq!(redirect(first.port).await, None);
+    let resp = client()
+        .post(format!("http://127.0.0.1:{}/api/v1", first.port))
+        .header("content-type", "application/json")
+        .body(r#"{"type":"GET_HEALTH"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    // A second master makes the quorum: the first (lowest sequence) leads.
+    let second = master_with(dir.path(), &zk.connect, "2secs", &["--quorum", "2"]);
+    let ports = [first.port, second.port];
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            agreed_leader(&ports).await == Some(first.port)
+        })
+        .await,
+        "logs:\n{}\n{}",
+        first.log(),
+        second.log()
+    );
 }
 
 /// Waits until one of `masters` leads (as all of them say) and returns its

@@ -3,7 +3,7 @@
 //! over one bounded channel; timers drive allocation, heartbeats, pings and
 //! expiry. After every input the produced effects are delivered.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,8 +23,18 @@ pub const STREAM_CAPACITY: usize = 8192;
 /// A message to an agent, as sent down its gRPC stream.
 pub type AgentTx = mpsc::Sender<Result<MasterMessage, tonic::Status>>;
 
-/// A query or command run against the state inside the actor.
-pub type StateFn = Box<dyn FnOnce(&mut Master, Clock) + Send>;
+/// What a [`StateFn`] leaves to do once its transition is durable:
+/// typically answering the HTTP request that caused it.
+pub type Reply = Box<dyn FnOnce() + Send>;
+
+/// A query or command run against the state inside the actor. The returned
+/// [`Reply`] runs only after every registry write the transition issued is
+/// durable, so an operator is never told "done" before the registry says so.
+pub type StateFn = Box<dyn FnOnce(&mut Master, Clock) -> Reply + Send>;
+
+/// A batch of registry operations with its sequence number; the writer
+/// answers [`Input::Durable`] with the highest number it has applied.
+pub type RegistryWrite = (u64, Vec<crate::registry::Operation>);
 
 /// Inputs of the master actor.
 pub enum Input {
@@ -86,12 +96,18 @@ pub enum Input {
     },
     /// Run a function on the state (queries, operator commands).
     With(StateFn),
-    /// The registry writer made these agents' admission durable (or gave
-    /// up on it): messages held for them go out now.
-    Admitted {
-        /// The agents.
-        agent_ids: Vec<String>,
+    /// The registry writer has applied every write up to `seq` (or given
+    /// up on them): what waited for them goes out now.
+    Durable {
+        /// Highest write sequence number applied.
+        seq: u64,
     },
+}
+
+/// Something held back until a registry write is durable.
+enum Deferred {
+    Effect(Effect),
+    Reply(Reply),
 }
 
 struct FrameworkConn {
@@ -122,10 +138,14 @@ pub struct Actor {
     next_ping: u64,
     inputs: mpsc::Sender<Input>,
     epoch: u64,
-    registry: Option<mpsc::UnboundedSender<Vec<crate::registry::Operation>>>,
-    /// Messages to agents whose admission is not durable yet: Mesos
-    /// answers a registration only once the registry holds the agent.
-    held: HashMap<String, Vec<MasterMessage>>,
+    registry: Option<mpsc::UnboundedSender<RegistryWrite>>,
+    /// Registry writes issued and known durable. While `durable_seq <
+    /// write_seq`, every effect and reply produced after the write waits in
+    /// `deferred`, in order: Mesos acknowledges a registration, a removal or
+    /// MARK_AGENT_GONE only once the registry holds it.
+    write_seq: u64,
+    durable_seq: u64,
+    deferred: VecDeque<(u64, Deferred)>,
 }
 
 impl Actor {
@@ -144,16 +164,15 @@ impl Actor {
             inputs,
             epoch: 1,
             registry: None,
-            held: HashMap::new(),
+            write_seq: 0,
+            durable_seq: 0,
+            deferred: VecDeque::new(),
         }
     }
 
     /// Sends the registry operations of transitions to `writer`, which
     /// applies them in order.
-    pub fn with_registry_writer(
-        mut self,
-        writer: mpsc::UnboundedSender<Vec<crate::registry::Operation>>,
-    ) -> Self {
+    pub fn with_registry_writer(mut self, writer: mpsc::UnboundedSender<RegistryWrite>) -> Self {
         self.registry = Some(writer);
         self
     }
@@ -325,11 +344,22 @@ impl Actor {
                 self.operators.push(OperatorConn { tx, encoding });
                 let _ = reply.send(rx);
             }
-            Input::With(f) => f(&mut self.master, now),
-            Input::Admitted { agent_ids } => {
-                for id in agent_ids {
-                    for msg in self.held.remove(&id).unwrap_or_default() {
-                        self.send_agent(&id, msg);
+            Input::With(f) => {
+                let reply = f(&mut self.master, now);
+                // The transition's effects first: a registry write among
+                // them holds the reply back until it is durable.
+                self.deliver();
+                self.release_or_defer(Deferred::Reply(reply));
+            }
+            Input::Durable { seq } => {
+                self.durable_seq = self.durable_seq.max(seq);
+                while self
+                    .deferred
+                    .front()
+                    .is_some_and(|(after, _)| *after <= self.durable_seq)
+                {
+                    if let Some((_, d)) = self.deferred.pop_front() {
+                        self.release(d);
                     }
                 }
             }
@@ -389,57 +419,73 @@ impl Actor {
     fn deliver(&mut self) {
         for effect in self.master.take_effects() {
             match effect {
-                Effect::Framework {
-                    framework_id,
-                    event,
-                } => self.send_framework(&framework_id, &event),
-                Effect::CloseFramework {
-                    framework_id,
-                    stream_id,
-                    error,
-                } => {
-                    let conn = if self
-                        .frameworks
-                        .get(&framework_id)
-                        .is_some_and(|c| c.stream_id == stream_id)
-                    {
-                        self.frameworks.remove(&framework_id)
-                    } else {
-                        self.retired.remove(&stream_id)
-                    };
-                    if let (Some(conn), Some(message)) = (conn, error) {
-                        let _ = conn
-                            .tx
-                            .try_send(frame(conn.encoding, &state::error_event(&message)));
-                    }
-                }
-                Effect::Agent { agent_id, message } => {
-                    let msg = MasterMessage {
-                        epoch: Some(self.epoch),
-                        message: Some(message),
-                    };
-                    match self.held.get_mut(&agent_id) {
-                        Some(queue) => queue.push(msg),
-                        None => self.send_agent(&agent_id, msg),
-                    }
-                }
-                Effect::CloseAgent { agent_id } => {
-                    self.agents.remove(&agent_id);
-                }
-                Effect::Operator(event) => self.send_operators(&event),
                 Effect::Registry(ops) => {
                     if let Some(writer) = &self.registry {
-                        for op in &ops {
-                            if let crate::registry::Operation::AdmitAgent(info) = op {
-                                if let Some(id) = &info.id {
-                                    self.held.entry(id.value.clone()).or_default();
-                                }
-                            }
-                        }
-                        let _ = writer.send(ops);
+                        self.write_seq += 1;
+                        let _ = writer.send((self.write_seq, ops));
                     }
                 }
+                other => self.release_or_defer(Deferred::Effect(other)),
             }
         }
     }
+
+    /// Performs `d` now, or queues it behind a registry write that is not
+    /// durable yet (and behind everything already queued).
+    fn release_or_defer(&mut self, d: Deferred) {
+        if self.durable_seq < self.write_seq {
+            self.deferred.push_back((self.write_seq, d));
+        } else {
+            self.release(d);
+        }
+    }
+
+    fn release(&mut self, d: Deferred) {
+        let effect = match d {
+            Deferred::Reply(reply) => return reply(),
+            Deferred::Effect(effect) => effect,
+        };
+        match effect {
+            Effect::Framework {
+                framework_id,
+                event,
+            } => self.send_framework(&framework_id, &event),
+            Effect::CloseFramework {
+                framework_id,
+                stream_id,
+                error,
+            } => {
+                let conn = if self
+                    .frameworks
+                    .get(&framework_id)
+                    .is_some_and(|c| c.stream_id == stream_id)
+                {
+                    self.frameworks.remove(&framework_id)
+                } else {
+                    self.retired.remove(&stream_id)
+                };
+                if let (Some(conn), Some(message)) = (conn, error) {
+                    let _ = conn
+                        .tx
+                        .try_send(frame(conn.encoding, &state::error_event(&message)));
+                }
+            }
+            Effect::Agent { agent_id, message } => {
+                let msg = MasterMessage {
+                    epoch: Some(self.epoch),
+                    message: Some(message),
+                };
+                self.send_agent(&agent_id, msg);
+            }
+            Effect::CloseAgent { agent_id } => {
+                self.agents.remove(&agent_id);
+            }
+            Effect::Operator(event) => self.send_operators(&event),
+            Effect::Registry(_) => {}
+        }
+    }
 }
+
+#[cfg(test)]
+#[path = "actor_tests.rs"]
+mod tests;

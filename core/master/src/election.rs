@@ -66,6 +66,11 @@ pub fn address_of(json: &[u8]) -> Option<String> {
     Some(format!("{host}:{port}"))
 }
 
+/// How many masters contend in an election group's children.
+pub fn contender_count(children: &[String]) -> usize {
+    children.iter().filter(|c| sequence(c).is_some()).count()
+}
+
 /// A master's candidacy.
 pub struct Contender {
     session: Arc<Session>,
@@ -120,7 +125,16 @@ impl Contender {
 
     /// Waits until this master leads and returns its epoch. Meanwhile
     /// `leader` holds the current leader's `host:port` (for redirects).
-    pub async fn lead(&self, leader: &watch::Sender<Option<String>>) -> Result<u64, ElectionError> {
+    ///
+    /// With `quorum` > 1 the elected master also waits until at least that
+    /// many masters (itself included) contend, as a Mesos master waits for a
+    /// quorum of its replicated log before it recovers: a lone master of an
+    /// HA cluster does not start leading on its own.
+    pub async fn lead(
+        &self,
+        leader: &watch::Sender<Option<String>>,
+        quorum: usize,
+    ) -> Result<u64, ElectionError> {
         let mut state = self.session.state();
         loop {
             let changed = Arc::new(Notify::new());
@@ -139,7 +153,16 @@ impl Contender {
                 })?;
             match leader_of(&children) {
                 Some((name, _)) if name == self.name => {
-                    return Ok(self.sequence + 1);
+                    let contenders = contender_count(&children);
+                    if contenders >= quorum {
+                        return Ok(self.sequence + 1);
+                    }
+                    leader.send_replace(None);
+                    tracing::warn!(
+                        contenders,
+                        quorum,
+                        "elected, but waiting for a quorum of masters before leading                          (start more masters with the same --zk, or lower --quorum)"
+                    );
                 }
                 Some((name, seq)) => {
                     let address = match self
@@ -173,6 +196,16 @@ impl Contender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_contender_znodes_count_toward_the_quorum() {
+        let children = vec![
+            "json.info_0000000003".to_string(),
+            "registry".to_string(),
+            "json.info_0000000001".to_string(),
+        ];
+        assert_eq!(contender_count(&children), 2);
+    }
 
     #[test]
     fn lowest_sequence_leads() {

@@ -29,8 +29,10 @@ pub struct MasterFlags {
     /// ZooKeeper URL for leader election (`zk://host:port/path`).
     #[arg(long = "zk", env = "MESOS_ZK")]
     pub zk: Option<String>,
-    /// Size of the master quorum (with --zk: how many masters the cluster
-    /// runs in HA, e.g. 2 of 3).
+    /// Size of the master quorum (with --zk, e.g. 2 of 3 masters): the
+    /// elected master leads only once this many masters contend in
+    /// ZooKeeper, as a Mesos master waits for a quorum of its replicated
+    /// log. Durability of the registry itself is ZooKeeper's own quorum.
     #[arg(long = "quorum", env = "MESOS_QUORUM")]
     pub quorum: Option<u32>,
     /// ZooKeeper session timeout: a leader cut off from ZooKeeper this long

@@ -78,7 +78,10 @@ pub async fn query<T: Send + 'static>(
     shared
         .inputs
         .send(Input::With(Box::new(move |m, now| {
-            let _ = tx.send(f(m, now));
+            let result = f(m, now);
+            Box::new(move || {
+                let _ = tx.send(result);
+            })
         })))
         .await
         .map_err(|_| unavailable())?;

@@ -243,7 +243,7 @@ pub async fn run(
                 .await
                 .map_err(|e| MasterError::ZooKeeper(e.to_string()))?;
             tokio::select! {
-                led = contender.lead(&leader_tx) => {
+                led = contender.lead(&leader_tx, flags.quorum.unwrap_or(1) as usize) => {
                     epoch = led.map_err(|e| MasterError::LostLeadership(e.to_string()))?;
                 }
                 _ = &mut shutdown => {
@@ -282,34 +282,17 @@ pub async fn run(
     // The registry writer: applies the operations of state transitions
     // (agents admitted, unreachable, gone) in order, batching what queued
     // up. A conflict or a lost session means another master leads.
-    let (writer_tx, mut writer_rx) = mpsc::unbounded_channel::<Vec<registry::Operation>>();
+    let (writer_tx, mut writer_rx) = mpsc::unbounded_channel::<actor::RegistryWrite>();
     let (fatal_tx, mut fatal_rx) = tokio::sync::watch::channel::<Option<String>>(None);
     let writer_registry = Arc::clone(&registry);
     let writer_inputs = tx.clone();
     tokio::spawn(async move {
-        while let Some(mut ops) = writer_rx.recv().await {
-            while let Ok(more) = writer_rx.try_recv() {
+        while let Some((mut seq, mut ops)) = writer_rx.recv().await {
+            while let Ok((more_seq, more)) = writer_rx.try_recv() {
+                seq = more_seq;
                 ops.extend(more);
             }
-            let admitted: Vec<String> = ops
-                .iter()
-                .filter_map(|op| match op {
-                    registry::Operation::AdmitAgent(info) => {
-                        info.id.as_ref().map(|i| i.value.clone())
-                    }
-                    _ => None,
-                })
-                .collect();
             let result = writer_registry.apply(ops.clone()).await;
-            if !admitted.is_empty() {
-                // Registered goes out once the admission is durable (or
-                // failed: the agent is served anyway and admitted later).
-                let _ = writer_inputs
-                    .send(actor::Input::Admitted {
-                        agent_ids: admitted,
-                    })
-                    .await;
-            }
             if let Err(e) = result {
                 if e.is_fatal_for_leader() {
                     let _ = fatal_tx.send(Some(e.to_string()));
@@ -326,6 +309,10 @@ pub async fn run(
                     tracing::error!(error = %e, "registry write failed");
                 }
             }
+            // What waited for these writes (a registration's answer, the
+            // updates of an unreachable agent's tasks, an operator's reply)
+            // goes out now.
+            let _ = writer_inputs.send(actor::Input::Durable { seq }).await;
         }
     });
     let actor = actor::Actor::new(master, tx.clone())

@@ -498,6 +498,14 @@ impl Master {
         if !known {
             return Err(format!("unknown agent {agent_id}"));
         }
+        // Durable first: every effect below (kills, TASK_GONE_BY_OPERATOR,
+        // the operator's answer) waits for this write.
+        self.out.push(Effect::Registry(vec![
+            crate::registry::Operation::MarkGone {
+                agent_id: agent_id.to_owned(),
+                since: wall_time(now.wall),
+            },
+        ]));
         // Its tasks are killed if it still runs them; it is refused if it
         // tries to register again.
         let kills: Vec<(String, v1::TaskId)> = self
@@ -551,12 +559,6 @@ impl Master {
         self.unreachable.remove(agent_id);
         self.recovering.remove(agent_id);
         self.gone.insert(agent_id.to_owned());
-        self.out.push(Effect::Registry(vec![
-            crate::registry::Operation::MarkGone {
-                agent_id: agent_id.to_owned(),
-                since: wall_time(now.wall),
-            },
-        ]));
         self.emit_op(op::Event {
             r#type: Some(op::event::Type::AgentRemoved as i32),
             agent_removed: Some(op::event::AgentRemoved {
