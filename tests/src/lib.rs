@@ -474,6 +474,7 @@ pub struct Cluster {
     pub http: reqwest::Client,
     dir: tempfile::TempDir,
     master_proc: Daemon,
+    master_args: Vec<String>,
     agent_procs: Vec<Daemon>,
     opts: ClusterOptions,
     spawns: usize,
@@ -495,7 +496,7 @@ impl Cluster {
 
         // The master: retry on another port if the picked one was taken.
         let mut attempt = 0;
-        let (master, master_proc) = loop {
+        let (master, master_proc, master_args) = loop {
             attempt += 1;
             let port = free_port();
             let args: Vec<String> = ["master".to_string()]
@@ -533,7 +534,7 @@ impl Cluster {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             if up {
-                break (addr, d);
+                break (addr, d, args);
             }
             let log = tail(&d.log, 8000);
             stop_all(&mut [&mut d], Duration::from_secs(2));
@@ -548,6 +549,7 @@ impl Cluster {
             http,
             dir,
             master_proc,
+            master_args,
             agent_procs: Vec::new(),
             opts: opts.clone(),
             spawns: 0,
@@ -795,6 +797,64 @@ impl Cluster {
     /// The master's log so far.
     pub fn master_log(&self) -> String {
         tail(&self.master_proc.log, u64::MAX)
+    }
+
+    /// `kill -9` of the master, then the same master again (same port and
+    /// flags, so the same `--work_dir` and registry): waits until it serves
+    /// the operator API and every agent has re-registered with it.
+    pub async fn restart_master(&mut self) {
+        signal(self.master_proc.pid(), nix::sys::signal::Signal::SIGKILL);
+        let _ = self.master_proc.child.wait();
+        self.spawns += 1;
+        let log = self
+            .dir
+            .path()
+            .join(format!("master-restart-{}.log", self.spawns));
+        self.master_proc = Daemon::spawn("master", &self.master_args, log);
+        let http = self.http.clone();
+        let url = self.url("/api/v1");
+        let serving = wait_for(TIMEOUT, || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.post(&url)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(r#"{"type":"GET_HEALTH"}"#)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        assert!(
+            serving,
+            "the restarted master never served the operator API\n{}",
+            self.logs()
+        );
+        let n = self.agents.len();
+        assert!(
+            self.wait_agents_active(n).await,
+            "the agents did not re-register with the restarted master\n{}",
+            self.logs()
+        );
+    }
+
+    /// POSTs an `application/x-www-form-urlencoded` body (the legacy
+    /// endpoints' format) to a master path: (status, body text).
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let (status, _, body) = self
+            .post_raw(
+                path,
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                body.into_bytes(),
+            )
+            .await;
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Whether the master process is still running.
@@ -1538,6 +1598,52 @@ impl Scheduler {
                 "task_id": status["task_id"].clone(),
                 "uuid": status["uuid"].clone(),
             }
+        }))
+        .await;
+    }
+
+    /// Waits for the next UPDATE_OPERATION_STATUS of the operation with
+    /// this `id` and returns its status.
+    pub async fn operation_update(&mut self, operation_id: &str) -> Value {
+        let ev = self
+            .events
+            .wait(TIMEOUT, |e| {
+                e["type"] == "UPDATE_OPERATION_STATUS"
+                    && e["update_operation_status"]["status"]["operation_id"]["value"]
+                        == operation_id
+            })
+            .await
+            .unwrap_or_else(|e| panic!("no UPDATE_OPERATION_STATUS of {operation_id}: {e}"));
+        ev["update_operation_status"]["status"].clone()
+    }
+
+    /// ACKNOWLEDGE_OPERATION_STATUS of a status that carries a uuid.
+    pub async fn acknowledge_operation(&self, status: &Value) {
+        assert!(
+            status.get("uuid").is_some(),
+            "operation status has no uuid: {status}"
+        );
+        self.call_ok(json!({
+            "type": "ACKNOWLEDGE_OPERATION_STATUS",
+            "acknowledge_operation_status": {
+                "agent_id": status["agent_id"].clone(),
+                "uuid": status["uuid"]["value"].clone(),
+                "operation_id": status["operation_id"].clone(),
+            }
+        }))
+        .await;
+    }
+
+    /// RECONCILE_OPERATIONS of these operation ids (all known ones when
+    /// empty).
+    pub async fn reconcile_operations(&self, operation_ids: &[&str]) {
+        let ops: Vec<Value> = operation_ids
+            .iter()
+            .map(|id| json!({"operation_id": {"value": id}}))
+            .collect();
+        self.call_ok(json!({
+            "type": "RECONCILE_OPERATIONS",
+            "reconcile_operations": {"operations": ops},
         }))
         .await;
     }
