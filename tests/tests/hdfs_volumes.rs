@@ -1,0 +1,354 @@
+//! HDFS-backed persistent volumes end to end (cargo feature `hdfs` of this
+//! crate; the agents must be built with `--features hdfs`: scripts/test.sh
+//! builds them and sets CORRAL_BIN).
+//!
+//! No NameNode can be downloaded here: the agents run Hadoop's own client
+//! (libhdfs over JNI, jars from pyspark) against a `file:///` volume root,
+//! the same client and FileSystem calls without a NameNode.
+//!
+//! A task writes into an HDFS-backed volume on agent A; while A lives,
+//! agent B cannot open the volume (its CREATE fails naming A); A is killed
+//! for good and its work dir deleted; once A's lease expires the framework
+//! creates the same volume on B and a task there reads the same bytes;
+//! DESTROY on B destroys the stored data.
+#![cfg(feature = "hdfs")]
+
+use std::time::Duration;
+
+use corral_api::codec::Encoding;
+use corral_tests::{
+    command_task, default_framework_info, wait_for, Cluster, ClusterOptions, Scheduler, TIMEOUT,
+};
+use serde_json::{json, Value};
+
+const ROLE: &str = "db";
+const LEASE: &str = "4secs";
+
+fn framework() -> Value {
+    let mut f = default_framework_info("hdfs-volumes");
+    f["roles"] = json!([ROLE]);
+    f["principal"] = json!("ops");
+    f["checkpoint"] = json!(true);
+    f["capabilities"] = json!([{"type": "MULTI_ROLE"}, {"type": "RESERVATION_REFINEMENT"}]);
+    f
+}
+
+/// Disk reserved for the role with the label that asks for HDFS.
+fn hdfs_disk(mb: f64) -> Value {
+    json!({"name": "disk", "type": "SCALAR", "scalar": {"value": mb},
+           "reservations": [{"type": "DYNAMIC", "role": ROLE, "principal": "ops",
+                             "labels": {"labels": [{"key": "corral.storage/backend", "value": "hdfs"}]}}]})
+}
+
+fn hdfs_volume(id: &str, mb: f64) -> Value {
+    let mut v = hdfs_disk(mb);
+    v["disk"] = json!({
+        "persistence": {"id": id, "principal": "ops"},
+        "volume": {"container_path": "data", "mode": "RW"},
+    });
+    v
+}
+
+fn op(kind: &str, id: &str, body: Value) -> Value {
+    let mut o = json!({"type": kind, "id": {"value": id}});
+    o[kind.to_ascii_lowercase()] = body;
+    o
+}
+
+fn task_with(id: &str, agent_id: &str, cmd: &str, volume: &Value) -> Value {
+    let mut t = command_task(id, agent_id, cmd, 0.1, 32.0);
+    t["resources"]
+        .as_array_mut()
+        .expect("resources")
+        .push(volume.clone());
+    t
+}
+
+/// The final status of operation `id` (acknowledged when it has a uuid).
+async fn operation_outcome(s: &mut Scheduler, id: &str) -> Value {
+    loop {
+        let ev = s
+            .events
+            .wait(TIMEOUT, |e| {
+                e["type"] == "UPDATE_OPERATION_STATUS"
+                    && e["update_operation_status"]["status"]["operation_id"]["value"] == id
+            })
+            .await
+            .unwrap_or_else(|e| panic!("no UPDATE_OPERATION_STATUS of {id}: {e}"));
+        let st = ev["update_operation_status"]["status"].clone();
+        if st["state"] == "OPERATION_PENDING" {
+            continue;
+        }
+        if st.get("uuid").is_some() {
+            s.call_ok(json!({
+                "type": "ACKNOWLEDGE_OPERATION_STATUS",
+                "acknowledge_operation_status": {
+                    "agent_id": st["agent_id"].clone(),
+                    "uuid": st["uuid"]["value"].clone(),
+                    "operation_id": st["operation_id"].clone(),
+                }
+            }))
+            .await;
+        }
+        return st;
+    }
+}
+
+/// Declines offers until one from `agent_id` satisfies `pick`.
+async fn offer_where(s: &mut Scheduler, agent_id: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no suitable offer from agent {agent_id} within 60s"
+        );
+        let offers = s.offers().await;
+        let (mine, others): (Vec<Value>, Vec<Value>) = offers
+            .into_iter()
+            .partition(|o| o["agent_id"]["value"] == agent_id && pick(o));
+        if !others.is_empty() {
+            s.decline(&others, 0.0).await;
+        }
+        if let Some(o) = mine.into_iter().next() {
+            return o;
+        }
+    }
+}
+
+fn find(offer: &Value, pick: impl Fn(&Value) -> bool) -> Option<&Value> {
+    offer["resources"].as_array()?.iter().find(|r| pick(r))
+}
+
+fn is_volume(r: &Value, id: &str) -> bool {
+    r["disk"]["persistence"]["id"] == id
+}
+
+fn is_hdfs_reserved_disk(r: &Value) -> bool {
+    r["name"] == "disk"
+        && r["disk"]["persistence"].is_null()
+        && r["reservations"][0]["labels"]["labels"][0]["value"] == "hdfs"
+}
+
+/// Runs `make(volume)` on an offer of `agent_id` holding the volume and
+/// follows it to TASK_FINISHED.
+async fn run_on_volume(
+    s: &mut Scheduler,
+    agent_id: &str,
+    id: &str,
+    task_id: &str,
+    make: impl Fn(&Value) -> Value,
+) {
+    let offer = offer_where(s, agent_id, |o| find(o, |r| is_volume(r, id)).is_some()).await;
+    let v = find(&offer, |r| is_volume(r, id)).expect("volume").clone();
+    s.launch(&offer, vec![make(&v)]).await;
+    s.follow(task_id, "TASK_FINISHED").await;
+}
+
+async fn agent_volumes(c: &Cluster, endpoint_url: &str) -> Value {
+    c.http
+        .get(endpoint_url)
+        .send()
+        .await
+        .expect("agent /volumes")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hdfs_backed_volume_comes_back_on_another_agent() {
+    assert!(
+        std::env::var_os("CORRAL_BIN").is_some(),
+        "the HDFS end-to-end tests need a corral binary built with HDFS support: run \
+         scripts/test.sh, or `cargo build -p corral-cli --features hdfs` and set CORRAL_BIN to it \
+         (with the environment of `eval \"$(scripts/hadoop-env.sh)\"`)"
+    );
+    let store = tempfile::Builder::new()
+        .prefix("corral-hdfs-store-")
+        .tempdir()
+        .expect("store dir");
+    let mut c = Cluster::start(ClusterOptions {
+        agents: 2,
+        agent_flags: vec![
+            format!(
+                "--hdfs_volume_root=file://{}/volumes",
+                store.path().display()
+            ),
+            format!("--hdfs_lease_timeout={LEASE}"),
+            "--hdfs_writeback_interval=10mins".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let (a, b) = (c.agents[0].clone(), c.agents[1].clone());
+    let mut s = c.subscribe_with(Encoding::Json, framework()).await;
+
+    // On A: RESERVE (labelled for HDFS), CREATE, and a task that writes
+    // random bytes and their checksum.
+    let offer = offer_where(&mut s, &a.id, |_| true).await;
+    let writer = task_with(
+        "writer",
+        &a.id,
+        "head -c 200000 /dev/urandom > data/blob && cd data && sha256sum blob > blob.sha256 \
+         && mkdir -p dir && echo nested > dir/file",
+        &hdfs_volume("hv", 64.0),
+    );
+    s.accept(
+        &offer,
+        json!([
+            op("RESERVE", "reserve-a", json!({"resources": [hdfs_disk(64.0)]})),
+            op("CREATE", "create-a", json!({"volumes": [hdfs_volume("hv", 64.0)]})),
+            {"type": "LAUNCH", "launch": {"task_infos": [writer]}},
+        ]),
+    )
+    .await;
+    for id in ["reserve-a", "create-a"] {
+        let st = operation_outcome(&mut s, id).await;
+        assert_eq!(
+            st["state"],
+            "OPERATION_FINISHED",
+            "{id}: {st}\n{}",
+            c.agent_log(0)
+        );
+    }
+    s.follow("writer", "TASK_FINISHED").await;
+    let checksum = std::fs::read_to_string(
+        a.work_dir
+            .join("volumes/roles")
+            .join(ROLE)
+            .join("hv/blob.sha256"),
+    )
+    .expect("the writer's checksum in A's volume");
+
+    // The task's end wrote the volume back (A's /volumes says so).
+    let url = a.url("/volumes");
+    let written = wait_for(Duration::from_secs(30), || async {
+        agent_volumes(&c, &url).await["hdfs"][0]["writebacks"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    })
+    .await;
+    assert!(
+        written,
+        "no write-back after the task ended\n{}",
+        c.agent_log(0)
+    );
+    let v = agent_volumes(&c, &url).await;
+    assert_eq!(v["hdfs"][0]["lease"]["holder"], a.id.as_str(), "{v}");
+    assert!(
+        v["hdfs"][0]["last_writeback"]["stats"]["bytes"].as_u64() >= Some(200_000),
+        "{v}"
+    );
+
+    // While A lives, B cannot open the volume: its CREATE fails naming A.
+    let offer = offer_where(&mut s, &b.id, |_| true).await;
+    s.accept(
+        &offer,
+        json!([
+            op(
+                "RESERVE",
+                "reserve-b",
+                json!({"resources": [hdfs_disk(64.0)]})
+            ),
+            op(
+                "CREATE",
+                "create-b-while-a-lives",
+                json!({"volumes": [hdfs_volume("hv", 64.0)]})
+            ),
+        ]),
+    )
+    .await;
+    let st = operation_outcome(&mut s, "reserve-b").await;
+    assert_eq!(st["state"], "OPERATION_FINISHED", "{st}");
+    let st = operation_outcome(&mut s, "create-b-while-a-lives").await;
+    assert_eq!(st["state"], "OPERATION_FAILED", "{st}");
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&a.id),
+        "the refusal names the holder: {st}"
+    );
+
+    // A is lost for good: killed, its work dir deleted.
+    c.kill_agent(0);
+    std::fs::remove_dir_all(&a.work_dir).expect("remove A's work dir");
+
+    // Once A's lease expires B opens the volume (the framework retries its
+    // CREATE), restoring what A wrote back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never opened the volume\n{}",
+            c.agent_log(1)
+        );
+        let offer = offer_where(&mut s, &b.id, |o| find(o, is_hdfs_reserved_disk).is_some()).await;
+        let id = format!("create-b-{attempt}");
+        s.accept(
+            &offer,
+            json!([op(
+                "CREATE",
+                &id,
+                json!({"volumes": [hdfs_volume("hv", 64.0)]})
+            )]),
+        )
+        .await;
+        let st = operation_outcome(&mut s, &id).await;
+        if st["state"] == "OPERATION_FINISHED" {
+            break;
+        }
+        let message = st["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("leased"),
+            "only A's live lease may refuse it: {st}"
+        );
+    }
+
+    // The task on B reads the same bytes.
+    let expected = checksum.clone();
+    run_on_volume(&mut s, &b.id, "hv", "reader", |v| {
+        task_with(
+            "reader",
+            &b.id,
+            &format!(
+                "cd data && sha256sum -c blob.sha256 && test \"$(cat blob.sha256)\" = '{}' \
+                 && test \"$(cat dir/file)\" = nested",
+                expected.trim()
+            ),
+            v,
+        )
+    })
+    .await;
+
+    // DESTROY on B destroys the stored data: the same volume created again
+    // is empty.
+    let offer = offer_where(&mut s, &b.id, |o| find(o, |r| is_volume(r, "hv")).is_some()).await;
+    let v = find(&offer, |r| is_volume(r, "hv"))
+        .expect("volume")
+        .clone();
+    s.accept(
+        &offer,
+        json!([op("DESTROY", "destroy-b", json!({"volumes": [v]}))]),
+    )
+    .await;
+    let st = operation_outcome(&mut s, "destroy-b").await;
+    assert_eq!(st["state"], "OPERATION_FINISHED", "{st}");
+    let offer = offer_where(&mut s, &b.id, |o| find(o, is_hdfs_reserved_disk).is_some()).await;
+    s.accept(
+        &offer,
+        json!([op(
+            "CREATE",
+            "create-again",
+            json!({"volumes": [hdfs_volume("hv", 64.0)]})
+        )]),
+    )
+    .await;
+    let st = operation_outcome(&mut s, "create-again").await;
+    assert_eq!(st["state"], "OPERATION_FINISHED", "{st}");
+    run_on_volume(&mut s, &b.id, "hv", "empty-reader", |v| {
+        task_with("empty-reader", &b.id, "test -z \"$(ls -A data)\"", v)
+    })
+    .await;
+}
