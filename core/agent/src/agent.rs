@@ -1307,6 +1307,7 @@ impl Agent {
                 .chain(tasks.iter().flat_map(|t| t.resources.iter())),
         );
         for v in &wanted {
+            volumes::validate(v)?;
             let known = st.total.as_slice().iter().any(|r| {
                 corral_api::operations::persistence_id(r) == Some(v.persistence_id.as_str())
                     && corral_api::resources::reservation_role(r) == v.role

@@ -319,6 +319,9 @@ impl Agent {
             ));
         }
         let (create, destroy) = volume_changes(info);
+        for v in create.iter().chain(&destroy) {
+            volumes::validate(v)?;
+        }
         let new_total = {
             let st = lock(&self.state);
             let total = ops::apply(&st.total, info)?;

@@ -64,6 +64,15 @@ pub struct VolumeUse {
     pub hdfs: bool,
 }
 
+/// Checks a volume's role and persistence id are safe as path components
+/// (Mesos' role rules: levels separated by `/`, none empty, `.` or `..`;
+/// no `/` in the persistence id).
+pub fn validate(v: &VolumeUse) -> Result<(), String> {
+    corral_storage::VolumeId::new(v.role.clone(), v.persistence_id.clone())
+        .validate()
+        .map_err(|e| format!("persistent volume '{}': {e}", v.persistence_id))
+}
+
 /// The directory name of a role under `volumes/roles`.
 pub fn role_dir_name(role: &str) -> String {
     role.replace('/', " ")
@@ -387,6 +396,27 @@ mod tests {
             source: None,
         }));
         r
+    }
+
+    #[test]
+    fn unsafe_roles_and_ids_are_refused() {
+        let v = |role: &str, id: &str| VolumeUse {
+            role: role.into(),
+            persistence_id: id.into(),
+            container_path: "d".into(),
+            read_only: false,
+            hdfs: false,
+        };
+        assert!(validate(&v("eng/spark", "v1")).is_ok());
+        for (role, id) in [
+            ("..", "v"),
+            ("a/../b", "v"),
+            ("a//b", "v"),
+            ("r", ".."),
+            ("r", "a/b"),
+        ] {
+            assert!(validate(&v(role, id)).is_err(), "{role} {id}");
+        }
     }
 
     #[test]
