@@ -745,6 +745,7 @@ impl Master {
         }
         // Tell agents running its tasks about the (possibly new) info.
         self.broadcast_framework_info(&id);
+        self.resend_operation_updates(&id);
         tracing::info!(framework_id = %id, name = %info.name, failover = existing, "framework subscribed");
         Ok(id)
     }

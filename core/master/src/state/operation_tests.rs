@@ -1146,3 +1146,82 @@ fn grow_and_shrink_a_volume() {
     assert!(total.contains(&one(&reserved("disk", 156.0, &["db"]))));
     assert_eq!(total.scalar("disk"), 1024.0);
 }
+
+#[test]
+fn updates_a_disconnected_framework_missed_are_sent_when_it_resubscribes() {
+    let mut m = master();
+    let fid = subscribe(&mut m, Fw::new("db", "db"));
+    let aid = add_agent(&mut m, "cpus:4;mem:1024");
+    let offer = offer_for(&mut m, &fid, 1);
+    let effects = accept(
+        &mut m,
+        &fid,
+        &offer,
+        vec![reserve(vec![reserved("cpus", 1.0, &["db"])], Some("r1"))],
+    );
+    let apply = applied(&effects).remove(0);
+    m.framework_disconnected(&fid, "stream-db", at(2));
+    let total = m.agents[&aid].total.to_vec();
+    let (_, status_uuid) = finished(
+        &mut m,
+        &aid,
+        &apply,
+        OperationState::OperationFinished,
+        total,
+    );
+    // Re-subscription with the same FrameworkID: the status comes again,
+    // with its uuid, so the framework can acknowledge it.
+    let call = scheduler::Call {
+        framework_id: Some(v1::FrameworkId { value: fid.clone() }),
+        r#type: Some(scheduler::call::Type::Subscribe as i32),
+        subscribe: Some(scheduler::call::Subscribe {
+            framework_info: v1::FrameworkInfo {
+                id: Some(v1::FrameworkId { value: fid.clone() }),
+                user: "root".into(),
+                name: "db".into(),
+                role: Some("db".into()),
+                principal: Some("ops".into()),
+                failover_timeout: Some(10.0),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    m.subscribe(&call, "stream-db-2", at(4)).unwrap();
+    let u = op_updates(&m.take_effects(), &fid);
+    assert_eq!(u.len(), 1);
+    assert_eq!(u[0].state, OperationState::OperationFinished as i32);
+    assert_eq!(u[0].uuid.as_ref().unwrap().value, status_uuid);
+}
+
+#[test]
+fn updates_for_a_removed_framework_are_acknowledged_for_it() {
+    let mut m = master();
+    let fid = subscribe(&mut m, Fw::new("db", "db"));
+    let aid = add_agent(&mut m, "cpus:4;mem:1024");
+    let offer = offer_for(&mut m, &fid, 1);
+    let effects = accept(
+        &mut m,
+        &fid,
+        &offer,
+        vec![reserve(vec![reserved("cpus", 1.0, &["db"])], Some("r1"))],
+    );
+    let apply = applied(&effects).remove(0);
+    m.remove_framework(&fid, at(2));
+    m.take_effects();
+    let total = m.agents[&aid].total.to_vec();
+    let (effects, status_uuid) = finished(
+        &mut m,
+        &aid,
+        &apply,
+        OperationState::OperationFinished,
+        total,
+    );
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Agent { message: ToAgent::AcknowledgeOperation(a), .. }
+            if a.status_uuid == status_uuid && a.operation_uuid == apply.operation_uuid
+    )));
+    assert!(m.operations.is_empty());
+}

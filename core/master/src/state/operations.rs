@@ -743,7 +743,12 @@ impl Master {
         }
         let fid = tracked.framework_id.clone().unwrap_or_default();
         let Some(fw) = self.frameworks.get(&fid) else {
-            // The framework is gone: acknowledge so the agent forgets it.
+            if !self.completed_frameworks.iter().any(|f| f.id == fid) {
+                // Not (yet) known here, e.g. after a failover before it
+                // re-subscribes: kept, and sent when it subscribes.
+                return;
+            }
+            // The framework was removed: acknowledge so the agent forgets it.
             if let Some(status_uuid) = status.uuid.as_ref().map(|u| u.value.clone()) {
                 self.emit_agent(
                     agent_id,
@@ -761,6 +766,40 @@ impl Master {
         let mut forwarded = status;
         forwarded.converted_resources = for_framework(&forwarded.converted_resources, refinement);
         self.emit_fw(&fid, update_operation_event(forwarded));
+    }
+
+    /// Sends a (re-)subscribed framework the agents' statuses of its
+    /// operations it has not acknowledged: those sent while it was away
+    /// were lost with its stream.
+    pub(super) fn resend_operation_updates(&mut self, framework_id: &str) {
+        let refinement = self
+            .frameworks
+            .get(framework_id)
+            .is_some_and(|f| has_capability(&f.info, FwCap::ReservationRefinement));
+        let mut unacknowledged: Vec<&TrackedOperation> = self
+            .operations
+            .iter()
+            .filter(|o| {
+                o.framework_id.as_deref() == Some(framework_id)
+                    && o.operation_id().is_some()
+                    && o.operation.latest_status.uuid.is_some()
+            })
+            .collect();
+        unacknowledged.sort_by_key(|o| o.seq);
+        let statuses: Vec<v1::OperationStatus> = unacknowledged
+            .into_iter()
+            .map(|o| {
+                let mut s = o.operation.latest_status.clone();
+                if s.operation_id.is_none() {
+                    s.operation_id = o.operation.info.id.clone();
+                }
+                s.converted_resources = for_framework(&s.converted_resources, refinement);
+                s
+            })
+            .collect();
+        for s in statuses {
+            self.emit_fw(framework_id, update_operation_event(s));
+        }
     }
 
     /// Replaces the master's view of an agent's total with what the agent
