@@ -808,23 +808,43 @@ async fn reservations_and_volumes_come_back_after_a_master_restart() {
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     }
     settled(&c).await;
+    // A framework's operation whose status it does not acknowledge.
+    let mut db = c
+        .subscribe_with(Encoding::Json, framework("db", "db"))
+        .await;
+    let offer = offer_where(&mut db, "unreserved mem", |rs| scalar_of(rs, "mem") >= 64.0).await;
+    db.accept(
+        &offer,
+        json!([reserve(Some("keep"), vec![reserved("mem", 64.0, &["db"])])]),
+    )
+    .await;
+    let first = db.operation_update("keep").await;
+    assert_eq!(first["state"], "OPERATION_FINISHED", "{first}");
+    settled(&c).await;
     let before = agent_total(&c).await;
+    let mut info = framework("db", "db");
+    info["id"] = json!({"value": db.framework_id});
+    drop(db);
 
     // kill -9 of the master; the registry holds no reservation: the agent
     // brings them back when it re-registers.
     c.restart_master().await;
     let ok = wait_for(TIMEOUT, || async { same(&agent_total(&c).await, &before) }).await;
     assert!(ok, "the new master's view: {}", agent_total(&c).await);
-    let mut db = c
-        .subscribe_with(Encoding::Json, framework("db", "db"))
-        .await;
+    // The framework re-subscribes and gets the status it never
+    // acknowledged, from the new master (learned from the agent).
+    let mut db = c.subscribe_with(Encoding::Json, info).await;
+    let again = db.operation_update("keep").await;
+    assert_eq!(again["state"], "OPERATION_FINISHED", "{again}");
+    assert_eq!(again["uuid"], first["uuid"]);
+    db.acknowledge_operation(&again).await;
     let offer = offer_where(&mut db, "the volume and the reservation", |rs| {
         persistence_ids(rs) == ["pg"] && scalar_of(&json!(reserved_to(rs, "db")), "cpus") == 1.0
     })
     .await;
     let db_res = json!(reserved_to(&offer["resources"], "db"));
     assert_eq!(scalar_of(&db_res, "disk"), 256.0);
-    assert_eq!(scalar_of(&db_res, "mem"), 128.0);
+    assert_eq!(scalar_of(&db_res, "mem"), 128.0 + 64.0);
     // Another role gets none of it.
     db.decline(std::slice::from_ref(&offer), 3600.0).await;
     let mut other = c
@@ -833,4 +853,13 @@ async fn reservations_and_volumes_come_back_after_a_master_restart() {
     for o in other.offers().await {
         assert!(reserved_to(&o["resources"], "db").is_empty(), "{o}");
     }
+    // The acknowledgement reached the agent: nothing is tracked any more.
+    let ok = wait_for(TIMEOUT, || async {
+        let (_, body) = c.operator(json!({"type": "GET_OPERATIONS"})).await;
+        body["get_operations"]["operations"]
+            .as_array()
+            .is_none_or(|a| a.is_empty())
+    })
+    .await;
+    assert!(ok, "operations still tracked after the acknowledgement");
 }
