@@ -4,7 +4,9 @@
 //! collected, and the volume is offered again to the role with its
 //! persistence id; a second task reads the data; the same after `kill -9` of
 //! the agent and its restart on the same work dir; the same with Docker
-//! tasks; a read-only volume refuses writes; DESTROY removes the data.
+//! tasks; a read-only volume refuses writes; DESTROY removes the data; an
+//! agent restarted with `--resources` that no longer hold its reservation
+//! refuses to start.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -315,6 +317,22 @@ async fn volume_outlives_its_task_its_sandbox_and_an_agent_restart() {
     })
     .await;
     assert!(volume_in(&offer, "vol1").is_none(), "{offer}");
+
+    // The agent's disk reservation is checkpointed: restarted with less
+    // disk than is reserved, it refuses to start, naming the flag.
+    c.kill_agent(0);
+    let (status, log) = c
+        .restart_agent_expect_exit(
+            0,
+            &["--resources=cpus:2;mem:1024;disk:32;ports:[31000-31099]".into()],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("incompatible --resources") && log.contains("resources.info"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
