@@ -284,7 +284,7 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
         ),
         recovery::RecoveryOutcome::Fresh => {}
     }
-    agent.sweep_volume_mounts();
+    agent.sweep_volume_mounts(true);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let server = {
@@ -324,7 +324,8 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
     shutdown.await;
     tracing::info!("agent shutting down");
     agent.kill_all_executors().await;
-    agent.sweep_volume_mounts();
+    // Every executor is gone (their exits may still be on their way).
+    agent.sweep_volume_mounts(false);
     let _ = stop_tx.send(true);
     let _ = hdfs.await;
     // What the tasks wrote last goes to HDFS before the agent exits.

@@ -437,8 +437,17 @@ async fn operations_are_applied_checkpointed_and_recovered() {
     let after_destroy = Resources::from_vec(&u.total_resources);
     assert!(!after_destroy.contains_one(&data));
 
+    // A volume mounted into a running executor is unmounted when the agent
+    // stops (and kills its executors).
+    run_task_with(&out, 2, "t2", "E2", vec![logs.clone()]);
+    wait_until("the volume mounted", || {
+        volumes::mounts_under(&work.join("slaves")).len() == 1
+    })
+    .await;
+
     // A restart recovers the total and the pending operations.
     agent.stop().await;
+    assert!(volumes::mounts_under(&work.join("slaves")).is_empty());
     drop((inbound, out));
     let agent = start(flags(addr, &work, RESOURCES));
     let (_inbound, _out, reg) = accept(&mut sessions).await;

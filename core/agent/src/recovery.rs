@@ -108,7 +108,7 @@ impl Agent {
                     }
                 }
             }
-            self.sweep_volume_mounts();
+            self.sweep_volume_mounts(false);
             self.config.checkpoint.clear();
             tracing::info!(agent_id = %rec.agent_id, "cleanup done: killed the recovered executors and removed the checkpoint");
             return Ok(RecoveryOutcome::CleanedUp);
@@ -340,16 +340,22 @@ impl Agent {
     }
 
     /// Detaches every volume mount under the sandboxes that no live
-    /// container holds: left by containers that ended while the agent was
-    /// down (non-checkpointing frameworks' included) or at its shutdown.
-    pub fn sweep_volume_mounts(&self) -> usize {
-        let keep: BTreeSet<std::path::PathBuf> = lock(&self.state)
-            .frameworks
-            .values()
-            .flat_map(|f| f.executors.values())
-            .filter(|e| e.phase != ExecutorPhase::Terminated)
-            .flat_map(|e| e.volume_mounts.iter().cloned())
-            .collect();
+    /// container holds (with `keep_live`; otherwise every one): left by
+    /// containers that ended while the agent was down (non-checkpointing
+    /// frameworks' included), or at shutdown once every executor was killed
+    /// (their exits may not have been processed yet).
+    pub fn sweep_volume_mounts(&self, keep_live: bool) -> usize {
+        let keep: BTreeSet<std::path::PathBuf> = if keep_live {
+            lock(&self.state)
+                .frameworks
+                .values()
+                .flat_map(|f| f.executors.values())
+                .filter(|e| e.phase != ExecutorPhase::Terminated)
+                .flat_map(|e| e.volume_mounts.iter().cloned())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         let mut n = 0;
         for m in crate::volumes::mounts_under(&self.config.work_dir.join("slaves")) {
             if keep.contains(&m) {
