@@ -414,7 +414,12 @@ async fn a_leader_whose_session_expires_stops_leading_and_exits_non_zero() {
         .find(|t| t["task_id"]["value"] == "keeper")
         .cloned()
         .unwrap_or(Value::Null);
-    assert_eq!(keeper["state"], "TASK_RUNNING", "agent tasks: {tasks}\nagent log:\n{}", a.log());
+    assert_eq!(
+        keeper["state"],
+        "TASK_RUNNING",
+        "agent tasks: {tasks}\nagent log:\n{}",
+        a.log()
+    );
     let state: Value = client()
         .get(format!("http://127.0.0.1:{second_port}/master/state"))
         .send()
