@@ -4,20 +4,13 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use corral_api::internal::{self, master_message::Message as ToAgent};
 use corral_api::v1;
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::flags::MasterFlags;
 use crate::registry::Operation;
-
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    flags: MasterFlags,
-}
+use crate::state::test_support;
 
 struct Harness {
     inputs: mpsc::Sender<Input>,
@@ -25,9 +18,7 @@ struct Harness {
 }
 
 fn start() -> Harness {
-    let flags = Flags::parse_from(["master"]).flags;
-    let info = crate::master_info("127.0.0.1".parse().unwrap(), 5050, "localhost");
-    let master = Master::new(info, flags, 0.0);
+    let master = test_support::master();
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
     let (writer_tx, writes) = mpsc::unbounded_channel();
     let actor = Actor::new(master, tx.clone()).with_registry_writer(writer_tx);

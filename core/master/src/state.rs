@@ -2972,6 +2972,9 @@ mod operations;
 pub use operations::{is_terminal_operation, Operations, OperatorError, TrackedOperation};
 
 #[cfg(test)]
+pub(crate) mod test_support;
+
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

@@ -3,29 +3,11 @@
 //! what agents report when they (re-)register: inputs in, effects out.
 
 use super::*;
-use clap::Parser;
 use corral_api::resources::parse;
 use v1::resource::{disk_info, reservation_info, DiskInfo, ReservationInfo};
 use v1::OperationState;
 
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    flags: MasterFlags,
-}
-
-fn master() -> Master {
-    let flags = Flags::parse_from(["master"]).flags;
-    let info = crate::master_info("127.0.0.1".parse().unwrap(), 5050, "localhost");
-    Master::new(info, flags, 0.0)
-}
-
-fn at(secs: u64) -> Clock {
-    Clock {
-        mono: Duration::from_secs(secs),
-        wall: 1_700_000_000.0 + secs as f64,
-    }
-}
+use super::test_support::{at, master};
 
 struct Fw<'a> {
     name: &'a str,

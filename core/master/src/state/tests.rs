@@ -1,27 +1,9 @@
 //! State transitions without sockets: inputs in, effects out.
 
 use super::*;
-use clap::Parser;
 use corral_api::resources::parse;
 
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    flags: MasterFlags,
-}
-
-fn master() -> Master {
-    let flags = Flags::parse_from(["master"]).flags;
-    let info = crate::master_info("127.0.0.1".parse().unwrap(), 5050, "localhost");
-    Master::new(info, flags, 0.0)
-}
-
-fn at(secs: u64) -> Clock {
-    Clock {
-        mono: Duration::from_secs(secs),
-        wall: 1_700_000_000.0 + secs as f64,
-    }
-}
+use super::test_support::{at, master};
 
 fn subscribe(m: &mut Master, name: &str, caps: &[FwCap]) -> String {
     let call = scheduler::Call {
