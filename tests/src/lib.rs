@@ -1552,6 +1552,27 @@ impl Scheduler {
     }
 
     /// DECLINEs offers with `refuse_seconds`.
+    /// Waits (up to 60 s) for an offer satisfying `pick`, declining the
+    /// others with a zero filter so that they come back; `what` names the
+    /// wanted offer in the failure message.
+    pub async fn offer_where(&mut self, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no offer with {what} within 60s"
+            );
+            let offers = self.offers().await;
+            let (wanted, others): (Vec<Value>, Vec<Value>) = offers.into_iter().partition(&pick);
+            if !others.is_empty() {
+                self.decline(&others, 0.0).await;
+            }
+            if let Some(o) = wanted.into_iter().next() {
+                return o;
+            }
+        }
+    }
+
     pub async fn decline(&self, offers: &[Value], refuse_seconds: f64) {
         let ids: Vec<Value> = offers.iter().map(|o| o["id"].clone()).collect();
         self.call_ok(json!({

@@ -108,22 +108,7 @@ fn persistence_ids(rs: &Value) -> Vec<String> {
 /// Waits for an offer whose resources satisfy `want`, declining the others
 /// (with a zero filter, so they come back).
 async fn offer_where(s: &mut Scheduler, what: &str, want: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no offer with {what} within {TIMEOUT:?}"
-        );
-        let offers = s.offers().await;
-        let (wanted, others): (Vec<Value>, Vec<Value>) =
-            offers.into_iter().partition(|o| want(&o["resources"]));
-        if !others.is_empty() {
-            s.decline(&others, 0.0).await;
-        }
-        if let Some(o) = wanted.into_iter().next() {
-            return o;
-        }
-    }
+    s.offer_where(what, |o| want(&o["resources"])).await
 }
 
 /// Whether two JSON resource lists hold the same resources (in any order).

@@ -110,23 +110,10 @@ fn volume_in(offer: &Value, persistence_id: &str) -> Option<Value> {
 
 /// Declines offers until one from `agent_id` satisfies `pick`.
 async fn offer_where(s: &mut Scheduler, agent_id: &str, pick: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no suitable offer from agent {agent_id} within 60s"
-        );
-        let offers = s.offers().await;
-        let (mine, others): (Vec<Value>, Vec<Value>) = offers
-            .into_iter()
-            .partition(|o| o["agent_id"]["value"] == agent_id && pick(o));
-        if !others.is_empty() {
-            s.decline(&others, 0.0).await;
-        }
-        if let Some(o) = mine.into_iter().next() {
-            return o;
-        }
-    }
+    s.offer_where(&format!("a suitable offer from agent {agent_id}"), |o| {
+        o["agent_id"]["value"] == agent_id && pick(o)
+    })
+    .await
 }
 
 /// An offer from `agent_id` holding the volume; returns it and the volume.
