@@ -587,3 +587,100 @@ async fn master_answers(c: &Cluster) -> bool {
     let (status, _, _) = c.get("/health").await;
     status == 200 && tokio::time::timeout(TIMEOUT, c.get_state()).await.is_ok()
 }
+
+/// Issue 11.4: a call missing a field its proto marks `required` is
+/// refused with 400 naming the field, in JSON and in protobuf, on every
+/// API (scheduler, operator, the agent's executor and operator APIs), and
+/// changes nothing; unknown fields are still accepted.
+#[tokio::test]
+async fn calls_missing_required_fields_are_400_naming_the_field() {
+    let c = cluster().await;
+    let s = framework_with_task(&c).await;
+    let before = summary(&c).await;
+    // SUBSCRIBE without framework_info.user, JSON.
+    let (status, body) = post_scheduler(
+        &c,
+        &[JSON],
+        serde_json::to_vec(&json!({
+            "type": "SUBSCRIBE",
+            "subscribe": {"framework_info": {"name": "no-user"}},
+        }))
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("subscribe.framework_info.user"), "{body}");
+    // The same in protobuf, written by hand so that `user` (FrameworkInfo
+    // field 1) is absent from the wire: Call{type(2)=SUBSCRIBE(1),
+    // subscribe(3)=Subscribe{framework_info(1)=FrameworkInfo{name(2)="fw"}}}.
+    let bytes = vec![0x10, 0x01, 0x1a, 0x06, 0x0a, 0x04, 0x12, 0x02, b'f', b'w'];
+    let (status, body) =
+        post_scheduler(&c, &[("Content-Type", "application/x-protobuf")], bytes).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("subscribe.framework_info.user"), "{body}");
+    // A subscribed framework's KILL without kill.task_id.
+    let (status, body) = s
+        .call(json!({"type": "KILL", "kill": {"agent_id": {"value": c.agents[0].id}}}))
+        .await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert!(body.contains("kill.task_id"), "{body}");
+    // A launch whose resource lacks its type, deep in an ACCEPT.
+    let (status, body) = s
+        .call(json!({"type": "ACCEPT", "accept": {
+            "offer_ids": [{"value": "o"}],
+            "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+                "name": "x", "task_id": {"value": "x"},
+                "agent_id": {"value": c.agents[0].id},
+                "resources": [{"name": "cpus", "scalar": {"value": 1}}],
+                "command": {"value": "true"}
+            }]}}]
+        }}))
+        .await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert!(
+        body.contains("accept.operations[0].launch.task_infos[0].resources[0].type"),
+        "{body}"
+    );
+    // Unknown fields alongside everything required: still accepted.
+    let (status, body) = s
+        .call(json!({"type": "REVIVE", "revive": {}, "no_such_field": [1, 2]}))
+        .await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    // Operator API: RESERVE_RESOURCES without its agent_id.
+    let (status, body) = c
+        .operator(json!({"type": "RESERVE_RESOURCES", "reserve_resources": {
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1},
+                           "reservations": [{"type": "DYNAMIC", "role": "r"}]}]
+        }}))
+        .await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert!(
+        body.to_string().contains("reserve_resources.agent_id"),
+        "{body}"
+    );
+    // The agent's executor API: SUBSCRIBE without executor_id.
+    let agent = &c.agents[0];
+    let resp = c
+        .http
+        .post(agent.url("/api/v1/executor"))
+        .header("Content-Type", "application/json")
+        .body(
+            json!({"type": "SUBSCRIBE", "framework_id": {"value": "f"}, "subscribe": {}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("executor_id"), "{body}");
+    // The agent's operator API: KILL_CONTAINER without container_id.
+    let (status, body) = c
+        .agent_operator(
+            &agent.endpoint,
+            json!({"type": "KILL_CONTAINER", "kill_container": {}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(summary(&c).await, before);
+}

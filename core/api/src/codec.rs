@@ -41,6 +41,16 @@ pub enum CodecError {
         /// What is wrong.
         reason: String,
     },
+    /// The message lacks fields its proto marks `required` (Mesos refuses
+    /// such a call, in either encoding).
+    #[error("missing required fields in {message}: {}", .fields.join(", "))]
+    MissingRequired {
+        /// Full name of the message.
+        message: String,
+        /// The paths of the missing fields, protobuf style
+        /// (`subscribe.framework_info.user`, `accept.operations[0].type`).
+        fields: Vec<String>,
+    },
     /// The message type is missing from the descriptor pool.
     #[error("no descriptor for message {0}")]
     NoDescriptor(String),
@@ -114,6 +124,32 @@ impl Encoding {
         }
     }
 
+    /// Decodes a request as Mesos' HTTP handlers do: besides being well
+    /// formed, every field its proto marks `required` must be present, at
+    /// any depth (unknown fields are still ignored). `decode` fills missing
+    /// required fields with defaults instead.
+    pub fn decode_request<M: Message + Name + Default>(
+        self,
+        bytes: &[u8],
+    ) -> Result<M, CodecError> {
+        match self {
+            Encoding::Json => from_json_checked(bytes),
+            Encoding::Protobuf => {
+                let name = M::full_name();
+                let desc = POOL
+                    .get_message_by_name(&name)
+                    .ok_or_else(|| CodecError::NoDescriptor(name.clone()))?;
+                let dynamic =
+                    DynamicMessage::decode(desc, bytes).map_err(|e| CodecError::Protobuf {
+                        message: name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                check_required(&dynamic)?;
+                self.decode(bytes)
+            }
+        }
+    }
+
     /// Decodes a message.
     pub fn decode<M: Message + Name + Default>(self, bytes: &[u8]) -> Result<M, CodecError> {
         match self {
@@ -175,9 +211,33 @@ pub fn from_json<M: Message + Name + Default>(bytes: &[u8]) -> Result<M, CodecEr
     from_json_value(value)
 }
 
+/// Decodes Mesos-shaped JSON into a message, refusing it when a field its
+/// proto marks `required` is missing (see [`Encoding::decode_request`]).
+pub fn from_json_checked<M: Message + Name + Default>(bytes: &[u8]) -> Result<M, CodecError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| CodecError::Json {
+        message: M::full_name(),
+        reason: e.to_string(),
+    })?;
+    from_json_value_checked(value)
+}
+
+/// [`from_json_value`], refusing a message that lacks a required field.
+pub fn from_json_value_checked<M: Message + Name + Default>(
+    value: serde_json::Value,
+) -> Result<M, CodecError> {
+    json_value_to::<M>(value, true)
+}
+
 /// Decodes a `serde_json::Value` into a message.
 pub fn from_json_value<M: Message + Name + Default>(
     value: serde_json::Value,
+) -> Result<M, CodecError> {
+    json_value_to::<M>(value, false)
+}
+
+fn json_value_to<M: Message + Name + Default>(
+    value: serde_json::Value,
+    check: bool,
 ) -> Result<M, CodecError> {
     let name = M::full_name();
     let desc = POOL
@@ -197,10 +257,70 @@ pub fn from_json_value<M: Message + Name + Default>(
         message: name.clone(),
         reason: e.to_string(),
     })?;
+    if check {
+        check_required(&dynamic)?;
+    }
     dynamic.transcode_to::<M>().map_err(|e| CodecError::Json {
         message: name,
         reason: e.to_string(),
     })
+}
+
+/// At most this many missing fields are named in one error.
+const MAX_MISSING_REPORTED: usize = 16;
+
+/// Refuses a message (decoded with presence, as proto2 keeps it) that lacks
+/// a `required` field anywhere in it, naming the fields as protobuf's
+/// `InitializationErrorString` does.
+fn check_required(msg: &DynamicMessage) -> Result<(), CodecError> {
+    use prost_reflect::ReflectMessage;
+    let mut fields = Vec::new();
+    missing_required(msg, "", &mut fields);
+    if fields.is_empty() {
+        return Ok(());
+    }
+    Err(CodecError::MissingRequired {
+        message: msg.descriptor().full_name().to_string(),
+        fields,
+    })
+}
+
+fn missing_required(msg: &DynamicMessage, prefix: &str, out: &mut Vec<String>) {
+    use prost_reflect::{ReflectMessage, Value};
+    for field in msg.descriptor().fields() {
+        if out.len() >= MAX_MISSING_REPORTED {
+            return;
+        }
+        if field.cardinality() == Cardinality::Required && !msg.has_field(&field) {
+            out.push(format!("{prefix}{}", field.name()));
+            continue;
+        }
+        if !matches!(field.kind(), Kind::Message(_)) || !msg.has_field(&field) {
+            continue;
+        }
+        match msg.get_field(&field).as_ref() {
+            Value::Message(m) => missing_required(m, &format!("{prefix}{}.", field.name()), out),
+            Value::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::Message(m) = item {
+                        missing_required(m, &format!("{prefix}{}[{i}].", field.name()), out);
+                    }
+                }
+            }
+            Value::Map(entries) => {
+                for (key, item) in entries {
+                    if let Value::Message(m) = item {
+                        let key = match key {
+                            prost_reflect::MapKey::String(s) => s.clone(),
+                            other => format!("{other:?}"),
+                        };
+                        missing_required(m, &format!("{prefix}{}[{key}].", field.name()), out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Mesos' JSON parser accepts integral floats (`5.0`) for integer fields;
@@ -464,5 +584,81 @@ mod tests {
         assert!(s.is_ascii());
         let back: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn requests_missing_required_fields_are_refused_in_both_encodings() {
+        use crate::v1::scheduler::Call;
+        let json = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+        // SUBSCRIBE without framework_info.user (name is there).
+        let no_user = json(serde_json::json!({
+            "type": "SUBSCRIBE",
+            "subscribe": {"framework_info": {"name": "fw"}}
+        }));
+        let err = Encoding::Json.decode_request::<Call>(&no_user).unwrap_err();
+        let CodecError::MissingRequired { message, fields } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(message, "mesos.v1.scheduler.Call");
+        assert_eq!(fields, &["subscribe.framework_info.user"]);
+        assert!(err.to_string().contains("subscribe.framework_info.user"));
+        // The lenient decoder still takes it (internal use).
+        assert!(Encoding::Json.decode::<Call>(&no_user).is_ok());
+        // The same call in protobuf: the field is absent from the wire.
+        let call: Call = Encoding::Json.decode(&no_user).unwrap();
+        let mut dynamic =
+            DynamicMessage::new(POOL.get_message_by_name("mesos.v1.scheduler.Call").unwrap());
+        dynamic.transcode_from(&call).unwrap();
+        // prost writes required strings even when empty; clear it so the
+        // bytes are what a client that never set it sends.
+        let sub = dynamic.get_field_by_name_mut("subscribe").unwrap();
+        let prost_reflect::Value::Message(sub) = sub else {
+            panic!()
+        };
+        let fi = sub.get_field_by_name_mut("framework_info").unwrap();
+        let prost_reflect::Value::Message(fi) = fi else {
+            panic!()
+        };
+        fi.clear_field_by_name("user");
+        let bytes = dynamic.encode_to_vec();
+        let err = Encoding::Protobuf
+            .decode_request::<Call>(&bytes)
+            .unwrap_err();
+        assert!(
+            matches!(&err, CodecError::MissingRequired { fields, .. }
+            if fields == &["subscribe.framework_info.user"]),
+            "{err}"
+        );
+        // Present (even empty) is enough, and unknown fields are ignored.
+        let ok = json(serde_json::json!({
+            "type": "SUBSCRIBE",
+            "subscribe": {"framework_info": {"user": "", "name": "fw", "no_such": 1}},
+            "no_such_field": {"x": 1}
+        }));
+        let call: Call = Encoding::Json.decode_request(&ok).unwrap();
+        assert_eq!(call.subscribe.unwrap().framework_info.name, "fw");
+        // Paths into repeated messages carry their index.
+        let accept = json(serde_json::json!({
+            "type": "ACCEPT",
+            "framework_id": {"value": "f"},
+            "accept": {
+                "offer_ids": [{"value": "o"}, {}],
+                "operations": [{"type": "LAUNCH", "launch": {"task_infos": [
+                    {"name": "t", "task_id": {"value": "t"}, "agent_id": {"value": "a"},
+                     "resources": [{"name": "cpus", "scalar": {"value": 1}}]}
+                ]}}]
+            }
+        }));
+        let err = Encoding::Json.decode_request::<Call>(&accept).unwrap_err();
+        let CodecError::MissingRequired { fields, .. } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(
+            fields,
+            &[
+                "accept.offer_ids[1].value",
+                "accept.operations[0].launch.task_infos[0].resources[0].type"
+            ]
+        );
     }
 }

@@ -133,7 +133,7 @@ fn decode<M: prost::Message + prost::Name + Default>(
     enc: Encoding,
     bytes: &[u8],
 ) -> Result<M, HttpError> {
-    enc.decode(bytes).map_err(|e| {
+    enc.decode_request(bytes).map_err(|e| {
         HttpError(
             StatusCode::BAD_REQUEST,
             format!("Failed to parse body into Call: {e}"),

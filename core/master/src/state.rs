@@ -1744,8 +1744,25 @@ impl Master {
         let pa = fw.partition_aware();
         let mut statuses = Vec::new();
         if r.tasks.is_empty() {
+            // Implicit: every task the master knows, by its latest state,
+            // and the tasks of agents that are unreachable now; never for
+            // an agent still transitioning (recovered, not re-registered).
             for t in fw.tasks.values() {
-                statuses.push(reconcile_status(t, now));
+                if !self.recovering.contains_key(&t.agent_id.value) {
+                    statuses.push(reconcile_status(t, now));
+                }
+            }
+            let mut seen = BTreeSet::new();
+            for t in fw.completed_tasks.iter().rev() {
+                let unreachable_state = t.state == TaskState::TaskUnreachable as i32
+                    || t.state == TaskState::TaskLost as i32;
+                if unreachable_state
+                    && self.unreachable.contains_key(&t.agent_id.value)
+                    && !fw.tasks.contains_key(&t.task_id.value)
+                    && seen.insert(t.task_id.value.as_str())
+                {
+                    statuses.push(reconcile_status(t, now));
+                }
             }
         } else {
             for rt in &r.tasks {
@@ -1760,19 +1777,14 @@ impl Master {
                         match completed {
                             Some(t) => statuses.push(reconcile_status(t, now)),
                             None => {
-                                let state = if pa {
-                                    TaskState::TaskUnknown
-                                } else {
-                                    TaskState::TaskLost
-                                };
-                                statuses.push(self.master_status(
+                                if let Some(s) = self.reconcile_unknown(
                                     &rt.task_id,
                                     rt.agent_id.as_ref().map(|a| a.value.as_str()),
-                                    state,
-                                    Reason::Reconciliation,
-                                    "Reconciliation: Task is unknown",
+                                    pa,
                                     now,
-                                ));
+                                ) {
+                                    statuses.push(s);
+                                }
                             }
                         }
                     }
@@ -1782,6 +1794,72 @@ impl Master {
         for s in statuses {
             self.send_update(framework_id, s);
         }
+    }
+
+    /// The answer to explicit reconciliation of a task the master does not
+    /// know, by the state of the agent it names (Mesos' cases): registered ->
+    /// TASK_GONE / TASK_LOST; recovered from the registry and not yet
+    /// re-registered -> no answer (the framework retries, and is answered
+    /// once the agent re-registers or is marked unreachable); unreachable ->
+    /// TASK_UNREACHABLE / TASK_LOST; gone -> TASK_GONE_BY_OPERATOR /
+    /// TASK_LOST; unknown -> TASK_UNKNOWN / TASK_LOST. Without an agent id
+    /// there is no answer while any agent is still transitioning.
+    fn reconcile_unknown(
+        &self,
+        task_id: &v1::TaskId,
+        agent_id: Option<&str>,
+        partition_aware: bool,
+        now: Clock,
+    ) -> Option<v1::TaskStatus> {
+        let lost_unless = |state: TaskState| {
+            if partition_aware {
+                state
+            } else {
+                TaskState::TaskLost
+            }
+        };
+        let (state, message) = match agent_id {
+            Some(a) if self.agents.contains_key(a) => (
+                lost_unless(TaskState::TaskGone),
+                "Reconciliation: Task is unknown to the agent",
+            ),
+            Some(a) if self.recovering.contains_key(a) => {
+                tracing::info!(task_id = %task_id.value, agent_id = a, "no answer to reconciliation of a task on an agent that has not re-registered since the failover");
+                return None;
+            }
+            Some(a) if self.unreachable.contains_key(a) => (
+                lost_unless(TaskState::TaskUnreachable),
+                "Reconciliation: Task is unreachable",
+            ),
+            Some(a) if self.gone.contains(a) => (
+                lost_unless(TaskState::TaskGoneByOperator),
+                "Reconciliation: Task is gone",
+            ),
+            None if !self.recovering.is_empty() => {
+                tracing::info!(task_id = %task_id.value, transitioning = self.recovering.len(), "no answer to reconciliation of an unknown task without an agent id while agents are re-registering");
+                return None;
+            }
+            _ => (
+                lost_unless(TaskState::TaskUnknown),
+                "Reconciliation: Task is unknown",
+            ),
+        };
+        let mut status = self.master_status(
+            task_id,
+            agent_id,
+            state,
+            Reason::Reconciliation,
+            message,
+            now,
+        );
+        if state == TaskState::TaskUnreachable {
+            if let Some((_, since)) = agent_id.and_then(|a| self.unreachable.get(a)) {
+                status.unreachable_time = Some(v1::TimeInfo {
+                    nanoseconds: (since * 1e9) as i64,
+                });
+            }
+        }
+        Some(status)
     }
 
     /// Removes a framework: its tasks are killed, offers and resources
@@ -1916,6 +1994,9 @@ impl Master {
         // continue, the others' were reported lost and are killed now.
         let returning = self.unreachable.contains_key(&id);
         let known = self.agents.contains_key(&id);
+        // A re-registration: known to this master, back from a partition,
+        // or recovered from the registry after a failover.
+        let reregistered = known || returning || self.recovering.contains_key(&id);
         if known {
             // Re-registration: outstanding offers on it are stale.
             self.rescind_agent_offers(&id);
@@ -2075,7 +2156,7 @@ impl Master {
                 endpoint: reg.endpoint,
                 version: reg.version,
                 registered_time,
-                reregistered_time: known.then_some(now.wall),
+                reregistered_time: reregistered.then_some(now.wall),
                 connected: true,
                 total,
                 used,
@@ -2085,12 +2166,11 @@ impl Master {
             },
         );
         self.learn_agent_operations(&id, reg.operations);
-        self.counters
-            .inc(if known || returning || self.recovering.contains_key(&id) {
-                "master/slave_reregistrations"
-            } else {
-                "master/slave_registrations"
-            });
+        self.counters.inc(if reregistered {
+            "master/slave_reregistrations"
+        } else {
+            "master/slave_registrations"
+        });
         self.recovering.remove(&id);
         if returning || !self.admitted.contains(&id) {
             self.unreachable.remove(&id);
@@ -2126,7 +2206,7 @@ impl Master {
                 ..Default::default()
             });
         }
-        tracing::info!(agent_id = %id, hostname = %info.hostname, reregistered = known, "agent registered");
+        tracing::info!(agent_id = %id, hostname = %info.hostname, reregistered, "agent registered");
         Ok(id)
     }
 
@@ -2410,7 +2490,10 @@ impl Master {
                         value: agent_id.to_string(),
                     }),
                     executor_id: Some(e.executor_id),
-                    status: e.status,
+                    // Mesos always sets it: the wait status, or -1 when the
+                    // agent does not know it (an executor it recovered after
+                    // a restart is not its child); clients read it.
+                    status: Some(e.status.unwrap_or(-1)),
                 }),
                 ..Default::default()
             },

@@ -34,7 +34,7 @@ fn handle_inner(
 ) -> Result<Response, ApiError> {
     let encoding = request_encoding(headers)?;
     let call: Call = encoding
-        .decode(body)
+        .decode_request(body)
         .map_err(|e| ApiError::bad_request(format!("Failed to parse body into Call: {e}")))?;
     match call.r#type.and_then(|t| call::Type::try_from(t).ok()) {
         Some(call::Type::Subscribe) => {

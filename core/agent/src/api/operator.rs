@@ -25,7 +25,7 @@ pub async fn handle(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: B
 fn handle_inner(agent: &Agent, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
     let encoding = request_encoding(headers)?;
     let call: Call = encoding
-        .decode(body)
+        .decode_request(body)
         .map_err(|e| ApiError::bad_request(format!("Failed to parse body into Call: {e}")))?;
     let accept = response_encoding(headers, encoding)?;
     let ty = call

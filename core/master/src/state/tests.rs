@@ -700,3 +700,185 @@ fn gone_agents_are_refused_and_their_tasks_gone_by_operator() {
     };
     assert!(m.register_agent(reg, at(4)).unwrap_err().contains("gone"));
 }
+
+fn reconcile_call(fid: &str, tasks: &[(&str, Option<&str>)]) -> scheduler::Call {
+    scheduler::Call {
+        framework_id: Some(v1::FrameworkId { value: fid.into() }),
+        r#type: Some(scheduler::call::Type::Reconcile as i32),
+        reconcile: Some(scheduler::call::Reconcile {
+            tasks: tasks
+                .iter()
+                .map(|(t, a)| scheduler::call::reconcile::Task {
+                    task_id: v1::TaskId { value: (*t).into() },
+                    agent_id: a.map(|a| v1::AgentId { value: a.into() }),
+                })
+                .collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn registered_agent(id: &str) -> v1::AgentInfo {
+    v1::AgentInfo {
+        id: Some(v1::AgentId { value: id.into() }),
+        hostname: id.into(),
+        resources: parse("cpus:4;mem:1024").unwrap(),
+        ..Default::default()
+    }
+}
+
+/// Issue 11.1: right after a failover the framework re-subscribes before
+/// its agent re-registers and reconciles at once. The task is not lost:
+/// the master has no answer until the agent is back, then the truth.
+#[test]
+fn reconciliation_waits_for_agents_recovered_from_the_registry() {
+    for partition_aware in [false, true] {
+        let mut m = master();
+        let mut state = crate::registry::RegistryState::default();
+        state.agents.insert("a1".into(), registered_agent("a1"));
+        m.recover_agents(&state, at(0));
+        resubscribe(&mut m, "fw-1", None).unwrap();
+        if partition_aware {
+            m.frameworks
+                .get_mut("fw-1")
+                .unwrap()
+                .info
+                .capabilities
+                .push(v1::framework_info::Capability {
+                    r#type: Some(FwCap::PartitionAware as i32),
+                });
+        }
+        m.take_effects();
+        // Explicit, with and without the agent id; and implicit.
+        for call in [
+            reconcile_call("fw-1", &[("t1", Some("a1"))]),
+            reconcile_call("fw-1", &[("t1", None)]),
+            reconcile_call("fw-1", &[]),
+        ] {
+            m.scheduler_call("fw-1", call, at(1)).unwrap();
+            let updates = updates_of(&m.take_effects());
+            assert!(
+                updates.is_empty(),
+                "no answer while a1 has not re-registered: {updates:?}"
+            );
+        }
+        // The agent re-registers with the task running.
+        let task = v1::Task {
+            name: "t1".into(),
+            task_id: v1::TaskId { value: "t1".into() },
+            framework_id: v1::FrameworkId {
+                value: "fw-1".into(),
+            },
+            agent_id: v1::AgentId { value: "a1".into() },
+            state: TaskState::TaskRunning as i32,
+            resources: parse("cpus:1;mem:128").unwrap(),
+            ..Default::default()
+        };
+        m.register_agent(
+            internal::RegisterAgent {
+                agent_info: registered_agent("a1"),
+                version: "1.11.0".into(),
+                endpoint: "127.0.0.1:5051".into(),
+                tasks: vec![task],
+                ..Default::default()
+            },
+            at(2),
+        )
+        .unwrap();
+        assert!(m.agents["a1"].reregistered_time.is_some());
+        assert_eq!(m.counters.get("master/slave_reregistrations"), 1);
+        assert_eq!(m.counters.get("master/slave_registrations"), 0);
+        m.take_effects();
+        m.scheduler_call("fw-1", reconcile_call("fw-1", &[("t1", Some("a1"))]), at(3))
+            .unwrap();
+        let updates = updates_of(&m.take_effects());
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0].state, TaskState::TaskRunning as i32);
+        assert_eq!(updates[0].reason, Some(Reason::Reconciliation as i32));
+        // Now that no agent is transitioning, an unknown task is answered.
+        m.scheduler_call("fw-1", reconcile_call("fw-1", &[("t9", None)]), at(3))
+            .unwrap();
+        let updates = updates_of(&m.take_effects());
+        let expected = if partition_aware {
+            TaskState::TaskUnknown
+        } else {
+            TaskState::TaskLost
+        };
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0].state, expected as i32);
+    }
+}
+
+/// Explicit reconciliation of unknown tasks follows Mesos' cases by the
+/// state of the agent named, for partition-aware frameworks (the others
+/// get TASK_LOST in every case).
+#[test]
+fn reconciliation_of_unknown_tasks_by_agent_state() {
+    let mut m = master();
+    let aware = subscribe(&mut m, "aware", &[FwCap::PartitionAware]);
+    let plain = subscribe(&mut m, "plain", &[]);
+    let registered = add_agent(&mut m, "cpus:4;mem:1024");
+    let unreachable = add_agent(&mut m, "cpus:4;mem:1024");
+    let gone = add_agent(&mut m, "cpus:4;mem:1024");
+    m.remove_agent(&unreachable, at(5));
+    m.mark_agent_gone(&gone, at(6)).unwrap();
+    m.take_effects();
+    let cases = [
+        (Some(registered.as_str()), TaskState::TaskGone),
+        (Some(unreachable.as_str()), TaskState::TaskUnreachable),
+        (Some(gone.as_str()), TaskState::TaskGoneByOperator),
+        (Some("no-such-agent"), TaskState::TaskUnknown),
+        (None, TaskState::TaskUnknown),
+    ];
+    for (agent, expected) in cases {
+        m.scheduler_call(&aware, reconcile_call(&aware, &[("x", agent)]), at(7))
+            .unwrap();
+        let updates = updates_of(&m.take_effects());
+        assert_eq!(updates.len(), 1, "{agent:?}");
+        assert_eq!(updates[0].state, expected as i32, "{agent:?}");
+        assert_eq!(updates[0].reason, Some(Reason::Reconciliation as i32));
+        assert_eq!(updates[0].source, Some(Source::Master as i32));
+        if expected == TaskState::TaskUnreachable {
+            assert_eq!(
+                updates[0].unreachable_time.as_ref().map(|t| t.nanoseconds),
+                Some((at(5).wall * 1e9) as i64)
+            );
+        }
+        m.scheduler_call(&plain, reconcile_call(&plain, &[("x", agent)]), at(7))
+            .unwrap();
+        let updates = updates_of(&m.take_effects());
+        assert_eq!(updates.len(), 1, "{agent:?}");
+        assert_eq!(updates[0].state, TaskState::TaskLost as i32, "{agent:?}");
+    }
+}
+
+/// Issue 11.2: an executor whose exit status the agent does not know (it
+/// recovered it after a restart) still gets a FAILURE with a status, -1,
+/// as Mesos sends; pymesos reads it unconditionally.
+#[test]
+fn executor_failure_events_always_carry_a_status() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    let aid = add_agent(&mut m, "cpus:4;mem:1024");
+    for (status, expected) in [(None, -1), (Some(9), 9)] {
+        m.agent_message(
+            &aid,
+            internal::agent_message::Message::ExecutorExited(internal::ExecutorExited {
+                framework_id: v1::FrameworkId { value: fid.clone() },
+                executor_id: v1::ExecutorId { value: "e".into() },
+                status,
+            }),
+            at(1),
+        );
+        let failure = m
+            .take_effects()
+            .into_iter()
+            .find_map(|e| match e {
+                Effect::Framework { event, .. } => event.failure,
+                _ => None,
+            })
+            .expect("a FAILURE event");
+        assert_eq!(failure.status, Some(expected));
+        assert_eq!(failure.executor_id.unwrap().value, "e");
+    }
+}
