@@ -1834,3 +1834,144 @@ pub fn url_encode(s: &str) -> String {
     }
     out
 }
+
+// ---------------------------------------------------------------------------
+// pymesos peers
+// ---------------------------------------------------------------------------
+
+/// The venv's python with the unmodified pymesos (`CORRAL_PYTHON`, set by
+/// scripts/test.sh, or `target/pyenv` made by scripts/test-deps.sh).
+pub fn pymesos_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CORRAL_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = workspace_dir().join("target/pyenv/bin/python");
+    assert!(
+        p.exists(),
+        "pymesos venv missing at {}: run scripts/test-deps.sh (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// A pymesos peer script (`tests/pymesos/<script>`) running in the
+/// background: its stdout is read line by line (JSON lines are its events
+/// and its summary), its stderr goes to a file shown on failure.
+pub struct PymesosPeer {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    stderr: PathBuf,
+    seen: Vec<String>,
+}
+
+impl PymesosPeer {
+    /// Starts `script` with `--master <master> --timeout <secs>` and `args`;
+    /// its stderr goes to `<dir>/<script>.log`.
+    pub fn start(dir: &Path, script: &str, master: &str, timeout_secs: u64, args: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let stderr = dir.join(format!("{script}.log"));
+        let mut child = tokio::process::Command::new(pymesos_python())
+            .arg(workspace_dir().join("tests/pymesos").join(script))
+            .args(["--master", master, "--timeout", &timeout_secs.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("peer log file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the pymesos peer");
+        let stdout = child.stdout.take().expect("peer stdout");
+        PymesosPeer {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// What the peer printed so far, and its stderr.
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            self.seen.join("\n"),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// The next JSON line whose `"event"` is `event`, within `timeout`.
+    /// Panics (with the peer's output) when it exits or times out first.
+    pub async fn event(&mut self, event: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let line = match tokio::time::timeout_at(deadline, self.lines.next_line()).await {
+                Err(_) => panic!(
+                    "pymesos peer: no {event:?} within {timeout:?}\n{}",
+                    self.output()
+                ),
+                Ok(Ok(Some(line))) => line,
+                Ok(_) => panic!("pymesos peer exited before {event:?}\n{}", self.output()),
+            };
+            self.seen.push(line.clone());
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["event"] == event {
+                    return v;
+                }
+            }
+        }
+    }
+
+    /// Waits for the peer to exit successfully within `timeout` and returns
+    /// its last JSON line without an `"event"` (its summary) and its whole
+    /// output (for assertion messages).
+    pub async fn finish(mut self, timeout: Duration) -> (Value, String) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.next_line()).await {
+                Err(_) => panic!(
+                    "pymesos peer did not finish within {timeout:?}\n{}",
+                    self.output()
+                ),
+                Ok(Ok(Some(line))) => self.seen.push(line),
+                Ok(_) => break,
+            }
+        }
+        let status = tokio::time::timeout_at(deadline, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("pymesos peer did not exit\n{}", self.output()))
+            .expect("wait for the peer");
+        assert!(
+            status.success(),
+            "pymesos peer failed ({status})\n{}",
+            self.output()
+        );
+        let summary = self
+            .seen
+            .iter()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v.get("event").is_none())
+            .unwrap_or_else(|| panic!("the peer printed no summary\n{}", self.output()));
+        (summary, self.output())
+    }
+}
+
+/// `text` without ANSI escape sequences (coloured log lines).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}

@@ -755,19 +755,6 @@ async fn failover_while_an_agent_is_partitioned_marks_it_unreachable_after_the_r
     );
 }
 
-fn python() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("CORRAL_PYTHON") {
-        return p.into();
-    }
-    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
-    assert!(
-        p.exists(),
-        "pymesos venv missing at {}: run scripts/test-deps.sh (scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymesos_with_a_zk_url_finds_the_leader_and_the_next_one_after_failover() {
     use tokio::io::AsyncBufReadExt;
@@ -789,7 +776,7 @@ async fn pymesos_with_a_zk_url_finds_the_leader_and_the_next_one_after_failover(
         a.log()
     );
     let stderr_log = dir.path().join("pymesos.log");
-    let mut peer = Command::new(python())
+    let mut peer = Command::new(corral_tests::pymesos_python())
         .arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pymesos/failover.py"))
         .args([
             "--master",
@@ -849,4 +836,107 @@ async fn pymesos_with_a_zk_url_finds_the_leader_and_the_next_one_after_failover(
         "{summary}"
     );
     assert_eq!(summary["reconciled"], "TASK_RUNNING", "{summary}");
+}
+
+/// Issue 11.1: three masters, one agent, an unmodified pymesos framework
+/// (checkpointing, failover_timeout 600) with a `sleep 300` task found
+/// through `zk://`. In each of three rounds the agent is stopped (SIGSTOP:
+/// its re-registration is delayed as long as the test wants), the leader is
+/// killed with SIGKILL, and the framework re-subscribes with the new leader
+/// and reconciles its task at once (pymesos' `reconcileTasks` sends only
+/// the task id). The new leader has recovered the agent from the registry
+/// but not heard from it: it must not answer (Mesos' rule while agents are
+/// transitioning), so the task is never reported lost. Once the agent is resumed it re-registers (logged as a
+/// re-registration) and the framework's retried reconciliation is answered
+/// TASK_RUNNING; the same task keeps running throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymesos_reconciling_at_once_after_failover_is_not_told_its_task_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
+    let mut masters: Vec<Proc> = (0..3)
+        .map(|_| master(dir.path(), &zk.connect, "1secs"))
+        .collect();
+    let first = leader_index(&masters).await;
+    let a = agent(dir.path(), &zk.connect);
+    let leader_port = masters[first].port;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(leader_port).await.len() == 1
+        })
+        .await,
+        "agent never registered; log:\n{}",
+        a.log()
+    );
+    let mut peer = corral_tests::PymesosPeer::start(
+        dir.path(),
+        "reconcile_failover.py",
+        &format!("zk://{}/corral", zk.connect),
+        240,
+        &["--rounds", "3"],
+    );
+    let running = peer.event("running", Duration::from_secs(60)).await;
+    let agent_id = running["agent_id"].as_str().expect("agent id").to_string();
+    for round in 1..=3 {
+        let leader = leader_index(&masters).await;
+        nix::sys::signal::kill(a.pid(), nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+        let mut old = masters.remove(leader);
+        old.child.kill().await.expect("kill -9 the leader");
+        drop(old);
+        let reconciling = peer.event("reconciling", Duration::from_secs(60)).await;
+        assert_eq!(reconciling["round"], round);
+        let new_leader = leader_index(&masters).await;
+        // The new leader saw the reconciliation and held its answer.
+        let held = wait_for(Duration::from_secs(30), || async {
+            corral_tests::strip_ansi(&masters[new_leader].log())
+                .contains("no answer to reconciliation")
+        })
+        .await;
+        assert!(
+            held,
+            "round {round}: the new leader did not hold the answer; log:\n{}\n{}",
+            masters[new_leader].log(),
+            peer.output()
+        );
+        nix::sys::signal::kill(a.pid(), nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+        let reconciled = peer.event("reconciled", Duration::from_secs(60)).await;
+        assert_eq!(
+            reconciled["state"],
+            "TASK_RUNNING",
+            "round {round}: {reconciled}\n{}",
+            peer.output()
+        );
+        let log = corral_tests::strip_ansi(&masters[new_leader].log());
+        assert!(
+            log.lines().any(|l| l.contains("agent registered")
+                && l.contains(&agent_id)
+                && l.contains("reregistered=true")),
+            "round {round}: the agent's return after the failover is a re-registration:\n{log}"
+        );
+        // Keep three masters for the next round.
+        masters.push(master(dir.path(), &zk.connect, "1secs"));
+    }
+    let (summary, output) = peer.finish(Duration::from_secs(120)).await;
+    let states: Vec<String> = summary["states"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        !states.iter().any(|s| s == "TASK_LOST"
+            || s == "TASK_UNKNOWN"
+            || s == "TASK_GONE"
+            || s == "TASK_FAILED"),
+        "the task was reported lost: {states:?}\n{output}"
+    );
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("TASK_KILLED"),
+        "{output}"
+    );
+    assert_eq!(
+        summary["answers"],
+        json!({"1": "TASK_RUNNING", "2": "TASK_RUNNING", "3": "TASK_RUNNING"}),
+        "{output}"
+    );
 }

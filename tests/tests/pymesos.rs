@@ -8,20 +8,6 @@ use std::time::Duration;
 
 use corral_tests::{Cluster, ClusterOptions};
 
-/// The venv's python with pymesos (set by scripts/test.sh).
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("CORRAL_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
-    assert!(
-        p.exists(),
-        "pymesos venv missing at {}: run scripts/test-deps.sh (scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
-
 fn peer(script: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("pymesos")
@@ -31,7 +17,7 @@ fn peer(script: &str) -> PathBuf {
 /// Runs a pymesos peer script; returns its stdout, panicking with both
 /// outputs and the cluster logs when it fails.
 async fn run_peer(cluster: &Cluster, script: &str, args: &[&str]) -> String {
-    let mut cmd = tokio::process::Command::new(python());
+    let mut cmd = tokio::process::Command::new(corral_tests::pymesos_python());
     cmd.arg(peer(script))
         .args(["--master", &cluster.master, "--timeout", "90"])
         .args(args)
@@ -72,7 +58,7 @@ async fn pymesos_framework_and_executor_run_twenty_tasks_on_two_agents() {
     .await;
     let executor_cmd = format!(
         "{} {} --timeout 90",
-        python().display(),
+        corral_tests::pymesos_python().display(),
         peer("executor.py").display()
     );
     let out = run_peer(
@@ -172,4 +158,65 @@ async fn pymesos_operator_client_reads_get_state() {
     for agent in &cluster.agents {
         assert!(ids.contains(&agent.id.as_str()), "{ids:?}");
     }
+}
+
+/// Issue 11.2: the agent is killed with SIGKILL and restarted; it recovers
+/// the live executor, the task finishes, and the executor (no longer the
+/// agent's child, so its exit status is unknown) exits. The master's
+/// FAILURE event carries `status` -1 as Mesos', and the unmodified pymesos
+/// driver, which reads `failure['status']` unconditionally, lives on: it
+/// still gets the answer to a reconciliation afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymesos_survives_the_failure_of_an_executor_recovered_after_an_agent_restart() {
+    let mut cluster = Cluster::start(ClusterOptions {
+        agent_flags: vec!["--executor_reregistration_timeout=10secs".into()],
+        ..Default::default()
+    })
+    .await;
+    let mut peer = corral_tests::PymesosPeer::start(
+        cluster.dir(),
+        "executor_lost.py",
+        &cluster.master,
+        120,
+        &[],
+    );
+    let running = peer.event("running", Duration::from_secs(60)).await;
+    let fid = running["framework_id"]
+        .as_str()
+        .expect("framework id")
+        .to_string();
+    cluster.kill_agent(0);
+    cluster.restart_agent(0, &[]).await;
+    // The recovered executor reconnected: the agent lists it again.
+    let endpoint = cluster.agents[0].endpoint.clone();
+    let reconnected = corral_tests::wait_for(Duration::from_secs(60), || async {
+        let (_, v) = cluster
+            .agent_operator(&endpoint, serde_json::json!({"type": "GET_EXECUTORS"}))
+            .await;
+        v["get_executors"]["executors"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+    })
+    .await;
+    assert!(reconnected, "executor not recovered\n{}", cluster.logs());
+    let sandbox = cluster.agents[0].sandbox(&fid, "pymesos-recovered-task");
+    std::fs::write(sandbox.join("done"), b"").expect("create done in the sandbox");
+    let (summary, output) = peer.finish(Duration::from_secs(120)).await;
+    let lost = summary["executor_lost"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(lost.len(), 1, "{summary}");
+    assert_eq!(
+        lost[0]["executor_id"], "pymesos-recovered-task",
+        "{summary}"
+    );
+    assert_eq!(lost[0]["status"], -1, "unknown exit status: {summary}");
+    assert_eq!(summary["reconciled"], "TASK_FINISHED", "{summary}");
+    let states = summary["states"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        states.iter().filter(|s| *s == "TASK_FINISHED").count(),
+        1,
+        "{output}"
+    );
 }

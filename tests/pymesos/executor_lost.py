@@ -1,0 +1,107 @@
+"""pymesos framework that must survive a FAILURE event for a recovered executor.
+
+The framework checkpoints and runs one command task that waits for the file
+`done` in its sandbox, printing `{"event": "running", ...}` once it runs. The
+test then kills the agent with SIGKILL and restarts it (the agent recovers
+the live executor, which is not its child any more) and creates `done`: the
+task finishes and the executor exits with a status the agent cannot know.
+pymesos reads `status` of every executor FAILURE event unconditionally
+(`executorLost(driver, executor_id, agent_id, status)`); a missing field kills
+its driver thread. After the executor is lost, this peer reconciles the task
+and waits for the answer, which only a live driver receives, and prints a
+JSON summary.
+
+  python executor_lost.py --master 127.0.0.1:5050
+"""
+
+import json
+import sys
+import traceback
+
+from pymesos import MesosSchedulerDriver
+
+from common import (
+    EPS, BaseScheduler, arg_parser, framework_info, log, offer_scalar, run,
+    scalar, stop_driver,
+)
+
+TASK_ID = "pymesos-recovered-task"
+
+
+class Scheduler(BaseScheduler):
+    def __init__(self):
+        super(Scheduler, self).__init__()
+        self.launched = False
+        self.agent_id = None
+        self.states = []
+        self.lost = []          # (executor_id, status) of FAILURE events
+        self.reconciled = None
+
+    def executorLost(self, driver, executor_id, agent_id, status):
+        super(Scheduler, self).executorLost(driver, executor_id, agent_id, status)
+        with self.cond:
+            self.lost.append(dict(executor_id=executor_id.value, status=status))
+            self.cond.notify_all()
+
+    def resourceOffers(self, driver, offers):
+        try:
+            for offer in offers:
+                with self.cond:
+                    launch = (not self.launched
+                              and offer_scalar(offer, "cpus") + EPS >= 0.1
+                              and offer_scalar(offer, "mem") + EPS >= 32)
+                    if launch:
+                        self.launched = True
+                        self.agent_id = offer.agent_id.value
+                if launch:
+                    driver.launchTasks(offer.id, [dict(
+                        task_id=dict(value=TASK_ID),
+                        agent_id=dict(value=offer.agent_id.value),
+                        name=TASK_ID,
+                        command=dict(shell=True, value=(
+                            "while [ ! -f done ]; do sleep 0.1; done; echo finished")),
+                        resources=[scalar("cpus", 0.1), scalar("mem", 32.0)],
+                    )])
+                else:
+                    driver.declineOffer(offer.id, filters=dict(refuse_seconds=3600))
+        except Exception as e:
+            traceback.print_exc()
+            self.fail("error handling offers: %r" % e)
+
+    def on_status(self, driver, status):
+        if status.get("reason") == "REASON_RECONCILIATION":
+            self.reconciled = status.state
+            return
+        self.states.append(status.state)
+        if status.state == "TASK_RUNNING" and self.states.count("TASK_RUNNING") == 1:
+            print(json.dumps(dict(event="running", agent_id=self.agent_id,
+                                  framework_id=self.framework_id)), flush=True)
+
+
+def main(args, deadline):
+    sched = Scheduler()
+    info = framework_info("corral-pymesos-executor-lost")
+    info["failover_timeout"] = 600.0
+    info["checkpoint"] = True
+    driver = MesosSchedulerDriver(
+        sched, info, args.master, use_addict=True,
+        implicit_acknowledgements=True, timeout=args.timeout + 60)
+    log("starting scheduler driver against %s" % args.master)
+    driver.start()
+    try:
+        sched.wait(lambda: "TASK_RUNNING" in sched.states, deadline, "TASK_RUNNING")
+        sched.wait(lambda: "TASK_FINISHED" in sched.states, deadline, "TASK_FINISHED")
+        sched.wait(lambda: sched.lost, deadline, "the executor's FAILURE event")
+        driver.reconcileTasks([dict(task_id=dict(value=TASK_ID),
+                                    agent_id=dict(value=sched.agent_id))])
+        sched.wait(lambda: sched.reconciled is not None, deadline,
+                   "the reconciliation answer (the driver is alive)")
+    finally:
+        stop_driver(driver)
+    print(json.dumps(dict(framework_id=sched.framework_id, states=sched.states,
+                          executor_lost=sched.lost, reconciled=sched.reconciled)),
+          flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, arg_parser(__doc__.split("\n\n")[0]).parse_args()))

@@ -1,0 +1,135 @@
+"""pymesos framework that reconciles at once after every master failover.
+
+The framework checkpoints (failover_timeout 600) and runs one `sleep 300`
+task, printing `{"event": "running", "agent_id": ...}` once it runs. Each
+time pymesos re-subscribes with a new leader (found through the `zk://`
+URL), the `reregistered` callback asks for explicit reconciliation of the
+task at once, as frameworks do (Mesos' reconciliation guide; pymesos'
+`reconcileTasks` sends only the task id, whatever it is given), and prints `{"event": "reconciling", "round": n}`; the main thread
+repeats the request with a truncated exponential backoff until the master
+answers, and prints `{"event": "reconciled", "round": n, "state": ...}`.
+After --rounds failovers it kills the task and prints a JSON summary with
+every state it was told.
+
+  python reconcile_failover.py --master zk://127.0.0.1:2181/corral --rounds 3
+"""
+
+import json
+import sys
+import traceback
+
+from pymesos import MesosSchedulerDriver
+
+from common import (
+    EPS, BaseScheduler, arg_parser, framework_info, log, offer_scalar, run,
+    scalar, stop_driver,
+)
+
+TASK_ID = "pymesos-reconcile-task"
+
+
+class ReconcilingScheduler(BaseScheduler):
+    def __init__(self):
+        super(ReconcilingScheduler, self).__init__()
+        self.launched = False
+        self.agent_id = None
+        self.round = 0       # re-subscriptions so far
+        self.answers = {}    # round -> first reconciliation answer
+        self.states = []
+
+    def reconcile(self, driver):
+        driver.reconcileTasks([dict(task_id=dict(value=TASK_ID),
+                                    agent_id=dict(value=self.agent_id))])
+
+    def reregistered(self, driver, master_info):
+        super(ReconcilingScheduler, self).reregistered(driver, master_info)
+        with self.cond:
+            self.round += 1
+            n = self.round
+            self.cond.notify_all()
+        # At once, from pymesos' own thread, before anything else happens.
+        try:
+            self.reconcile(driver)
+        except Exception as e:
+            traceback.print_exc()
+            self.fail("reconcile after re-registration failed: %r" % e)
+            return
+        print(json.dumps(dict(event="reconciling", round=n)), flush=True)
+
+    def resourceOffers(self, driver, offers):
+        try:
+            for offer in offers:
+                with self.cond:
+                    launch = (not self.launched
+                              and offer_scalar(offer, "cpus") + EPS >= 0.1
+                              and offer_scalar(offer, "mem") + EPS >= 32)
+                    if launch:
+                        self.launched = True
+                        self.agent_id = offer.agent_id.value
+                if launch:
+                    driver.launchTasks(offer.id, [dict(
+                        task_id=dict(value=TASK_ID),
+                        agent_id=dict(value=offer.agent_id.value),
+                        name=TASK_ID,
+                        command=dict(shell=True, value="sleep 300"),
+                        resources=[scalar("cpus", 0.1), scalar("mem", 32.0)],
+                    )])
+                else:
+                    driver.declineOffer(offer.id, filters=dict(refuse_seconds=3600))
+        except Exception as e:
+            traceback.print_exc()
+            self.fail("error handling offers: %r" % e)
+
+    def on_status(self, driver, status):
+        self.states.append(status.state)
+        if (status.get("reason") == "REASON_RECONCILIATION"
+                and self.round > 0 and self.round not in self.answers):
+            self.answers[self.round] = status.state
+        if status.state == "TASK_RUNNING" and self.states.count("TASK_RUNNING") == 1:
+            print(json.dumps(dict(event="running", agent_id=self.agent_id)), flush=True)
+
+
+def main(args, deadline):
+    sched = ReconcilingScheduler()
+    info = framework_info("corral-pymesos-reconcile-failover")
+    info["failover_timeout"] = 600.0
+    info["checkpoint"] = True
+    driver = MesosSchedulerDriver(
+        sched, info, args.master, use_addict=True,
+        implicit_acknowledgements=True, timeout=args.timeout + 60)
+    log("starting scheduler driver against %s" % args.master)
+    driver.start()
+    try:
+        sched.wait(lambda: "TASK_RUNNING" in sched.states, deadline, "TASK_RUNNING")
+        for n in range(1, args.rounds + 1):
+            sched.wait(lambda: sched.round >= n, deadline,
+                       "re-subscription %d with a new leader" % n)
+            backoff = 0.5
+            while True:
+                with sched.cond:
+                    if n in sched.answers:
+                        break
+                    if sched.failure is not None:
+                        break
+                    sched.cond.wait(backoff)
+                    if n in sched.answers or sched.failure is not None:
+                        break
+                log("no answer to reconciliation %d yet; asking again" % n)
+                sched.reconcile(driver)
+                backoff = min(backoff * 2, 4.0)
+            sched.wait(lambda: n in sched.answers, deadline, "reconciliation %d" % n)
+            print(json.dumps(dict(event="reconciled", round=n,
+                                  state=sched.answers[n])), flush=True)
+        driver.killTask(dict(value=TASK_ID))
+        sched.wait(lambda: "TASK_KILLED" in sched.states, deadline, "TASK_KILLED")
+    finally:
+        stop_driver(driver)
+    print(json.dumps(dict(framework_id=sched.framework_id, states=sched.states,
+                          answers=sched.answers)), flush=True)
+
+
+if __name__ == "__main__":
+    p = arg_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=1,
+                   help="master failovers to live through (default 1)")
+    sys.exit(run(main, p.parse_args()))
