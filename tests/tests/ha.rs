@@ -851,7 +851,21 @@ async fn pymesos_with_a_zk_url_finds_the_leader_and_the_next_one_after_failover(
 /// TASK_RUNNING; the same task keeps running throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymesos_reconciling_at_once_after_failover_is_not_told_its_task_is_lost() {
+    /// The checkpointed executor outlives a SIGKILLed agent by design: if
+    /// the test fails before the framework kills its task, end it here.
+    struct Leftovers(std::path::PathBuf);
+    impl Drop for Leftovers {
+        fn drop(&mut self) {
+            for pid in corral_tests::processes_in(&self.0) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
     let dir = tempfile::tempdir().expect("tempdir");
+    let _leftovers = Leftovers(dir.path().to_path_buf());
     let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
     let mut masters: Vec<Proc> = (0..3)
         .map(|_| master(dir.path(), &zk.connect, "1secs"))
