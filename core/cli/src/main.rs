@@ -25,8 +25,36 @@ mod bench;
                   can also be set through the environment as MESOS_<FLAG>."
 )]
 struct Cli {
+    /// Log format: `text` (human-readable; coloured only when stderr is a
+    /// terminal) or `json` (one JSON object per line, for log shippers).
+    #[arg(
+        long = "log_format",
+        global = true,
+        env = "MESOS_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log_format`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -77,13 +105,18 @@ struct DevArgs {
     resources: Option<String>,
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // Colour codes only for a terminal, never into a file or a pipe.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -117,7 +150,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    init_tracing();
+    init_tracing(cli.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -136,7 +169,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Executor => {
             rt.block_on(async { corral_executor::run().await.context("executor failed") })
         }
-        Command::Dev(args) => rt.block_on(dev(args)),
+        Command::Dev(args) => rt.block_on(dev(args, cli.log_format)),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Launcher { .. } => Ok(()),
     }
@@ -182,7 +215,7 @@ impl Children {
     }
 }
 
-async fn dev(args: DevArgs) -> Result<()> {
+async fn dev(args: DevArgs, log_format: LogFormat) -> Result<()> {
     if args.agents == 0 {
         bail!("--agents must be at least 1");
     }
@@ -226,6 +259,7 @@ async fn dev(args: DevArgs) -> Result<()> {
         let port = args.port + m;
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.args(["master", "--ip", &args.ip, "--port", &port.to_string()])
+            .env("MESOS_LOG_FORMAT", log_format.as_str())
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(zk) = &zk_url {
@@ -263,6 +297,7 @@ async fn dev(args: DevArgs) -> Result<()> {
         let dir = work.join(format!("agent-{i}"));
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.args(["agent", "--master", &agent_master, "--ip", &args.ip])
+            .env("MESOS_LOG_FORMAT", log_format.as_str())
             .args(["--port", &port.to_string()])
             .arg("--work_dir")
             .arg(&dir)
