@@ -684,13 +684,16 @@ async fn tasks_json(
     State(s): State<Shared>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Result<Response, HttpError> {
-    let limit = match q.get("limit") {
-        Some(l) => l.parse::<usize>().map_err(|_| {
-            HttpError(
+    // Mesos: `limit=-1` is no limit (its CLI sends exactly that).
+    let limit = match q.get("limit").map(|l| (l, l.parse::<i64>())) {
+        Some((_, Ok(-1))) => usize::MAX,
+        Some((_, Ok(n))) if n >= 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        Some((l, _)) => {
+            return Err(HttpError(
                 StatusCode::BAD_REQUEST,
-                format!("'limit' must be a number, got '{l}'"),
-            )
-        })?,
+                format!("'limit' must be a non-negative number or -1, got '{l}'"),
+            ))
+        }
         None => 100,
     };
     let offset = match q.get("offset") {
@@ -710,8 +713,16 @@ async fn tasks_json(
         ));
     }
     let task_id = q.get("task_id").cloned();
+    let framework_id = q.get("framework_id").cloned();
     json_of(s, move |m, _| {
-        legacy::tasks(m, limit, offset, order == "asc", task_id.as_deref())
+        legacy::tasks(
+            m,
+            limit,
+            offset,
+            order == "asc",
+            task_id.as_deref(),
+            framework_id.as_deref(),
+        )
     })
     .await
 }
@@ -879,6 +890,59 @@ fn standby(uri: &http::Uri, leader: Option<String>) -> Response {
         .into_response()
 }
 
+/// The leader's service on the shared port: requests with a gRPC
+/// content type (`application/grpc...`, the agents' sessions) go to `grpc`;
+/// everything else to the HTTP `router`, after dropping a trailing slash
+/// from the path as Mesos does (`/master/state/` is `/master/state`). A
+/// path neither knows is a 404 with a message, never an empty gRPC 200.
+pub fn split_grpc(router: Router, grpc: Router) -> Router {
+    Router::new().fallback(move |mut req: axum::extract::Request| {
+        let (router, grpc) = (router.clone(), grpc.clone());
+        async move {
+            use tower::ServiceExt;
+            let is_grpc = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/grpc"));
+            let service = if is_grpc {
+                grpc
+            } else {
+                if let Some(uri) = without_trailing_slash(req.uri()) {
+                    *req.uri_mut() = uri;
+                }
+                router
+            };
+            match service.oneshot(req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    })
+}
+
+/// `uri` with one trailing `/` removed from a path longer than `/`.
+fn without_trailing_slash(uri: &http::Uri) -> Option<http::Uri> {
+    let path = uri.path();
+    let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty())?;
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{trimmed}?{q}"),
+        None => trimmed.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    http::Uri::from_parts(parts).ok()
+}
+
+/// Unknown paths: 404 naming the path.
+async fn not_found(uri: http::Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("No endpoint {} on this master\n", uri.path()),
+    )
+        .into_response()
+}
+
 /// All HTTP routes of the master.
 pub fn router(shared: Shared) -> Router {
     Router::new()
@@ -918,6 +982,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/destroy-volumes", post(legacy::destroy_volumes))
         .route("/master/teardown", post(teardown_form))
         .route("/teardown", post(teardown_form))
+        .fallback(not_found)
         .with_state(shared)
 }
 

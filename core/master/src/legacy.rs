@@ -301,12 +301,20 @@ pub fn frameworks(m: &Master) -> Value {
     })
 }
 
-/// `/tasks?limit=&offset=&order=&task_id=`.
-pub fn tasks(m: &Master, limit: usize, offset: usize, asc: bool, task_id: Option<&str>) -> Value {
+/// `/tasks?limit=&offset=&order=&task_id=&framework_id=`.
+pub fn tasks(
+    m: &Master,
+    limit: usize,
+    offset: usize,
+    asc: bool,
+    task_id: Option<&str>,
+    framework_id: Option<&str>,
+) -> Value {
     let mut all: Vec<&v1::Task> = m
         .frameworks
         .values()
         .chain(m.completed_frameworks.iter())
+        .filter(|f| framework_id.is_none_or(|id| f.id == id))
         .flat_map(|f| f.tasks.values().chain(f.completed_tasks.iter()))
         .filter(|t| task_id.is_none_or(|id| t.task_id.value == id))
         .collect();
@@ -318,7 +326,7 @@ pub fn tasks(m: &Master, limit: usize, offset: usize, asc: bool, task_id: Option
     let page: Vec<Value> = all
         .into_iter()
         .skip(offset)
-        .take(limit.min(10_000))
+        .take(limit)
         .map(task_json)
         .collect();
     json!({ "tasks": page })

@@ -338,7 +338,7 @@ pub async fn run(
     let grpc =
         tonic::service::Routes::new(AgentServiceServer::new(grpc::AgentSessions { inputs: tx }))
             .into_axum_router();
-    let _ = leading.set(http::router(shared).merge(grpc));
+    let _ = leading.set(http::split_grpc(http::router(shared), grpc));
     leader_tx.send_replace(Some(format!("{hostname}:{}", local.port())));
     let mut expired = session_state.as_ref().map(|(state, _, _)| state.clone());
     let lost = async move {
