@@ -183,6 +183,38 @@ class BaseScheduler(Scheduler):
         """Hook for subclasses, called with self.cond held."""
 
 
+class OneTaskScheduler(BaseScheduler):
+    """Launches one task, `self.task(offer)`, on the first offer with at
+    least 0.1 cpus and 32 MB (recording its agent in `self.agent_id`) and
+    declines every other offer for an hour."""
+
+    def __init__(self):
+        super(OneTaskScheduler, self).__init__()
+        self.launched = False
+        self.agent_id = None
+
+    def task(self, offer):
+        raise NotImplementedError
+
+    def resourceOffers(self, driver, offers):
+        try:
+            for offer in offers:
+                with self.cond:
+                    launch = (not self.launched
+                              and offer_scalar(offer, "cpus") + EPS >= 0.1
+                              and offer_scalar(offer, "mem") + EPS >= 32)
+                    if launch:
+                        self.launched = True
+                        self.agent_id = offer.agent_id.value
+                if launch:
+                    driver.launchTasks(offer.id, [self.task(offer)])
+                else:
+                    driver.declineOffer(offer.id, filters=dict(refuse_seconds=3600))
+        except Exception as e:
+            traceback.print_exc()
+            self.fail("error handling offers: %r" % e)
+
+
 def framework_info(name):
     return dict(user=getpass.getuser(), name=name,
                 hostname=socket.gethostname())

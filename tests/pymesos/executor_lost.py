@@ -16,23 +16,19 @@ JSON summary.
 
 import json
 import sys
-import traceback
 
 from pymesos import MesosSchedulerDriver
 
 from common import (
-    EPS, BaseScheduler, arg_parser, framework_info, log, offer_scalar, run,
-    scalar, stop_driver,
+    OneTaskScheduler, arg_parser, framework_info, log, run, scalar, stop_driver,
 )
 
 TASK_ID = "pymesos-recovered-task"
 
 
-class Scheduler(BaseScheduler):
+class Scheduler(OneTaskScheduler):
     def __init__(self):
         super(Scheduler, self).__init__()
-        self.launched = False
-        self.agent_id = None
         self.states = []
         self.lost = []          # (executor_id, status) of FAILURE events
         self.reconciled = None
@@ -43,30 +39,15 @@ class Scheduler(BaseScheduler):
             self.lost.append(dict(executor_id=executor_id.value, status=status))
             self.cond.notify_all()
 
-    def resourceOffers(self, driver, offers):
-        try:
-            for offer in offers:
-                with self.cond:
-                    launch = (not self.launched
-                              and offer_scalar(offer, "cpus") + EPS >= 0.1
-                              and offer_scalar(offer, "mem") + EPS >= 32)
-                    if launch:
-                        self.launched = True
-                        self.agent_id = offer.agent_id.value
-                if launch:
-                    driver.launchTasks(offer.id, [dict(
-                        task_id=dict(value=TASK_ID),
-                        agent_id=dict(value=offer.agent_id.value),
-                        name=TASK_ID,
-                        command=dict(shell=True, value=(
-                            "while [ ! -f done ]; do sleep 0.1; done; echo finished")),
-                        resources=[scalar("cpus", 0.1), scalar("mem", 32.0)],
-                    )])
-                else:
-                    driver.declineOffer(offer.id, filters=dict(refuse_seconds=3600))
-        except Exception as e:
-            traceback.print_exc()
-            self.fail("error handling offers: %r" % e)
+    def task(self, offer):
+        return dict(
+            task_id=dict(value=TASK_ID),
+            agent_id=dict(value=offer.agent_id.value),
+            name=TASK_ID,
+            command=dict(shell=True, value=(
+                "while [ ! -f done ]; do sleep 0.1; done; echo finished")),
+            resources=[scalar("cpus", 0.1), scalar("mem", 32.0)],
+        )
 
     def on_status(self, driver, status):
         if status.get("reason") == "REASON_RECONCILIATION":

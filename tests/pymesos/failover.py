@@ -12,22 +12,19 @@ re-subscribes with the same FrameworkID, and this peer reconciles the task
 
 import json
 import sys
-import traceback
 
 from pymesos import MesosSchedulerDriver
 
 from common import (
-    EPS, BaseScheduler, arg_parser, framework_info, log, offer_scalar, run,
-    scalar, stop_driver,
+    OneTaskScheduler, arg_parser, framework_info, log, run, scalar, stop_driver,
 )
 
 TASK_ID = "pymesos-ha-task"
 
 
-class FailoverScheduler(BaseScheduler):
+class FailoverScheduler(OneTaskScheduler):
     def __init__(self):
         super(FailoverScheduler, self).__init__()
-        self.launched = False
         self.masters = []
         self.states = []
         self.reconciled = None
@@ -44,28 +41,14 @@ class FailoverScheduler(BaseScheduler):
             self.masters.append("%s:%s" % (master_info.hostname, master_info.port))
             self.cond.notify_all()
 
-    def resourceOffers(self, driver, offers):
-        try:
-            for offer in offers:
-                with self.cond:
-                    launch = (not self.launched
-                              and offer_scalar(offer, "cpus") + EPS >= 0.1
-                              and offer_scalar(offer, "mem") + EPS >= 32)
-                    if launch:
-                        self.launched = True
-                if launch:
-                    driver.launchTasks(offer.id, [dict(
-                        task_id=dict(value=TASK_ID),
-                        agent_id=dict(value=offer.agent_id.value),
-                        name=TASK_ID,
-                        command=dict(shell=True, value="sleep 300"),
-                        resources=[scalar("cpus", 0.1), scalar("mem", 32.0)],
-                    )])
-                else:
-                    driver.declineOffer(offer.id, filters=dict(refuse_seconds=3600))
-        except Exception as e:
-            traceback.print_exc()
-            self.fail("error handling offers: %r" % e)
+    def task(self, offer):
+        return dict(
+            task_id=dict(value=TASK_ID),
+            agent_id=dict(value=offer.agent_id.value),
+            name=TASK_ID,
+            command=dict(shell=True, value="sleep 300"),
+            resources=[scalar("cpus", 0.1), scalar("mem", 32.0)],
+        )
 
     def on_status(self, driver, status):
         self.states.append(status.state)
