@@ -184,17 +184,25 @@ class BaseScheduler(Scheduler):
 
 
 class OneTaskScheduler(BaseScheduler):
-    """Launches one task, `self.task(offer)`, on the first offer with at
-    least 0.1 cpus and 32 MB (recording its agent in `self.agent_id`) and
+    """Launches one shell command task (`task_id`, 0.1 cpus, 32 MB) on the
+    first offer that fits (recording its agent in `self.agent_id`) and
     declines every other offer for an hour."""
 
-    def __init__(self):
+    def __init__(self, task_id, command):
         super(OneTaskScheduler, self).__init__()
+        self.task_id = task_id
+        self.command = command
         self.launched = False
         self.agent_id = None
 
     def task(self, offer):
-        raise NotImplementedError
+        return dict(
+            task_id=dict(value=self.task_id),
+            agent_id=dict(value=offer.agent_id.value),
+            name=self.task_id,
+            command=dict(shell=True, value=self.command),
+            resources=[scalar("cpus", 0.1), scalar("mem", 32.0)],
+        )
 
     def resourceOffers(self, driver, offers):
         try:

@@ -20,7 +20,7 @@ import sys
 from pymesos import MesosSchedulerDriver
 
 from common import (
-    OneTaskScheduler, arg_parser, framework_info, log, run, scalar, stop_driver,
+    OneTaskScheduler, arg_parser, framework_info, log, run, stop_driver,
 )
 
 TASK_ID = "pymesos-recovered-task"
@@ -28,7 +28,8 @@ TASK_ID = "pymesos-recovered-task"
 
 class Scheduler(OneTaskScheduler):
     def __init__(self):
-        super(Scheduler, self).__init__()
+        super(Scheduler, self).__init__(
+            TASK_ID, "while [ ! -f done ]; do sleep 0.1; done; echo finished")
         self.states = []
         self.lost = []          # (executor_id, status) of FAILURE events
         self.reconciled = None
@@ -38,16 +39,6 @@ class Scheduler(OneTaskScheduler):
         with self.cond:
             self.lost.append(dict(executor_id=executor_id.value, status=status))
             self.cond.notify_all()
-
-    def task(self, offer):
-        return dict(
-            task_id=dict(value=TASK_ID),
-            agent_id=dict(value=offer.agent_id.value),
-            name=TASK_ID,
-            command=dict(shell=True, value=(
-                "while [ ! -f done ]; do sleep 0.1; done; echo finished")),
-            resources=[scalar("cpus", 0.1), scalar("mem", 32.0)],
-        )
 
     def on_status(self, driver, status):
         if status.get("reason") == "REASON_RECONCILIATION":

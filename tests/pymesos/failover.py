@@ -16,7 +16,7 @@ import sys
 from pymesos import MesosSchedulerDriver
 
 from common import (
-    OneTaskScheduler, arg_parser, framework_info, log, run, scalar, stop_driver,
+    OneTaskScheduler, arg_parser, framework_info, log, run, stop_driver,
 )
 
 TASK_ID = "pymesos-ha-task"
@@ -24,7 +24,7 @@ TASK_ID = "pymesos-ha-task"
 
 class FailoverScheduler(OneTaskScheduler):
     def __init__(self):
-        super(FailoverScheduler, self).__init__()
+        super(FailoverScheduler, self).__init__(TASK_ID, "sleep 300")
         self.masters = []
         self.states = []
         self.reconciled = None
@@ -40,15 +40,6 @@ class FailoverScheduler(OneTaskScheduler):
         with self.cond:
             self.masters.append("%s:%s" % (master_info.hostname, master_info.port))
             self.cond.notify_all()
-
-    def task(self, offer):
-        return dict(
-            task_id=dict(value=TASK_ID),
-            agent_id=dict(value=offer.agent_id.value),
-            name=TASK_ID,
-            command=dict(shell=True, value="sleep 300"),
-            resources=[scalar("cpus", 0.1), scalar("mem", 32.0)],
-        )
 
     def on_status(self, driver, status):
         self.states.append(status.state)

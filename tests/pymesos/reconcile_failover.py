@@ -21,7 +21,7 @@ import traceback
 from pymesos import MesosSchedulerDriver
 
 from common import (
-    OneTaskScheduler, arg_parser, framework_info, log, run, scalar, stop_driver,
+    OneTaskScheduler, arg_parser, framework_info, log, run, stop_driver,
 )
 
 TASK_ID = "pymesos-reconcile-task"
@@ -29,7 +29,7 @@ TASK_ID = "pymesos-reconcile-task"
 
 class ReconcilingScheduler(OneTaskScheduler):
     def __init__(self):
-        super(ReconcilingScheduler, self).__init__()
+        super(ReconcilingScheduler, self).__init__(TASK_ID, "sleep 300")
         self.round = 0       # re-subscriptions so far
         self.answers = {}    # round -> first reconciliation answer
         self.states = []
@@ -52,15 +52,6 @@ class ReconcilingScheduler(OneTaskScheduler):
             self.fail("reconcile after re-registration failed: %r" % e)
             return
         print(json.dumps(dict(event="reconciling", round=n)), flush=True)
-
-    def task(self, offer):
-        return dict(
-            task_id=dict(value=TASK_ID),
-            agent_id=dict(value=offer.agent_id.value),
-            name=TASK_ID,
-            command=dict(shell=True, value="sleep 300"),
-            resources=[scalar("cpus", 0.1), scalar("mem", 32.0)],
-        )
 
     def on_status(self, driver, status):
         self.states.append(status.state)
