@@ -2,7 +2,8 @@
 //! (`content-type: application/grpc`, the agents' sessions) to gRPC; every
 //! other unknown path is a 404 with a message. Legacy endpoints take what
 //! Mesos' own tools send: trailing slashes and `limit=-1`, with the
-//! `framework_id`/`task_id`/`offset`/`order` filters on `/tasks`. The
+//! `framework_id`/`task_id`/`offset`/`order` filters on `/tasks`,
+//! `framework_id` on `/frameworks` and `slave_id` on `/slaves`. The
 //! agent's `/files` refuses paths that leave the sandbox. Real processes.
 
 use std::time::Duration;
@@ -98,6 +99,23 @@ async fn unknown_paths_are_404_and_legacy_endpoints_take_what_mesos_tools_send()
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(!body.is_empty(), "{bad}: a 400 explains itself");
     }
+
+    // `/frameworks?framework_id=` and `/slaves?slave_id=` (Mesos' endpoint
+    // docs): only that one, or none when unknown.
+    let count = |body: &str, key: &str| {
+        let v: Value = serde_json::from_str(body).expect("json");
+        v[key].as_array().map_or(0, Vec::len)
+    };
+    let (_, _, body) = c
+        .get(&format!("/master/frameworks?framework_id={fid}"))
+        .await;
+    assert_eq!(count(&body, "frameworks"), 1, "{body}");
+    let (_, _, body) = c.get("/master/frameworks?framework_id=nope").await;
+    assert_eq!(count(&body, "frameworks"), 0, "{body}");
+    let (_, _, body) = c.get(&format!("/master/slaves?slave_id={agent}")).await;
+    assert_eq!(count(&body, "slaves"), 1, "{body}");
+    let (_, _, body) = c.get("/master/slaves?slave_id=nope").await;
+    assert_eq!(count(&body, "slaves"), 0, "{body}");
 
     // The agent's /files: paths out of the sandbox are refused.
     let sandbox = format!("/frameworks/{fid}/executors/t1/runs/latest");

@@ -672,12 +672,25 @@ async fn state_json(State(s): State<Shared>) -> Result<Response, HttpError> {
     json_of(s, legacy::state).await
 }
 
-async fn slaves_json(State(s): State<Shared>) -> Result<Response, HttpError> {
-    json_of(s, |m, _| legacy::slaves(m)).await
+/// `/slaves?slave_id=` (Mesos: only that agent when given).
+async fn slaves_json(
+    State(s): State<Shared>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Response, HttpError> {
+    let slave_id = q.get("slave_id").cloned();
+    json_of(s, move |m, _| legacy::slaves(m, slave_id.as_deref())).await
 }
 
-async fn frameworks_json(State(s): State<Shared>) -> Result<Response, HttpError> {
-    json_of(s, |m, _| legacy::frameworks(m)).await
+/// `/frameworks?framework_id=` (Mesos: only that framework when given).
+async fn frameworks_json(
+    State(s): State<Shared>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Response, HttpError> {
+    let framework_id = q.get("framework_id").cloned();
+    json_of(s, move |m, _| {
+        legacy::frameworks(m, framework_id.as_deref())
+    })
+    .await
 }
 
 async fn tasks_json(

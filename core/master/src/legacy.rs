@@ -285,18 +285,34 @@ pub fn state(m: &Master, now: Clock) -> Value {
 }
 
 /// `/slaves`.
-pub fn slaves(m: &Master) -> Value {
+pub fn slaves(m: &Master, slave_id: Option<&str>) -> Value {
     json!({
-        "slaves": m.agents.values().map(agent_json).collect::<Vec<_>>(),
+        "slaves": m
+            .agents
+            .values()
+            .filter(|a| slave_id.is_none_or(|id| a.id == id))
+            .map(agent_json)
+            .collect::<Vec<_>>(),
         "recovered_slaves": [],
     })
 }
 
-/// `/frameworks`.
-pub fn frameworks(m: &Master) -> Value {
+/// `/frameworks?framework_id=`.
+pub fn frameworks(m: &Master, framework_id: Option<&str>) -> Value {
+    let wanted = |id: &str| framework_id.is_none_or(|f| f == id);
     json!({
-        "frameworks": m.frameworks.values().map(|f| framework_json(m, f)).collect::<Vec<_>>(),
-        "completed_frameworks": m.completed_frameworks.iter().map(|f| framework_json(m, f)).collect::<Vec<_>>(),
+        "frameworks": m
+            .frameworks
+            .values()
+            .filter(|f| wanted(&f.id))
+            .map(|f| framework_json(m, f))
+            .collect::<Vec<_>>(),
+        "completed_frameworks": m
+            .completed_frameworks
+            .iter()
+            .filter(|f| wanted(&f.id))
+            .map(|f| framework_json(m, f))
+            .collect::<Vec<_>>(),
         "unregistered_frameworks": [],
     })
 }
