@@ -658,6 +658,25 @@ async fn calls_missing_required_fields_are_400_naming_the_field() {
         body.to_string().contains("reserve_resources.agent_id"),
         "{body}"
     );
+    // The legacy form endpoint parses its resources the same way.
+    let (status, body) = c
+        .post_form(
+            "/master/reserve",
+            &[
+                ("slaveId", c.agents[0].id.as_str()),
+                (
+                    "resources",
+                    r#"[{"name": "cpus", "scalar": {"value": 1}, "role": "r",
+                         "reservation": {"principal": "p"}}]"#,
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert!(
+        body.contains("missing required fields") && body.contains("type"),
+        "{body}"
+    );
     // The agent's executor API: SUBSCRIBE without executor_id.
     let agent = &c.agents[0];
     let resp = c

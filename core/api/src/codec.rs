@@ -275,7 +275,7 @@ const MAX_MISSING_REPORTED: usize = 16;
 fn check_required(msg: &DynamicMessage) -> Result<(), CodecError> {
     use prost_reflect::ReflectMessage;
     let mut fields = Vec::new();
-    missing_required(msg, "", &mut fields);
+    missing_required(msg, &mut String::new(), &mut fields);
     if fields.is_empty() {
         return Ok(());
     }
@@ -285,41 +285,59 @@ fn check_required(msg: &DynamicMessage) -> Result<(), CodecError> {
     })
 }
 
-fn missing_required(msg: &DynamicMessage, prefix: &str, out: &mut Vec<String>) {
+/// Walks `msg`, appending the path of every missing required field to
+/// `out`. `path` is the prefix of `msg` (`accept.operations[0].`), one
+/// buffer grown and cut back on the way, so a well-formed call costs no
+/// allocation per nested message.
+fn missing_required(msg: &DynamicMessage, path: &mut String, out: &mut Vec<String>) {
     use prost_reflect::{ReflectMessage, Value};
+    use std::fmt::Write as _;
     for field in msg.descriptor().fields() {
         if out.len() >= MAX_MISSING_REPORTED {
             return;
         }
-        if field.cardinality() == Cardinality::Required && !msg.has_field(&field) {
-            out.push(format!("{prefix}{}", field.name()));
+        let present = msg.has_field(&field);
+        if !present {
+            if field.cardinality() == Cardinality::Required {
+                out.push(format!("{path}{}", field.name()));
+            }
             continue;
         }
-        if !matches!(field.kind(), Kind::Message(_)) || !msg.has_field(&field) {
+        if !matches!(field.kind(), Kind::Message(_)) {
             continue;
         }
+        let len = path.len();
         match msg.get_field(&field).as_ref() {
-            Value::Message(m) => missing_required(m, &format!("{prefix}{}.", field.name()), out),
+            Value::Message(m) => {
+                let _ = write!(path, "{}.", field.name());
+                missing_required(m, path, out);
+            }
             Value::List(items) => {
                 for (i, item) in items.iter().enumerate() {
                     if let Value::Message(m) = item {
-                        missing_required(m, &format!("{prefix}{}[{i}].", field.name()), out);
+                        let _ = write!(path, "{}[{i}].", field.name());
+                        missing_required(m, path, out);
+                        path.truncate(len);
                     }
                 }
             }
             Value::Map(entries) => {
                 for (key, item) in entries {
                     if let Value::Message(m) = item {
-                        let key = match key {
-                            prost_reflect::MapKey::String(s) => s.clone(),
-                            other => format!("{other:?}"),
+                        let _ = match key {
+                            prost_reflect::MapKey::String(k) => {
+                                write!(path, "{}[{k}].", field.name())
+                            }
+                            other => write!(path, "{}[{other:?}].", field.name()),
                         };
-                        missing_required(m, &format!("{prefix}{}[{key}].", field.name()), out);
+                        missing_required(m, path, out);
+                        path.truncate(len);
                     }
                 }
             }
             _ => {}
         }
+        path.truncate(len);
     }
 }
 

@@ -568,7 +568,8 @@ async fn operation_form(
     };
     let mut out = Vec::with_capacity(values.len());
     for v in values {
-        let r: v1::Resource = codec::from_json_value(v).map_err(|e| parse_error(e.to_string()))?;
+        let r: v1::Resource =
+            codec::from_json_value_checked(v).map_err(|e| parse_error(e.to_string()))?;
         resources::validate(&r).map_err(parse_error)?;
         out.push(r);
     }
