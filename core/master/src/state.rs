@@ -1743,6 +1743,7 @@ impl Master {
         };
         let pa = fw.partition_aware();
         let mut statuses = Vec::new();
+        let mut held = 0usize;
         if r.tasks.is_empty() {
             // Implicit: every task the master knows, by its latest state,
             // and the tasks of agents that are unreachable now; never for
@@ -1766,30 +1767,31 @@ impl Master {
             }
         } else {
             for rt in &r.tasks {
-                match fw.tasks.get(&rt.task_id.value) {
+                // Known: running, or the latest completed run of that id.
+                let known = fw.tasks.get(&rt.task_id.value).or_else(|| {
+                    fw.completed_tasks
+                        .iter()
+                        .rev()
+                        .find(|t| t.task_id == rt.task_id)
+                });
+                let agent_id = rt.agent_id.as_ref().map(|a| a.value.as_str());
+                match known {
                     Some(t) => statuses.push(reconcile_status(t, now)),
-                    None => {
-                        let completed = fw
-                            .completed_tasks
-                            .iter()
-                            .rev()
-                            .find(|t| t.task_id == rt.task_id);
-                        match completed {
-                            Some(t) => statuses.push(reconcile_status(t, now)),
-                            None => {
-                                if let Some(s) = self.reconcile_unknown(
-                                    &rt.task_id,
-                                    rt.agent_id.as_ref().map(|a| a.value.as_str()),
-                                    pa,
-                                    now,
-                                ) {
-                                    statuses.push(s);
-                                }
-                            }
-                        }
-                    }
+                    None => match self.reconcile_unknown(&rt.task_id, agent_id, pa, now) {
+                        Some(s) => statuses.push(s),
+                        None => held += 1,
+                    },
                 }
             }
+        }
+        if held > 0 {
+            // One line per call, however many tasks it names.
+            tracing::info!(
+                framework_id,
+                tasks = held,
+                transitioning_agents = self.recovering.len(),
+                "no answer to reconciliation of unknown tasks while agents have not re-registered since the failover"
+            );
         }
         for s in statuses {
             self.send_update(framework_id, s);
@@ -1823,10 +1825,7 @@ impl Master {
                 lost_unless(TaskState::TaskGone),
                 "Reconciliation: Task is unknown to the agent",
             ),
-            Some(a) if self.recovering.contains_key(a) => {
-                tracing::info!(task_id = %task_id.value, agent_id = a, "no answer to reconciliation of a task on an agent that has not re-registered since the failover");
-                return None;
-            }
+            Some(a) if self.recovering.contains_key(a) => return None,
             Some(a) if self.unreachable.contains_key(a) => (
                 lost_unless(TaskState::TaskUnreachable),
                 "Reconciliation: Task is unreachable",
@@ -1835,10 +1834,7 @@ impl Master {
                 lost_unless(TaskState::TaskGoneByOperator),
                 "Reconciliation: Task is gone",
             ),
-            None if !self.recovering.is_empty() => {
-                tracing::info!(task_id = %task_id.value, transitioning = self.recovering.len(), "no answer to reconciliation of an unknown task without an agent id while agents are re-registering");
-                return None;
-            }
+            None if !self.recovering.is_empty() => return None,
             _ => (
                 lost_unless(TaskState::TaskUnknown),
                 "Reconciliation: Task is unknown",
@@ -1853,11 +1849,9 @@ impl Master {
             now,
         );
         if state == TaskState::TaskUnreachable {
-            if let Some((_, since)) = agent_id.and_then(|a| self.unreachable.get(a)) {
-                status.unreachable_time = Some(v1::TimeInfo {
-                    nanoseconds: (since * 1e9) as i64,
-                });
-            }
+            status.unreachable_time = agent_id
+                .and_then(|a| self.unreachable.get(a))
+                .map(|(_, since)| wall_time(*since));
         }
         Some(status)
     }
@@ -2271,9 +2265,7 @@ impl Master {
                 now,
             );
             if pa {
-                status.unreachable_time = Some(v1::TimeInfo {
-                    nanoseconds: (now.wall * 1e9) as i64,
-                });
+                status.unreachable_time = Some(wall_time(now.wall));
             }
             self.apply_master_status(&fid, status);
         }
