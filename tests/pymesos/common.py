@@ -142,6 +142,23 @@ class BaseScheduler(Scheduler):
                     raise Failure("timed out waiting for %s" % what)
                 self.cond.wait(min(left, 1.0))
 
+    def poll(self, pred, seconds, deadline, what):
+        """Wait up to `seconds` for pred(); return whether it holds. A
+        recorded failure or the overall deadline raises."""
+        end = min(time.monotonic() + seconds, deadline.end)
+        with self.cond:
+            while True:
+                if self.failure is not None:
+                    raise Failure(self.failure)
+                if pred():
+                    return True
+                left = end - time.monotonic()
+                if left <= 0:
+                    if deadline.remaining() <= 0:
+                        raise Failure("timed out waiting for %s" % what)
+                    return False
+                self.cond.wait(left)
+
     def registered(self, driver, framework_id, master_info):
         log("registered: framework_id=%s master=%s" % (
             framework_id.value, json.dumps(master_info, sort_keys=True)))
@@ -243,13 +260,16 @@ def stop_driver(driver, wait=10.0):
         log("warning: driver thread did not exit within %.0fs" % wait)
 
 
-def with_scheduler(sched, name, args, deadline, body):
+def with_scheduler(sched, name, args, deadline, body, **info):
     """Start an (unmodified) pymesos scheduler driver, wait for SUBSCRIBED,
-    run body(driver) and always stop the driver afterwards."""
+    run body(driver) and always stop the driver afterwards. Keyword
+    arguments are FrameworkInfo fields (failover_timeout, checkpoint)."""
+    framework = framework_info(name)
+    framework.update(info)
     # timeout= is pymesos' connect deadline: keep it past ours, so that a
     # master that never answers fails with our message, not pymesos'.
     driver = MesosSchedulerDriver(
-        sched, framework_info(name), args.master, use_addict=True,
+        sched, framework, args.master, use_addict=True,
         implicit_acknowledgements=True, timeout=args.timeout + 60)
     log("starting scheduler driver against %s" % args.master)
     driver.start()

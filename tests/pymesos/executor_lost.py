@@ -17,10 +17,8 @@ JSON summary.
 import json
 import sys
 
-from pymesos import MesosSchedulerDriver
-
 from common import (
-    OneTaskScheduler, arg_parser, framework_info, log, run, stop_driver,
+    OneTaskScheduler, arg_parser, run, with_scheduler,
 )
 
 TASK_ID = "pymesos-recovered-task"
@@ -52,15 +50,8 @@ class Scheduler(OneTaskScheduler):
 
 def main(args, deadline):
     sched = Scheduler()
-    info = framework_info("corral-pymesos-executor-lost")
-    info["failover_timeout"] = 600.0
-    info["checkpoint"] = True
-    driver = MesosSchedulerDriver(
-        sched, info, args.master, use_addict=True,
-        implicit_acknowledgements=True, timeout=args.timeout + 60)
-    log("starting scheduler driver against %s" % args.master)
-    driver.start()
-    try:
+
+    def body(driver):
         sched.wait(lambda: "TASK_RUNNING" in sched.states, deadline, "TASK_RUNNING")
         sched.wait(lambda: "TASK_FINISHED" in sched.states, deadline, "TASK_FINISHED")
         sched.wait(lambda: sched.lost, deadline, "the executor's FAILURE event")
@@ -68,8 +59,9 @@ def main(args, deadline):
                                     agent_id=dict(value=sched.agent_id))])
         sched.wait(lambda: sched.reconciled is not None, deadline,
                    "the reconciliation answer (the driver is alive)")
-    finally:
-        stop_driver(driver)
+
+    with_scheduler(sched, "corral-pymesos-executor-lost", args, deadline, body,
+                   failover_timeout=600.0, checkpoint=True)
     print(json.dumps(dict(framework_id=sched.framework_id, states=sched.states,
                           executor_lost=sched.lost, reconciled=sched.reconciled)),
           flush=True)

@@ -13,10 +13,8 @@ re-subscribes with the same FrameworkID, and this peer reconciles the task
 import json
 import sys
 
-from pymesos import MesosSchedulerDriver
-
 from common import (
-    OneTaskScheduler, arg_parser, framework_info, log, run, stop_driver,
+    OneTaskScheduler, arg_parser, run, with_scheduler,
 )
 
 TASK_ID = "pymesos-ha-task"
@@ -51,14 +49,8 @@ class FailoverScheduler(OneTaskScheduler):
 
 def main(args, deadline):
     sched = FailoverScheduler()
-    info = framework_info("corral-pymesos-failover")
-    info["failover_timeout"] = 300.0
-    driver = MesosSchedulerDriver(
-        sched, info, args.master, use_addict=True,
-        implicit_acknowledgements=True, timeout=args.timeout + 60)
-    log("starting scheduler driver against %s" % args.master)
-    driver.start()
-    try:
+
+    def body(driver):
         sched.wait(lambda: "TASK_RUNNING" in sched.states, deadline, "TASK_RUNNING")
         sched.wait(lambda: len(sched.masters) >= 2, deadline,
                    "re-subscription with the new leader")
@@ -66,8 +58,9 @@ def main(args, deadline):
         sched.wait(lambda: sched.reconciled is not None, deadline, "reconciliation")
         driver.killTask(dict(value=TASK_ID))
         sched.wait(lambda: "TASK_KILLED" in sched.states, deadline, "TASK_KILLED")
-    finally:
-        stop_driver(driver)
+
+    with_scheduler(sched, "corral-pymesos-failover", args, deadline, body,
+                   failover_timeout=300.0)
     print(json.dumps(dict(framework_id=sched.framework_id, masters=sched.masters,
                           reconciled=sched.reconciled, states=sched.states)),
           flush=True)

@@ -18,10 +18,8 @@ import json
 import sys
 import traceback
 
-from pymesos import MesosSchedulerDriver
-
 from common import (
-    OneTaskScheduler, arg_parser, framework_info, log, run, stop_driver,
+    OneTaskScheduler, arg_parser, log, run, with_scheduler,
 )
 
 TASK_ID = "pymesos-reconcile-task"
@@ -64,39 +62,27 @@ class ReconcilingScheduler(OneTaskScheduler):
 
 def main(args, deadline):
     sched = ReconcilingScheduler()
-    info = framework_info("corral-pymesos-reconcile-failover")
-    info["failover_timeout"] = 600.0
-    info["checkpoint"] = True
-    driver = MesosSchedulerDriver(
-        sched, info, args.master, use_addict=True,
-        implicit_acknowledgements=True, timeout=args.timeout + 60)
-    log("starting scheduler driver against %s" % args.master)
-    driver.start()
-    try:
+
+    def body(driver):
         sched.wait(lambda: "TASK_RUNNING" in sched.states, deadline, "TASK_RUNNING")
         for n in range(1, args.rounds + 1):
             sched.wait(lambda: sched.round >= n, deadline,
                        "re-subscription %d with a new leader" % n)
+            # Reconcile again with a truncated exponential backoff until the
+            # master answers (the first request went out on re-registration).
             backoff = 0.5
-            while True:
-                with sched.cond:
-                    if n in sched.answers:
-                        break
-                    if sched.failure is not None:
-                        break
-                    sched.cond.wait(backoff)
-                    if n in sched.answers or sched.failure is not None:
-                        break
+            while not sched.poll(lambda: n in sched.answers, backoff, deadline,
+                                 "reconciliation %d" % n):
                 log("no answer to reconciliation %d yet; asking again" % n)
                 sched.reconcile(driver)
                 backoff = min(backoff * 2, 4.0)
-            sched.wait(lambda: n in sched.answers, deadline, "reconciliation %d" % n)
             print(json.dumps(dict(event="reconciled", round=n,
                                   state=sched.answers[n])), flush=True)
         driver.killTask(dict(value=TASK_ID))
         sched.wait(lambda: "TASK_KILLED" in sched.states, deadline, "TASK_KILLED")
-    finally:
-        stop_driver(driver)
+
+    with_scheduler(sched, "corral-pymesos-reconcile-failover", args, deadline, body,
+                   failover_timeout=600.0, checkpoint=True)
     print(json.dumps(dict(framework_id=sched.framework_id, states=sched.states,
                           answers=sched.answers)), flush=True)
 

@@ -105,6 +105,44 @@ fn agent(dir: &std::path::Path, zk: &str) -> Proc {
     Proc { child, port, log }
 }
 
+/// One ZooKeeper server, an HA group of masters and an agent registered
+/// with the elected leader. Bind the fields in this order (`zk` first) so
+/// that ZooKeeper outlives the processes using it.
+struct Group {
+    zk: ZooKeeperServer,
+    masters: Vec<Proc>,
+    agent: Proc,
+    /// Index of the leader in `masters`.
+    leader: usize,
+}
+
+/// `n` masters (`--zk_session_timeout 1secs`, plus `extra`) and one agent
+/// on a fresh single-node ZooKeeper; returns once the agent has registered
+/// with the leader.
+async fn group(dir: &std::path::Path, n: usize, extra: &[&str]) -> Group {
+    let zk = ZooKeeperServer::start(&dir.join("zk"), 1).expect("zookeeper");
+    let masters: Vec<Proc> = (0..n)
+        .map(|_| master_with(dir, &zk.connect, "1secs", extra))
+        .collect();
+    let leader = leader_index(&masters).await;
+    let agent = agent(dir, &zk.connect);
+    let port = masters[leader].port;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            slaves(port).await.len() == 1
+        })
+        .await,
+        "agent never registered; log:\n{}",
+        agent.log()
+    );
+    Group {
+        zk,
+        masters,
+        agent,
+        leader,
+    }
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -538,21 +576,13 @@ async fn registry_at(zk: &str) -> corral_master::registry::RegistryState {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_the_leader_while_launching_the_framework_resubscribes_and_reconciles() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
-    let mut masters: Vec<Proc> = (0..2)
-        .map(|_| master(dir.path(), &zk.connect, "1secs"))
-        .collect();
-    let first = leader_index(&masters).await;
-    let a = agent(dir.path(), &zk.connect);
+    let Group {
+        zk,
+        mut masters,
+        agent: a,
+        leader: first,
+    } = group(dir.path(), 2, &[]).await;
     let leader_port = masters[first].port;
-    assert!(
-        wait_for(Duration::from_secs(30), || async {
-            slaves(leader_port).await.len() == 1
-        })
-        .await,
-        "agent never registered; log:\n{}",
-        a.log()
-    );
     let agent_id = slaves(leader_port).await[0]["id"]
         .as_str()
         .unwrap_or("")
@@ -682,22 +712,14 @@ async fn kill_9_the_leader_while_launching_the_framework_resubscribes_and_reconc
 async fn failover_while_an_agent_is_partitioned_marks_it_unreachable_after_the_reregister_timeout()
 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
     let extra = ["--agent_reregister_timeout", "2secs"];
-    let mut masters: Vec<Proc> = (0..2)
-        .map(|_| master_with(dir.path(), &zk.connect, "1secs", &extra))
-        .collect();
-    let first = leader_index(&masters).await;
-    let a = agent(dir.path(), &zk.connect);
+    let Group {
+        zk,
+        mut masters,
+        agent: a,
+        leader: first,
+    } = group(dir.path(), 2, &extra).await;
     let leader_port = masters[first].port;
-    assert!(
-        wait_for(Duration::from_secs(30), || async {
-            slaves(leader_port).await.len() == 1
-        })
-        .await,
-        "agent never registered; log:\n{}",
-        a.log()
-    );
     let agent_id = slaves(leader_port).await[0]["id"]
         .as_str()
         .unwrap_or("")
@@ -757,85 +779,36 @@ async fn failover_while_an_agent_is_partitioned_marks_it_unreachable_after_the_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymesos_with_a_zk_url_finds_the_leader_and_the_next_one_after_failover() {
-    use tokio::io::AsyncBufReadExt;
-
     let dir = tempfile::tempdir().expect("tempdir");
-    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
-    let mut masters: Vec<Proc> = (0..2)
-        .map(|_| master(dir.path(), &zk.connect, "1secs"))
-        .collect();
-    let first = leader_index(&masters).await;
-    let a = agent(dir.path(), &zk.connect);
+    let Group {
+        zk,
+        mut masters,
+        agent: _agent,
+        leader: first,
+    } = group(dir.path(), 2, &[]).await;
     let leader_port = masters[first].port;
-    assert!(
-        wait_for(Duration::from_secs(30), || async {
-            slaves(leader_port).await.len() == 1
-        })
-        .await,
-        "agent never registered; log:\n{}",
-        a.log()
+    let mut peer = corral_tests::PymesosPeer::start(
+        dir.path(),
+        "failover.py",
+        &format!("zk://{}/corral", zk.connect),
+        90,
+        &[],
     );
-    let stderr_log = dir.path().join("pymesos.log");
-    let mut peer = Command::new(corral_tests::pymesos_python())
-        .arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pymesos/failover.py"))
-        .args([
-            "--master",
-            &format!("zk://{}/corral", zk.connect),
-            "--timeout",
-            "90",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_log).expect("log"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start pymesos peer");
-    let mut lines = tokio::io::BufReader::new(peer.stdout.take().expect("stdout")).lines();
-    let peer_log = || std::fs::read_to_string(&stderr_log).unwrap_or_default();
-    let running: Value = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("pymesos never ran its task; log:\n{}", peer_log()))
-            .expect("read")
-            .unwrap_or_else(|| panic!("pymesos exited; log:\n{}", peer_log()));
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if v["event"] == "running" {
-                break v;
-            }
-        }
-    };
+    let running = peer.event("running", Duration::from_secs(60)).await;
     assert_eq!(running["master"], format!("127.0.0.1:{leader_port}"));
     let mut old = masters.remove(first);
     old.child.kill().await.expect("kill -9");
     let new_port = masters[leader_index(&masters).await].port;
-
-    let mut summary = None;
-    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-        .await
-        .unwrap_or_else(|_| panic!("pymesos did not finish; log:\n{}", peer_log()))
-    {
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if v.get("masters").is_some() {
-                summary = Some(v);
-            }
-        }
-    }
-    let status = peer.wait().await.expect("wait");
-    assert!(
-        status.success(),
-        "pymesos failed ({status:?}); log:\n{}",
-        peer_log()
-    );
-    let summary = summary.unwrap_or_else(|| panic!("no summary; log:\n{}", peer_log()));
+    let (summary, output) = peer.finish(Duration::from_secs(120)).await;
     assert_eq!(
         summary["masters"],
         json!([
             format!("127.0.0.1:{leader_port}"),
             format!("127.0.0.1:{new_port}")
         ]),
-        "{summary}"
+        "{output}"
     );
-    assert_eq!(summary["reconciled"], "TASK_RUNNING", "{summary}");
+    assert_eq!(summary["reconciled"], "TASK_RUNNING", "{output}");
 }
 
 /// Issue 11.1: three masters, one agent, an unmodified pymesos framework
@@ -866,21 +839,12 @@ async fn pymesos_reconciling_at_once_after_failover_is_not_told_its_task_is_lost
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let _leftovers = Leftovers(dir.path().to_path_buf());
-    let zk = ZooKeeperServer::start(&dir.path().join("zk"), 1).expect("zookeeper");
-    let mut masters: Vec<Proc> = (0..3)
-        .map(|_| master(dir.path(), &zk.connect, "1secs"))
-        .collect();
-    let first = leader_index(&masters).await;
-    let a = agent(dir.path(), &zk.connect);
-    let leader_port = masters[first].port;
-    assert!(
-        wait_for(Duration::from_secs(30), || async {
-            slaves(leader_port).await.len() == 1
-        })
-        .await,
-        "agent never registered; log:\n{}",
-        a.log()
-    );
+    let Group {
+        zk,
+        mut masters,
+        agent: a,
+        leader: _,
+    } = group(dir.path(), 3, &[]).await;
     let mut peer = corral_tests::PymesosPeer::start(
         dir.path(),
         "reconcile_failover.py",

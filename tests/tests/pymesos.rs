@@ -3,7 +3,6 @@
 //! client against real `corral master` and `corral agent` processes.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use corral_tests::{Cluster, ClusterOptions};
@@ -14,39 +13,14 @@ fn peer(script: &str) -> PathBuf {
         .join(script)
 }
 
-/// Runs a pymesos peer script; returns its stdout, panicking with both
-/// outputs and the cluster logs when it fails.
-async fn run_peer(cluster: &Cluster, script: &str, args: &[&str]) -> String {
-    let mut cmd = tokio::process::Command::new(corral_tests::pymesos_python());
-    cmd.arg(peer(script))
-        .args(["--master", &cluster.master, "--timeout", "90"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().expect("start python");
-    let out = tokio::time::timeout(Duration::from_secs(150), child.wait_with_output())
+/// Runs a pymesos peer script against the cluster's master to its end and
+/// returns its JSON summary (its output is in the panic message when it
+/// fails; the harness adds the cluster's logs).
+async fn run_peer(cluster: &Cluster, script: &str, args: &[&str]) -> serde_json::Value {
+    corral_tests::PymesosPeer::start(cluster.dir(), script, &cluster.master, 90, args)
+        .finish(Duration::from_secs(150))
         .await
-        .unwrap_or_else(|_| panic!("{script} did not finish within 150s\n{}", cluster.logs()))
-        .expect("wait for python");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "{script} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- cluster\n{}",
-        out.status,
-        cluster.logs()
-    );
-    stdout
-}
-
-fn last_json(stdout: &str) -> serde_json::Value {
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .expect("the peer prints a JSON summary")
+        .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +35,7 @@ async fn pymesos_framework_and_executor_run_twenty_tasks_on_two_agents() {
         corral_tests::pymesos_python().display(),
         peer("executor.py").display()
     );
-    let out = run_peer(
+    let summary = run_peer(
         &cluster,
         "framework.py",
         &[
@@ -74,7 +48,6 @@ async fn pymesos_framework_and_executor_run_twenty_tasks_on_two_agents() {
         ],
     )
     .await;
-    let summary = last_json(&out);
     assert_eq!(summary["finished"], 20);
     assert_eq!(summary["agents"].as_array().map(Vec::len), Some(2));
 
@@ -105,8 +78,7 @@ async fn pymesos_framework_and_executor_run_twenty_tasks_on_two_agents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymesos_runs_a_pure_command_task() {
     let cluster = Cluster::start(ClusterOptions::default()).await;
-    let out = run_peer(&cluster, "command_task.py", &[]).await;
-    let summary = last_json(&out);
+    let summary = run_peer(&cluster, "command_task.py", &[]).await;
     assert_eq!(
         summary["states"],
         serde_json::json!(["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"])
@@ -129,8 +101,7 @@ async fn pymesos_runs_a_pure_command_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymesos_reconciles_and_kills() {
     let cluster = Cluster::start(ClusterOptions::default()).await;
-    let out = run_peer(&cluster, "reconcile.py", &[]).await;
-    let summary = last_json(&out);
+    let summary = run_peer(&cluster, "reconcile.py", &[]).await;
     let states = summary["states"].as_array().cloned().unwrap_or_default();
     assert_eq!(states.last(), Some(&serde_json::json!("TASK_KILLED")));
     // RUNNING from the executor, then at least the implicit and explicit
@@ -146,8 +117,7 @@ async fn pymesos_operator_client_reads_get_state() {
         ..Default::default()
     })
     .await;
-    let out = run_peer(&cluster, "operator_state.py", &["--expect-agents", "2"]).await;
-    let state = last_json(&out);
+    let state = run_peer(&cluster, "operator_state.py", &["--expect-agents", "2"]).await;
     assert_eq!(state["type"], "GET_STATE");
     let ids: Vec<&str> = state["get_state"]["get_agents"]["agents"]
         .as_array()
