@@ -44,13 +44,13 @@ eval "$HADOOP_ENV"
 cargo clippy -p corral-storage --features hdfs --all-targets --locked -- -D warnings
 cargo test -p corral-storage --features hdfs --locked
 
-step "HDFS-backed volumes in the agent (feature hdfs): unit tests, then end to end with a corral built --features hdfs"
+step "HDFS in the agent (feature hdfs): unit tests, then volumes and the fetcher end to end with a corral built --features hdfs"
 cargo clippy -p corral-agent -p corral-tests --features corral-agent/hdfs,corral-tests/hdfs --all-targets --locked -- -D warnings
 cargo test -p corral-agent --features hdfs --locked
 cargo build -p corral-cli --features hdfs --locked
 cp "$REPO/target/debug/corral" "$REPO/target/debug/corral-hdfs"
 CORRAL_BIN="$REPO/target/debug/corral-hdfs" \
-    cargo test -p corral-tests --features hdfs --test hdfs_volumes --locked
+    cargo test -p corral-tests --features hdfs --test hdfs_volumes --test hdfs_fetch --locked
 # Leave the default binary in place for later runs.
 cargo build -p corral-cli --locked
 

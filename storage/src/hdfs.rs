@@ -110,26 +110,7 @@ impl HdfsBackend {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StorageError> {
         let describe = format!("{} on {}", config.root, config.name_node);
-        if std::env::var_os("CLASSPATH").is_none_or(|c| c.is_empty()) {
-            return Err(StorageError::Hdfs {
-                path: describe,
-                message: "CLASSPATH is not set, so Hadoop's client cannot start: run \
-                          `eval \"$(scripts/hadoop-env.sh)\"` (it lists the Hadoop client jars \
-                          and sets JAVA_HOME and LD_LIBRARY_PATH)"
-                    .into(),
-            });
-        }
-        let mut builder = hdrs::ClientBuilder::new(&config.name_node);
-        if let Some(user) = &config.user {
-            builder = builder.with_user(user);
-        }
-        for (k, v) in &config.config {
-            builder = builder.with_config(k, v);
-        }
-        let client = builder.connect().map_err(|e| StorageError::Hdfs {
-            path: describe.clone(),
-            message: format!("cannot connect: {e}{}", root_cause()),
-        })?;
+        let client = connect_client(&config, &describe)?;
         let store = HdfsStore {
             client,
             name_node: config.name_node.clone(),
@@ -174,9 +155,37 @@ impl VolumeBackend for HdfsBackend {
     }
 }
 
+/// Connects Hadoop's client to `config.name_node` as `config.user`, with
+/// `config.config`; `describe` names what the connection is for in errors.
+pub(crate) fn connect_client(
+    config: &HdfsConfig,
+    describe: &str,
+) -> Result<hdrs::Client, StorageError> {
+    if std::env::var_os("CLASSPATH").is_none_or(|c| c.is_empty()) {
+        return Err(StorageError::Hdfs {
+            path: describe.to_string(),
+            message: "CLASSPATH is not set, so Hadoop's client cannot start: run \
+                      `eval \"$(scripts/hadoop-env.sh)\"` (it lists the Hadoop client jars \
+                      and sets JAVA_HOME and LD_LIBRARY_PATH)"
+                .into(),
+        });
+    }
+    let mut builder = hdrs::ClientBuilder::new(&config.name_node);
+    if let Some(user) = &config.user {
+        builder = builder.with_user(user);
+    }
+    for (k, v) in &config.config {
+        builder = builder.with_config(k, v);
+    }
+    builder.connect().map_err(|e| StorageError::Hdfs {
+        path: describe.to_string(),
+        message: format!("cannot connect: {e}{}", root_cause()),
+    })
+}
+
 /// The root cause of the last Java exception libhdfs saw on this thread, as
 /// `" (Hadoop: ...)"`, or nothing.
-fn root_cause() -> String {
+pub(crate) fn root_cause() -> String {
     // SAFETY: libhdfs returns null or a NUL-terminated string it owns in
     // thread-local storage, valid until this thread's next libhdfs call; it
     // is copied before any other call.

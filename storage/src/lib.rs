@@ -10,6 +10,10 @@
 //! * `HdfsBackend` (cargo feature `hdfs`): HDFS, through Hadoop's own client
 //!   (libhdfs over JNI, via the `hdrs` crate). The default build needs no JVM.
 //!
+//! With the `hdfs` feature, `copy_to_local` also copies one file out of any
+//! file system Hadoop's client knows: the agent's fetcher uses it for
+//! `hdfs://` URIs.
+//!
 //! # Leases and generations
 //!
 //! Two agents must never write one volume at once. Each volume has one
@@ -45,6 +49,8 @@ mod backend;
 mod clock;
 pub mod conformance;
 #[cfg(feature = "hdfs")]
+mod hadoop_copy;
+#[cfg(feature = "hdfs")]
 mod hdfs;
 mod id;
 mod local;
@@ -58,6 +64,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "hdfs")]
+pub use hadoop_copy::copy_to_local;
 #[cfg(feature = "hdfs")]
 pub use hdfs::{HdfsBackend, HdfsConfig};
 pub use local::LocalBackend;

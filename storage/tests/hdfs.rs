@@ -94,3 +94,70 @@ fn an_unreachable_name_node_is_a_clear_error() {
         Ok(_) => panic!("connected to a port where nothing listens"),
     }
 }
+
+// --- copy_to_local: what the agent's fetcher uses for hdfs:// URIs ---------
+
+/// A scratch directory with `dist/app.tar.gz` in it (bytes that are not
+/// valid UTF-8, so a lossy copy would show).
+fn dist() -> (tempfile::TempDir, Vec<u8>) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(scratch.path().join("dist/sub")).expect("mkdir");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8 ^ 0x80).collect();
+    std::fs::write(scratch.path().join("dist/app.tar.gz"), &data).expect("write");
+    (scratch, data)
+}
+
+#[test]
+fn copies_a_file_through_hadoops_client() {
+    let (scratch, data) = dist();
+    let uri = format!("file://{}/dist/app.tar.gz", scratch.path().display());
+    let dest = scratch.path().join("out");
+    let n = corral_storage::copy_to_local(&uri, &dest, 1 << 20, &[]).expect("copy");
+    assert_eq!(n, data.len() as u64);
+    assert_eq!(std::fs::read(&dest).expect("read"), data);
+}
+
+/// viewfs:// is a Hadoop-only scheme (a client-side mount table): nothing
+/// but Hadoop's client can resolve it, so this proves the copy went through
+/// it with the configuration given.
+#[test]
+fn copies_through_a_scheme_only_hadoop_knows() {
+    let (scratch, data) = dist();
+    let config = vec![(
+        "fs.viewfs.mounttable.corralcopy.link./releases".to_string(),
+        format!("file://{}/dist", scratch.path().display()),
+    )];
+    let dest = scratch.path().join("out");
+    let n = corral_storage::copy_to_local(
+        "viewfs://corralcopy/releases/app.tar.gz",
+        &dest,
+        1 << 20,
+        &config,
+    )
+    .expect("copy through viewfs");
+    assert_eq!(n, data.len() as u64);
+    assert_eq!(std::fs::read(&dest).expect("read"), data);
+}
+
+#[test]
+fn refuses_missing_files_directories_oversized_files_and_non_uris() {
+    let (scratch, _) = dist();
+    let base = format!("file://{}/dist", scratch.path().display());
+    let dest = scratch.path().join("out");
+    let message = |uri: &str, max: u64| match corral_storage::copy_to_local(uri, &dest, max, &[]) {
+        Err(e @ StorageError::Hdfs { .. }) => e.to_string(),
+        other => panic!("{uri}: expected an HDFS error, got {other:?}"),
+    };
+    let missing = format!("{base}/missing.tgz");
+    let m = message(&missing, 1 << 20);
+    assert!(m.contains(&missing) && m.contains("no such file"), "{m}");
+    let m = message(&format!("{base}/sub"), 1 << 20);
+    assert!(m.contains("is a directory"), "{m}");
+    let m = message(&format!("{base}/app.tar.gz"), 1000);
+    assert!(m.contains("more than the 1000 allowed"), "{m}");
+    assert!(!dest.exists(), "nothing is written for a refused file");
+    let m = message("relative/path.tgz", 1 << 20);
+    assert!(m.contains("not a Hadoop file system URI"), "{m}");
+    let m = message("hdfs://namenode:8020/", 1 << 20);
+    assert!(m.contains("names no file"), "{m}");
+}

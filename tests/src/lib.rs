@@ -301,6 +301,15 @@ struct Daemon {
 
 impl Daemon {
     fn spawn(name: &str, args: &[String], log: PathBuf) -> Daemon {
+        Self::spawn_with_env(name, args, log, &[])
+    }
+
+    fn spawn_with_env(
+        name: &str,
+        args: &[String],
+        log: PathBuf,
+        env: &[(String, String)],
+    ) -> Daemon {
         let out = std::fs::File::create(&log).expect("create log file");
         let err = out.try_clone().expect("dup log file");
         let mut cmd = Command::new(corral_bin());
@@ -319,6 +328,7 @@ impl Daemon {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         // SAFETY: only async-signal-safe calls between fork and exec. The
         // daemon gets its own process group (so a test's signal never
         // reaches the test runner) and dies with the thread that started it
@@ -403,6 +413,9 @@ pub struct ClusterOptions {
     pub master_flags: Vec<String>,
     /// Extra agent flags, likewise.
     pub agent_flags: Vec<String>,
+    /// Environment variables set for every agent process, on top of the
+    /// test's own (e.g. `CLASSPATH` with a Hadoop configuration directory).
+    pub agent_env: Vec<(String, String)>,
 }
 
 impl Default for ClusterOptions {
@@ -412,6 +425,7 @@ impl Default for ClusterOptions {
             agent_resources: Some(DEFAULT_AGENT_RESOURCES.to_string()),
             master_flags: Vec::new(),
             agent_flags: Vec::new(),
+            agent_env: Vec::new(),
         }
     }
 }
@@ -666,7 +680,10 @@ impl Cluster {
             .chain(with_defaults(&defaults, &flags))
             .collect();
         let log = self.dir.path().join(format!("agent-{i}-{attempt}.log"));
-        (port, Daemon::spawn(&format!("agent {i}"), &args, log))
+        (
+            port,
+            Daemon::spawn_with_env(&format!("agent {i}"), &args, log, &opts.agent_env),
+        )
     }
 
     /// SIGKILLs agent `i` (as `kill -9` would; its executors keep running)

@@ -1,7 +1,10 @@
 //! The fetcher: downloads `CommandInfo.uris` into a sandbox before the
-//! executor starts — http and https (rustls, the platform's roots) URLs and local files (`file://` or a plain
-//! path); `hdfs://` gives a clear error until the storage crate's HDFS
-//! client exists. Per URI: `executable` (chmod 755), `extract` (tar, tgz,
+//! executor starts — http and https (rustls, the platform's roots) URLs,
+//! local files (`file://` or a plain path) and, as Mesos' fetcher does with
+//! `hadoop fs -copyToLocal`, every other scheme (`hdfs://`, `viewfs://`, any
+//! file system Hadoop's client knows) through the storage crate's Hadoop
+//! client (cargo feature `hdfs`; without it such URIs fail naming the
+//! feature). Per URI: `executable` (chmod 755), `extract` (tar, tgz,
 //! tbz2, txz-less tar forms, zip, gz), `output_file` (the name in the
 //! sandbox) and `cache` (a per-agent cache bounded by
 //! `--fetcher_cache_size`, least recently used evicted first).
@@ -384,20 +387,10 @@ impl Fetcher {
         if lower.starts_with("http://") || lower.starts_with("https://") {
             return self.http_get(value, dest).await;
         }
-        if lower.starts_with("hdfs://") {
-            return Err(err(
-                value,
-                "hdfs:// URIs are not supported yet: they need the storage crate's HDFS client",
-            ));
-        }
         let path = if let Some(p) = value.strip_prefix("file://") {
             PathBuf::from(p)
         } else if value.contains("://") {
-            let scheme = value.split("://").next().unwrap_or("");
-            return Err(err(
-                value,
-                format!("unsupported URI scheme '{scheme}' (http, https, file and local paths are supported)"),
-            ));
+            return self.hadoop_get(value, dest).await;
         } else {
             PathBuf::from(value)
         };
@@ -412,6 +405,44 @@ impl Fetcher {
         Ok(())
     }
 
+    /// Any scheme but http, https and file: through Hadoop's client, into
+    /// a `.part` file renamed into place once complete.
+    #[cfg(feature = "hdfs")]
+    async fn hadoop_get(&self, value: &str, dest: &Path) -> Result<(), FetchError> {
+        let tmp = part_file(dest);
+        let (uri, to) = (value.to_string(), tmp.clone());
+        tracing::info!(uri = value, "fetching through hadoop's client");
+        let copied = tokio::task::spawn_blocking(move || {
+            corral_storage::copy_to_local(&uri, &to, MAX_DOWNLOAD_BYTES, &[])
+        })
+        .await
+        .map_err(|e| err(value, format!("the Hadoop client panicked: {e}")))?;
+        match copied {
+            Ok(bytes) => {
+                std::fs::rename(&tmp, dest).map_err(|e| err(value, e.to_string()))?;
+                tracing::info!(uri = value, bytes, "fetched through hadoop's client");
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(err(value, e.to_string()))
+            }
+        }
+    }
+
+    #[cfg(not(feature = "hdfs"))]
+    async fn hadoop_get(&self, value: &str, _dest: &Path) -> Result<(), FetchError> {
+        let scheme = value.split("://").next().unwrap_or("");
+        Err(err(
+            value,
+            format!(
+                "'{scheme}' URIs are fetched through Hadoop's client, and this agent was built \
+                 without it: build corral with `--features hdfs` (and run it with \
+                 `eval \"$(scripts/hadoop-env.sh)\"`), or serve the file over http(s)"
+            ),
+        ))
+    }
+
     async fn http_get(&self, value: &str, dest: &Path) -> Result<(), FetchError> {
         let resp = self
             .http
@@ -423,12 +454,7 @@ impl Fetcher {
         if !status.is_success() {
             return Err(err(value, format!("HTTP {status}")));
         }
-        let tmp = dest.with_file_name(format!(
-            ".{}.part",
-            dest.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("download")
-        ));
+        let tmp = part_file(dest);
         let mut file = std::fs::File::create(&tmp).map_err(|e| err(value, e.to_string()))?;
         let mut body = resp.bytes_stream();
         let mut total = 0u64;
@@ -447,6 +473,16 @@ impl Fetcher {
         std::fs::rename(&tmp, dest).map_err(|e| err(value, e.to_string()))?;
         Ok(())
     }
+}
+
+/// Where a download is written until it is complete.
+fn part_file(dest: &Path) -> PathBuf {
+    dest.with_file_name(format!(
+        ".{}.part",
+        dest.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("download")
+    ))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -560,11 +596,26 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.reason.contains("request failed"), "{e}");
-        let e = f.fetch_all(&[uri("hdfs://nn/x")], s).await.unwrap_err();
-        assert!(
-            e.to_string().contains("hdfs://nn/x") && e.reason.contains("HDFS"),
-            "{e}"
-        );
+        // Other schemes go to Hadoop's client: without it, the error names
+        // the feature; with it, Hadoop's own refusal of a scheme it does not
+        // know (no network involved).
+        #[cfg(not(feature = "hdfs"))]
+        {
+            let e = f.fetch_all(&[uri("hdfs://nn/x")], s).await.unwrap_err();
+            assert!(
+                e.to_string().contains("hdfs://nn/x") && e.reason.contains("--features hdfs"),
+                "{e}"
+            );
+        }
+        #[cfg(feature = "hdfs")]
+        {
+            let e = f.fetch_all(&[uri("nosuchfs://nn/x")], s).await.unwrap_err();
+            assert!(
+                e.to_string().contains("nosuchfs://nn/x") && e.reason.contains("nosuchfs"),
+                "{e}"
+            );
+            assert!(!s.join(".x.part").exists(), "no partial file is left");
+        }
         let e = f.fetch_all(&[uri("/does/not/exist")], s).await.unwrap_err();
         assert!(e.to_string().contains("/does/not/exist"), "{e}");
         let mut bad = uri("/x");
