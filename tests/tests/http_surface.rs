@@ -3,8 +3,9 @@
 //! other unknown path is a 404 with a message. Legacy endpoints take what
 //! Mesos' own tools send: trailing slashes and `limit=-1`, with the
 //! `framework_id`/`task_id`/`offset`/`order` filters on `/tasks`,
-//! `framework_id` on `/frameworks` and `slave_id` on `/slaves`. The
-//! agent's `/files` refuses paths that leave the sandbox. Real processes.
+//! `framework_id` on `/frameworks` and `slave_id` on `/slaves`;
+//! `/master/state-summary`; `?jsonp=` on the JSON endpoints. The agent's
+//! `/files` refuses paths that leave the sandbox. Real processes.
 
 use std::time::Duration;
 
@@ -116,6 +117,54 @@ async fn unknown_paths_are_404_and_legacy_endpoints_take_what_mesos_tools_send()
     assert_eq!(count(&body, "slaves"), 1, "{body}");
     let (_, _, body) = c.get("/master/slaves?slave_id=nope").await;
     assert_eq!(count(&body, "slaves"), 0, "{body}");
+
+    // `/master/state-summary` (Mesos' dashboards poll it): agents and
+    // frameworks without task lists, with task counts by state and the ids
+    // of the other side.
+    for path in ["/master/state-summary", "/state-summary/"] {
+        let (status, _, body) = c.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["slaves"][0]["id"], agent.as_str(), "{body}");
+        assert_eq!(v["slaves"][0]["TASK_RUNNING"], 2, "{body}");
+        assert_eq!(v["slaves"][0]["TASK_FINISHED"], 0, "{body}");
+        assert_eq!(v["slaves"][0]["framework_ids"], serde_json::json!([fid]));
+        let f = &v["frameworks"][0];
+        assert_eq!(f["id"], fid.as_str(), "{body}");
+        assert_eq!(f["TASK_RUNNING"], 2, "{body}");
+        assert_eq!(f["slave_ids"], serde_json::json!([agent]), "{body}");
+        assert!(
+            f.get("tasks").is_none(),
+            "no task lists in a summary: {body}"
+        );
+        assert!(v["hostname"].is_string(), "{body}");
+    }
+
+    // `?jsonp=`: the JSON wrapped in the callback, as JavaScript.
+    for path in [
+        "/master/state?jsonp=angular.callbacks._0",
+        "/master/state-summary?jsonp=angular.callbacks._0",
+        "/tasks?jsonp=angular.callbacks._0&limit=-1",
+        "/metrics/snapshot?jsonp=angular.callbacks._0",
+    ] {
+        let (status, headers, body) = c.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        let ct = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert_eq!(ct, "text/javascript", "{path}");
+        let inner = body
+            .strip_prefix("angular.callbacks._0(")
+            .and_then(|b| b.strip_suffix(");"))
+            .unwrap_or_else(|| panic!("{path}: not wrapped: {body:.200}"));
+        serde_json::from_str::<Value>(inner).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+    for bad in ["alert(1)", "x%3Bdocument.write(1)", "1abc", ""] {
+        let (status, _, body) = c.get(&format!("/master/state?jsonp={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains("'jsonp'"), "{bad}: {body}");
+    }
 
     // The agent's /files: paths out of the sandbox are refused.
     let sandbox = format!("/frameworks/{fid}/executors/t1/runs/latest");

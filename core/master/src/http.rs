@@ -740,6 +740,10 @@ async fn tasks_json(
     .await
 }
 
+async fn state_summary_json(State(s): State<Shared>) -> Result<Response, HttpError> {
+    json_of(s, |m, _| legacy::state_summary(m)).await
+}
+
 async fn roles_json(State(s): State<Shared>) -> Result<Response, HttpError> {
     json_of(s, |m, _| legacy::roles(m)).await
 }
@@ -968,6 +972,8 @@ pub fn router(shared: Shared) -> Router {
         .route("/master/state.json", get(state_json))
         .route("/state", get(state_json))
         .route("/state.json", get(state_json))
+        .route("/master/state-summary", get(state_summary_json))
+        .route("/state-summary", get(state_summary_json))
         .route("/master/slaves", get(slaves_json))
         .route("/slaves", get(slaves_json))
         .route("/master/frameworks", get(frameworks_json))
@@ -996,6 +1002,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/master/teardown", post(teardown_form))
         .route("/teardown", post(teardown_form))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(crate::jsonp::wrap))
         .with_state(shared)
 }
 

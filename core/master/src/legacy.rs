@@ -1,7 +1,10 @@
 //! The legacy (v0) JSON endpoints tools still read: `/master/state`,
-//! `/slaves`, `/frameworks`, `/tasks`, `/metrics/snapshot`. Shapes follow
+//! `/master/state-summary`, `/slaves`, `/frameworks`, `/tasks`,
+//! `/metrics/snapshot`. Shapes follow
 //! Apache Mesos' state JSON (resources as `{"cpus": 1, "ports": "[..]"}`,
 //! agents with `pid: slave(1)@ip:port`).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -314,6 +317,98 @@ pub fn frameworks(m: &Master, framework_id: Option<&str>) -> Value {
             .map(|f| framework_json(m, f))
             .collect::<Vec<_>>(),
         "unregistered_frameworks": [],
+    })
+}
+
+/// Task counts by state, as `/state-summary` reports them per agent and
+/// per framework.
+const SUMMARY_STATES: [TaskState; 9] = [
+    TaskState::TaskStaging,
+    TaskState::TaskStarting,
+    TaskState::TaskRunning,
+    TaskState::TaskKilling,
+    TaskState::TaskFinished,
+    TaskState::TaskKilled,
+    TaskState::TaskFailed,
+    TaskState::TaskLost,
+    TaskState::TaskError,
+];
+
+#[derive(Default)]
+struct Tally {
+    counts: BTreeMap<i32, u64>,
+    peers: BTreeSet<String>,
+}
+
+impl Tally {
+    fn write_into(self, object: &mut Value, peers_key: &str) {
+        if let Value::Object(o) = object {
+            for state in SUMMARY_STATES {
+                let n = self.counts.get(&(state as i32)).copied().unwrap_or(0);
+                o.insert(state.as_str_name().to_string(), json!(n));
+            }
+            o.insert(peers_key.to_string(), json!(self.peers));
+        }
+    }
+}
+
+/// `/state-summary`: the agents and registered frameworks without their
+/// task lists, each with its task counts by state and the ids of the
+/// frameworks (agents) it runs tasks of (on).
+pub fn state_summary(m: &Master) -> Value {
+    let mut by_agent: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut by_framework: BTreeMap<&str, Tally> = BTreeMap::new();
+    for f in m.frameworks.values() {
+        let framework = by_framework.entry(f.id.as_str()).or_default();
+        for t in f.tasks.values().chain(f.completed_tasks.iter()) {
+            let agent_id = t.agent_id.value.as_str();
+            *framework.counts.entry(t.state).or_default() += 1;
+            framework.peers.insert(agent_id.to_string());
+            let agent = by_agent.entry(agent_id).or_default();
+            *agent.counts.entry(t.state).or_default() += 1;
+            agent.peers.insert(f.id.clone());
+        }
+    }
+    let slaves: Vec<Value> = m
+        .agents
+        .values()
+        .map(|a| {
+            let mut v = agent_json(a);
+            by_agent
+                .remove(a.id.as_str())
+                .unwrap_or_default()
+                .write_into(&mut v, "framework_ids");
+            v
+        })
+        .collect();
+    let frameworks: Vec<Value> = m
+        .frameworks
+        .values()
+        .map(|f| {
+            let mut v = framework_json(m, f);
+            if let Value::Object(o) = &mut v {
+                for heavy in [
+                    "tasks",
+                    "completed_tasks",
+                    "unreachable_tasks",
+                    "offers",
+                    "executors",
+                ] {
+                    o.remove(heavy);
+                }
+            }
+            by_framework
+                .remove(f.id.as_str())
+                .unwrap_or_default()
+                .write_into(&mut v, "slave_ids");
+            v
+        })
+        .collect();
+    json!({
+        "hostname": m.info.hostname.clone().unwrap_or_default(),
+        "cluster": m.flags.cluster.clone(),
+        "slaves": slaves,
+        "frameworks": frameworks,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod election;
 pub mod flags;
 pub mod grpc;
 pub mod http;
+mod jsonp;
 pub mod legacy;
 pub mod registry;
 pub mod state;
