@@ -14,7 +14,6 @@
 //!   ZooKeeper for tests.
 
 pub mod actor;
-pub mod election;
 pub mod flags;
 pub mod grpc;
 pub mod http;
@@ -22,8 +21,6 @@ mod jsonp;
 pub mod legacy;
 pub mod registry;
 pub mod state;
-pub mod testing;
-pub mod zk;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -33,6 +30,10 @@ use corral_api::v1;
 use tokio::sync::mpsc;
 
 pub use flags::MasterFlags;
+// ZooKeeper lives in its own crate (the frameworks SDK uses it too); these
+// keep the paths the master's users know.
+pub use corral_zk as zk;
+pub use corral_zk::{election, testing};
 
 /// Errors starting the master.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use corral_api::v1;
 use tokio::sync::{watch, Notify};
 use zookeeper_async::{Acl, CreateMode, ZkError};
 
-use crate::zk::{Session, SessionState};
+use crate::session::{Session, SessionState};
 
 /// The prefix of the contenders' znodes.
 pub const PREFIX: &str = "json.info_";
