@@ -88,6 +88,18 @@ impl Contender {
         path: &str,
         info: &v1::MasterInfo,
     ) -> Result<Self, ElectionError> {
+        Self::enter_with(session, path, corral_api::codec::to_json(info)).await
+    }
+
+    /// Publishes `data` under `path` and becomes a contender. Other
+    /// contenders and clients read the leader's address from it
+    /// ([`address_of`]), so it should be JSON shaped like MasterInfo's
+    /// (`{"address": {"hostname", "ip", "port"}}`).
+    pub async fn enter_with(
+        session: Arc<Session>,
+        path: &str,
+        data: Vec<u8>,
+    ) -> Result<Self, ElectionError> {
         session
             .ensure_path(path)
             .await
@@ -95,12 +107,11 @@ impl Contender {
                 what: "create path",
                 error,
             })?;
-        let json = corral_api::codec::to_json(info);
         let created = session
             .zk
             .create(
                 &format!("{path}/{PREFIX}"),
-                json,
+                data,
                 Acl::open_unsafe().clone(),
                 CreateMode::EphemeralSequential,
             )
@@ -123,7 +134,7 @@ impl Contender {
         })
     }
 
-    /// Waits until this master leads and returns its epoch. Meanwhile
+    /// Waits until this contender leads and returns its epoch. Meanwhile
     /// `leader` holds the current leader's `host:port` (for redirects).
     ///
     /// With `quorum` > 1 the elected master also waits until at least that

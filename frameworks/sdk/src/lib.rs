@@ -1,0 +1,24 @@
+//! Corral's frameworks SDK: what every bundled framework (and any third-party
+//! one written in Rust) is built on.
+//!
+//! * [`scheduler`]: a client of the Mesos v1 scheduler HTTP API — SUBSCRIBE
+//!   (protobuf or JSON), `Mesos-Stream-Id`, heartbeats with a
+//!   missed-heartbeat timeout, re-subscription with the same FrameworkID
+//!   after a disconnection or a master failover, typed events in and typed
+//!   calls out.
+//! * [`detector`]: finding the leading master — `zk://` (the `json.info_`
+//!   znodes Mesos masters publish), or a list of `host:port`, following
+//!   `307` redirects.
+//! * [`store`]: a small versioned key-value [`store::StateStore`] with an
+//!   in-memory, an embedded (local directory) and a ZooKeeper
+//!   implementation, all passing one conformance suite.
+//! * [`leader`]: leader election among instances of one framework through
+//!   ZooKeeper, so only the leader subscribes.
+//! * [`offers`]: helpers for matching offers — resource arithmetic from
+//!   `corral-api`, ports from ranges, placement constraints.
+
+pub mod detector;
+pub mod leader;
+pub mod offers;
+pub mod scheduler;
+
