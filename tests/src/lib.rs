@@ -811,6 +811,11 @@ impl Cluster {
         out
     }
 
+    /// The pid of the master process.
+    pub fn master_pid(&self) -> i32 {
+        self.master_proc.pid()
+    }
+
     /// The master's log so far.
     pub fn master_log(&self) -> String {
         tail(&self.master_proc.log, u64::MAX)

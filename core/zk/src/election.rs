@@ -66,6 +66,25 @@ pub fn address_of(json: &[u8]) -> Option<String> {
     Some(format!("{host}:{port}"))
 }
 
+/// The current leader's `host:port` under `path`, read once: `None` when no
+/// contender is there (or its data holds no address).
+pub async fn leader_address(session: &Session, path: &str) -> Result<Option<String>, ZkError> {
+    let children = match session.zk.get_children(path, false).await {
+        Ok(c) => c,
+        Err(ZkError::NoNode) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some((name, _)) = leader_of(&children) else {
+        return Ok(None);
+    };
+    match session.zk.get_data(&format!("{path}/{name}"), false).await {
+        Ok((data, _)) => Ok(address_of(&data)),
+        // The leader's session ended between the two reads.
+        Err(ZkError::NoNode) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// How many masters contend in an election group's children.
 pub fn contender_count(children: &[String]) -> usize {
     children.iter().filter(|c| sequence(c).is_some()).count()

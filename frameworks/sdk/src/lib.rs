@@ -21,4 +21,3 @@ pub mod detector;
 pub mod leader;
 pub mod offers;
 pub mod scheduler;
-

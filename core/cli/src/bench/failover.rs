@@ -116,17 +116,10 @@ fn follow_leader(zk: String, tx: watch::Sender<Option<String>>) -> tokio::task::
             return;
         };
         while !tx.is_closed() {
-            let found = async {
-                let children = session.zk.get_children("/corral", false).await.ok()?;
-                let (name, _) = corral_master::election::leader_of(&children)?;
-                let (data, _) = session
-                    .zk
-                    .get_data(&format!("/corral/{name}"), false)
-                    .await
-                    .ok()?;
-                corral_master::election::address_of(&data)
-            }
-            .await;
+            let found = corral_master::election::leader_address(&session, "/corral")
+                .await
+                .ok()
+                .flatten();
             if let Some(l) = found {
                 tx.send_if_modified(|cur| {
                     if cur.as_deref() == Some(l.as_str()) {
