@@ -23,6 +23,7 @@ pub mod ids;
 pub mod operations;
 pub mod recordio;
 pub mod resources;
+pub mod roles;
 pub mod stout;
 
 /// The Corral version.

@@ -185,7 +185,7 @@ pub fn parse_weights(text: &str) -> Result<Vec<(String, f64)>, String> {
             .split_once('=')
             .ok_or_else(|| format!("'{part}' is not of the form role=weight"))?;
         let role = role.trim();
-        crate::state::validate_role(role)?;
+        corral_api::roles::validate_role(role)?;
         let w: f64 = w
             .trim()
             .parse()
@@ -202,7 +202,7 @@ pub fn parse_weights(text: &str) -> Result<Vec<(String, f64)>, String> {
 pub fn parse_roles(text: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for role in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        crate::state::validate_role(role)?;
+        corral_api::roles::validate_role(role)?;
         out.push(role.to_string());
     }
     Ok(out)

@@ -1,4 +1,5 @@
-//! The legacy (v0) JSON endpoints tools still read: `/master/state`,
+//! The legacy (v0) JSON views tools still read, built from the master's
+//! state (no HTTP here: `http/legacy.rs` serves them): `/master/state`,
 //! `/master/state-summary`, `/slaves`, `/frameworks`, `/tasks`,
 //! `/metrics/snapshot`. Shapes follow
 //! Apache Mesos' state JSON (resources as `{"cpus": 1, "ports": "[..]"}`,
@@ -6,17 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use corral_api::codec;
 use corral_api::resources::{self, Resources};
-use corral_api::v1::{self, offer::operation::Type as OpType, TaskState};
+use corral_api::v1::{self, TaskState};
 
-use crate::http::{apply_operator_operation, read_body, url_decode_form, HttpError, Shared};
 use crate::state::{is_terminal, Clock, Framework, Master};
 
 fn state_name(state: i32) -> &'static str {
@@ -629,98 +625,4 @@ pub fn roles(m: &Master) -> Value {
         })
         .collect();
     json!({ "roles": roles })
-}
-
-/// Reads the form of a legacy operation endpoint: `slaveId` and a JSON
-/// array of resources in `field`.
-async fn operation_form(
-    shared: &Shared,
-    body: Body,
-    field: &str,
-) -> Result<(String, Vec<v1::Resource>), HttpError> {
-    let bad = |m: String| HttpError(StatusCode::BAD_REQUEST, m);
-    let bytes = read_body(body, shared.max_body).await?;
-    let form = url_decode_form(&bytes);
-    let Some(agent_id) = form.get("slaveId").filter(|s| !s.is_empty()).cloned() else {
-        return Err(bad(
-            "Missing 'slaveId' query parameter in the request body".into()
-        ));
-    };
-    let Some(text) = form.get(field) else {
-        return Err(bad(format!(
-            "Missing '{field}' query parameter in the request body"
-        )));
-    };
-    let parse_error = |e: String| {
-        bad(format!(
-            "Error in parsing '{field}' query parameter in the request body: {e}"
-        ))
-    };
-    let values: Vec<Value> = match serde_json::from_str(text) {
-        Ok(Value::Array(values)) => values,
-        Ok(_) => return Err(parse_error("expecting a JSON array".into())),
-        Err(e) => return Err(parse_error(e.to_string())),
-    };
-    let mut out = Vec::with_capacity(values.len());
-    for v in values {
-        let r: v1::Resource =
-            codec::from_json_value_checked(v).map_err(|e| parse_error(e.to_string()))?;
-        resources::validate(&r).map_err(parse_error)?;
-        out.push(r);
-    }
-    Ok((agent_id, out))
-}
-
-async fn legacy_operation(
-    shared: Shared,
-    body: Body,
-    field: &str,
-    ty: OpType,
-) -> Result<Response, HttpError> {
-    use v1::offer::operation as o;
-    let (agent_id, rs) = operation_form(&shared, body, field).await?;
-    let mut operation = v1::offer::Operation {
-        r#type: Some(ty as i32),
-        ..Default::default()
-    };
-    match ty {
-        OpType::Reserve => {
-            operation.reserve = Some(o::Reserve {
-                source: Vec::new(),
-                resources: rs,
-            })
-        }
-        OpType::Unreserve => operation.unreserve = Some(o::Unreserve { resources: rs }),
-        OpType::Create => operation.create = Some(o::Create { volumes: rs }),
-        _ => operation.destroy = Some(o::Destroy { volumes: rs }),
-    }
-    apply_operator_operation(&shared, agent_id, operation).await?;
-    Ok(StatusCode::ACCEPTED.into_response())
-}
-
-/// `POST /master/reserve`: form `slaveId`, `resources` (a JSON array of
-/// Resource, either reservation format).
-pub async fn reserve(State(shared): State<Shared>, body: Body) -> Result<Response, HttpError> {
-    legacy_operation(shared, body, "resources", OpType::Reserve).await
-}
-
-/// `POST /master/unreserve`: form `slaveId`, `resources`.
-pub async fn unreserve(State(shared): State<Shared>, body: Body) -> Result<Response, HttpError> {
-    legacy_operation(shared, body, "resources", OpType::Unreserve).await
-}
-
-/// `POST /master/create-volumes`: form `slaveId`, `volumes`.
-pub async fn create_volumes(
-    State(shared): State<Shared>,
-    body: Body,
-) -> Result<Response, HttpError> {
-    legacy_operation(shared, body, "volumes", OpType::Create).await
-}
-
-/// `POST /master/destroy-volumes`: form `slaveId`, `volumes`.
-pub async fn destroy_volumes(
-    State(shared): State<Shared>,
-    body: Body,
-) -> Result<Response, HttpError> {
-    legacy_operation(shared, body, "volumes", OpType::Destroy).await
 }

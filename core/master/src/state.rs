@@ -309,33 +309,9 @@ fn task_metric(state: i32) -> Option<&'static str> {
     })
 }
 
-/// Validates a role name as Mesos does.
-pub fn validate_role(role: &str) -> Result<(), String> {
-    if role == "*" {
-        return Ok(());
-    }
-    if role.is_empty() {
-        return Err("role name must not be empty".into());
-    }
-    if role.starts_with('/') || role.ends_with('/') {
-        return Err(format!("role '{role}' must not start or end with '/'"));
-    }
-    for part in role.split('/') {
-        if part.is_empty() || part == "." || part == ".." || part.starts_with('-') {
-            return Err(format!("role '{role}' has an invalid component '{part}'"));
-        }
-        if part
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
-        {
-            return Err(format!("role '{role}' contains invalid characters"));
-        }
-        if part == "*" {
-            return Err(format!("role '{role}' must not contain '*' as a component"));
-        }
-    }
-    Ok(())
-}
+/// Validates a role name as Mesos does (in `corral-api`, which the flags
+/// and the registry use too).
+pub use corral_api::roles::validate_role;
 
 impl Master {
     /// A fresh master.

@@ -278,7 +278,7 @@ fn agent_info_id(info: &v1::AgentInfo) -> Result<&str, String> {
 }
 
 fn validate_weight(role: &str, weight: f64) -> Result<(), String> {
-    crate::state::validate_role(role)?;
+    corral_api::roles::validate_role(role)?;
     if !weight.is_finite() || weight <= 0.0 {
         return Err(format!(
             "weight of role '{role}' must be finite and positive, got {weight}"
@@ -289,7 +289,7 @@ fn validate_weight(role: &str, weight: f64) -> Result<(), String> {
 
 fn validate_quota(config: &QuotaConfig) -> Result<(), String> {
     let role = &config.role;
-    crate::state::validate_role(role)?;
+    corral_api::roles::validate_role(role)?;
     if role == "*" {
         return Err("quota cannot be set for role '*'".into());
     }
