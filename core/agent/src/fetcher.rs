@@ -16,6 +16,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use corral_api::v1::command_info::Uri;
+
+use crate::sync::lock;
 use futures::StreamExt;
 
 /// Largest single download.
@@ -80,10 +82,6 @@ pub struct Fetcher {
     cache_size: u64,
     cache: Mutex<Cache>,
     stats: Mutex<FetcherStats>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The file name a URI lands under in the sandbox.

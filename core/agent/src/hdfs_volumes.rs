@@ -27,14 +27,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use corral_storage::{Lease, StorageError, TransferStats, VolumeBackend, VolumeId};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::agent::{lock, Agent, Config};
+use crate::sync::lock;
 use crate::volumes::{self, VolumeUse};
 use crate::AgentError;
 
@@ -188,16 +188,6 @@ async fn blocking<T: Send + 'static>(
 pub const HDFS_BUILT_IN: bool = cfg!(feature = "hdfs");
 
 impl HdfsVolumes {
-    /// From the agent's configuration (`--hdfs_*` flags); not connected yet.
-    pub fn new(config: &Config) -> Self {
-        Self::with_settings(
-            config.hdfs_volume_root.clone(),
-            config.work_dir.clone(),
-            config.hdfs_lease_timeout,
-            config.hdfs_writeback_interval,
-        )
-    }
-
     /// From the settings themselves.
     pub fn with_settings(
         root: Option<String>,
@@ -571,11 +561,13 @@ impl HdfsVolumes {
 }
 
 /// Keeps the agent's HDFS-backed volumes' leases and copies up to date
-/// until `stop` turns true.
-pub async fn maintain(agent: Weak<Agent>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let Some(hdfs) = agent.upgrade().map(|a| a.hdfs.clone()) else {
-        return;
-    };
+/// until `stop` turns true; `holder` names the lease holder (the agent's
+/// id, once it has one).
+pub async fn maintain(
+    hdfs: HdfsVolumes,
+    holder: impl Fn() -> Option<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     if hdfs.backend().is_none() {
         return;
     }
@@ -589,10 +581,7 @@ pub async fn maintain(agent: Weak<Agent>, mut stop: tokio::sync::watch::Receiver
         if *stop.borrow() {
             return;
         }
-        let holder = agent
-            .upgrade()
-            .and_then(|a| lock(&a.state).agent_id.as_ref().map(|i| i.value.clone()));
-        hdfs.tick(holder.as_deref()).await;
+        hdfs.tick(holder().as_deref()).await;
     }
 }
 

@@ -63,6 +63,7 @@ pub mod paths;
 pub mod recovery;
 pub mod resources;
 pub mod status_updates;
+mod sync;
 pub mod volumes;
 
 #[cfg(test)]
@@ -306,10 +307,21 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
         tokio::spawn(agent.clone().reregistration_timer());
     }
     let monitor = tokio::spawn(monitor::run(agent.clone(), stop_rx.clone()));
-    let hdfs = tokio::spawn(hdfs_volumes::maintain(
-        std::sync::Arc::downgrade(&agent),
-        stop_rx.clone(),
-    ));
+    let hdfs = {
+        let weak = std::sync::Arc::downgrade(&agent);
+        tokio::spawn(hdfs_volumes::maintain(
+            agent.hdfs.clone(),
+            move || {
+                weak.upgrade().and_then(|a| {
+                    agent::lock(&a.state)
+                        .agent_id
+                        .as_ref()
+                        .map(|i| i.value.clone())
+                })
+            },
+            stop_rx.clone(),
+        ))
+    };
     let master = tokio::spawn(master::run(agent.clone(), stop_rx.clone()));
     let retries = {
         let a = agent.clone();
