@@ -21,3 +21,4 @@ pub mod detector;
 pub mod leader;
 pub mod offers;
 pub mod scheduler;
+pub mod store;
