@@ -266,3 +266,52 @@ async fn missed_heartbeats_and_a_master_restart_lead_to_resubscription_with_the_
     );
     s.stop();
 }
+
+/// The SDK's example framework (`frameworks/sdk/examples/sleepers.rs`, built
+/// with the workspace's other targets next to the corral binary) runs its
+/// tasks to completion and tears down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_framework_runs_its_tasks_and_tears_down() {
+    let c = Cluster::start(ClusterOptions::default()).await;
+    let example = corral_tests::corral_bin()
+        .parent()
+        .expect("the binary's directory")
+        .join("examples/sleepers");
+    assert!(
+        example.is_file(),
+        "{} is missing: cargo build --workspace --all-targets builds it",
+        example.display()
+    );
+    let out = tokio::time::timeout(
+        TIMEOUT * 3,
+        tokio::process::Command::new(&example)
+            .args([
+                "--master",
+                &c.master,
+                "--tasks",
+                "3",
+                "--command",
+                "echo hi",
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the example finishes")
+    .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all 3 task(s) finished"), "{stdout}");
+    for i in 0..3 {
+        assert!(
+            stdout.contains(&format!("sleeper-{i} TASK_FINISHED")),
+            "{stdout}"
+        );
+    }
+    let frameworks = c.get_json("/master/frameworks").await;
+    assert_eq!(frameworks["frameworks"].as_array().map(Vec::len), Some(0));
+}
