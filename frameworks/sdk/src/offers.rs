@@ -1,5 +1,7 @@
 //! Matching offers: taking what a task needs out of an offer (scalars,
-//! ports from ranges, reserved before unreserved), and placement
+//! ports from ranges, reserved before unreserved), reservation and volume
+//! bookkeeping (RESERVE, CREATE, UNRESERVE, DESTROY operations; finding a
+//! framework's reserved resources and volumes in an offer), and placement
 //! constraints over hostnames and agent attributes (Marathon's operators:
 //! UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER).
 
@@ -132,6 +134,131 @@ pub fn pick_ports(ranges: &v1::value::Ranges, n: usize) -> Option<Vec<u64>> {
         }
     }
     (out.len() == n).then_some(out)
+}
+
+/// The role `r` is reserved for (its innermost reservation), `None` when
+/// unreserved.
+pub fn reservation_role(r: &v1::Resource) -> Option<&str> {
+    match resources::reservation_role(r) {
+        "*" => None,
+        role => Some(role),
+    }
+}
+
+/// RESERVE `resources` (taken out of an offer, unreserved) for `role`
+/// dynamically, with `principal` and `labels`; returns the operation and
+/// the reserved resources as they will be offered.
+pub fn reserve(
+    resources: &[v1::Resource],
+    role: &str,
+    principal: Option<&str>,
+    labels: &[(&str, &str)],
+) -> (v1::offer::Operation, Vec<v1::Resource>) {
+    let reservation = v1::resource::ReservationInfo {
+        r#type: Some(v1::resource::reservation_info::Type::Dynamic as i32),
+        role: Some(role.to_string()),
+        principal: principal.map(str::to_string),
+        labels: (!labels.is_empty()).then(|| v1::Labels {
+            labels: labels
+                .iter()
+                .map(|(k, v)| v1::Label {
+                    key: k.to_string(),
+                    value: Some(v.to_string()),
+                })
+                .collect(),
+        }),
+    };
+    let reserved: Vec<v1::Resource> = resources
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.reservations.push(reservation.clone());
+            r
+        })
+        .collect();
+    let op = v1::offer::Operation {
+        r#type: Some(v1::offer::operation::Type::Reserve as i32),
+        reserve: Some(v1::offer::operation::Reserve {
+            source: Vec::new(),
+            resources: reserved.clone(),
+        }),
+        ..Default::default()
+    };
+    (op, reserved)
+}
+
+/// UNRESERVE `resources` (reserved, as offered).
+pub fn unreserve(resources: &[v1::Resource]) -> v1::offer::Operation {
+    v1::offer::Operation {
+        r#type: Some(v1::offer::operation::Type::Unreserve as i32),
+        unreserve: Some(v1::offer::operation::Unreserve {
+            resources: resources.to_vec(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// CREATE a persistent volume `persistence_id` out of `disk` (reserved
+/// disk, as offered), mounted read-write at `container_path` in the
+/// sandbox; returns the operation and the volume as it will be offered.
+pub fn create_volume(
+    disk: &v1::Resource,
+    persistence_id: &str,
+    container_path: &str,
+    principal: Option<&str>,
+) -> (v1::offer::Operation, v1::Resource) {
+    let mut volume = disk.clone();
+    let mut info = volume.disk.take().map(|d| *d).unwrap_or_default();
+    info.persistence = Some(v1::resource::disk_info::Persistence {
+        id: persistence_id.to_string(),
+        principal: principal.map(str::to_string),
+    });
+    info.volume = Some(v1::Volume {
+        mode: v1::volume::Mode::Rw as i32,
+        container_path: container_path.to_string(),
+        ..Default::default()
+    });
+    volume.disk = Some(Box::new(info));
+    let op = v1::offer::Operation {
+        r#type: Some(v1::offer::operation::Type::Create as i32),
+        create: Some(v1::offer::operation::Create {
+            volumes: vec![volume.clone()],
+        }),
+        ..Default::default()
+    };
+    (op, volume)
+}
+
+/// DESTROY persistent `volumes` (as offered).
+pub fn destroy_volumes(volumes: &[v1::Resource]) -> v1::offer::Operation {
+    v1::offer::Operation {
+        r#type: Some(v1::offer::operation::Type::Destroy as i32),
+        destroy: Some(v1::offer::operation::Destroy {
+            volumes: volumes.to_vec(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The persistent volume `persistence_id` among offered resources.
+pub fn find_volume<'a>(
+    resources: &'a [v1::Resource],
+    persistence_id: &str,
+) -> Option<&'a v1::Resource> {
+    resources.iter().find(|r| {
+        r.disk
+            .as_ref()
+            .and_then(|d| d.persistence.as_ref())
+            .is_some_and(|p| p.id == persistence_id)
+    })
+}
+
+/// The offered resources reserved for `role` (volumes included).
+pub fn reserved_for<'a>(resources: &'a [v1::Resource], role: &str) -> Vec<&'a v1::Resource> {
+    resources
+        .iter()
+        .filter(|r| reservation_role(r) == Some(role))
+        .collect()
 }
 
 /// An agent as placement sees it.
@@ -409,6 +536,37 @@ mod tests {
         assert_eq!(pick_ports(&r, 3), Some(vec![1, 10, 11]));
         assert_eq!(pick_ports(&r, 4), None);
         assert_eq!(pick_ports(&r, 0), Some(vec![]));
+    }
+
+    #[test]
+    fn reservation_and_volume_bookkeeping() {
+        let offered = offered("cpus:1;disk:100", "db");
+        let disk: Vec<v1::Resource> = offered
+            .as_slice()
+            .iter()
+            .filter(|r| r.name == "disk")
+            .cloned()
+            .collect();
+        let (op, reserved) = reserve(&disk, "db", Some("ops"), &[("owner", "kafka")]);
+        assert_eq!(op.r#type, Some(v1::offer::operation::Type::Reserve as i32));
+        assert_eq!(reservation_role(&reserved[0]), Some("db"));
+        assert_eq!(reserved_for(&reserved, "db").len(), 1);
+        assert!(reserved_for(offered.as_slice(), "db").is_empty());
+        let (create, volume) = create_volume(&reserved[0], "kafka-0", "data", Some("ops"));
+        assert!(create.create.is_some());
+        let all = vec![reserved[0].clone(), volume.clone()];
+        assert_eq!(find_volume(&all, "kafka-0"), Some(&volume));
+        assert_eq!(find_volume(&all, "other"), None);
+        assert_eq!(
+            destroy_volumes(&[volume]).r#type,
+            Some(v1::offer::operation::Type::Destroy as i32)
+        );
+        assert!(unreserve(&reserved).unreserve.is_some());
+        // Both conversions are ones the master and agent accept.
+        let reserve_conv = corral_api::operations::conversion(&op);
+        assert!(reserve_conv.is_ok(), "{reserve_conv:?}");
+        let create_conv = corral_api::operations::conversion(&create);
+        assert!(create_conv.is_ok(), "{create_conv:?}");
     }
 
     fn at(host: &str, rack: &str) -> Placement {
