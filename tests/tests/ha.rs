@@ -918,3 +918,84 @@ async fn pymesos_reconciling_at_once_after_failover_is_not_told_its_task_is_lost
         "{output}"
     );
 }
+
+/// The frameworks SDK's driver through `zk://` (and through a list of
+/// masters, following the standby's redirect): `kill -9` of the leading
+/// master, and the driver re-subscribes to the new leader with the same
+/// FrameworkID and gets offers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_driver_follows_a_master_failover_through_zookeeper() {
+    use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerConfig, SchedulerEvent};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Group {
+        zk,
+        mut masters,
+        agent: _agent,
+        leader: first,
+    } = group(dir.path(), 2, &[]).await;
+    let standby_port = masters[1 - first].port;
+
+    async fn next(
+        rx: &mut tokio::sync::mpsc::Receiver<SchedulerEvent>,
+        what: &str,
+        pick: impl Fn(&SchedulerEvent) -> bool,
+    ) -> SchedulerEvent {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(e)) if pick(&e) => return e,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the driver stopped waiting for {what}"),
+                Err(_) => panic!("no {what}"),
+            }
+        }
+    }
+    let subscribed = |e: &SchedulerEvent| matches!(e, SchedulerEvent::Subscribed { .. });
+    let offers = |e: &SchedulerEvent| matches!(e, SchedulerEvent::Offers(o) if !o.is_empty());
+
+    // Through a list that names the standby first: it redirects to the leader.
+    let list = format!("127.0.0.1:{standby_port},127.0.0.1:{}", masters[first].port);
+    let (by_list, mut list_rx) = Scheduler::start(SchedulerConfig::new(
+        list,
+        framework_info("sdk-list", &["*"], None),
+    ))
+    .expect("start");
+    let SchedulerEvent::Subscribed { master, .. } =
+        next(&mut list_rx, "subscription by list", subscribed).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(master, format!("127.0.0.1:{}", masters[first].port));
+    by_list.stop();
+
+    let mut config = SchedulerConfig::new(
+        format!("zk://{}/corral", zk.connect),
+        framework_info("sdk-ha", &["*"], None),
+    );
+    config.backoff = (Duration::from_millis(100), Duration::from_secs(1));
+    let (s, mut rx) = Scheduler::start(config).expect("start");
+    let SchedulerEvent::Subscribed { framework_id, .. } =
+        next(&mut rx, "subscription", subscribed).await
+    else {
+        unreachable!()
+    };
+    next(&mut rx, "offers", offers).await;
+
+    let mut old = masters.remove(first);
+    old.child.kill().await.expect("kill -9");
+    let SchedulerEvent::Subscribed {
+        framework_id: again,
+        master,
+        resubscribed,
+        ..
+    } = next(&mut rx, "re-subscription", subscribed).await
+    else {
+        unreachable!()
+    };
+    assert!(resubscribed);
+    assert_eq!(again, framework_id, "the same FrameworkID");
+    assert_eq!(master, format!("127.0.0.1:{}", masters[0].port));
+    next(&mut rx, "offers from the new leader", offers).await;
+    assert_eq!(s.framework_id().as_deref(), Some(framework_id.as_str()));
+    s.stop();
+}
