@@ -1,8 +1,13 @@
 //! Corral's services-and-jobs framework, shaped like HubSpot's Singularity.
 //!
-//! Built so far: [`schedule`], the schedules of SCHEDULED requests — cron
-//! expressions (5 fields, or 6 with seconds) in an IANA time zone, correct
-//! across daylight-saving changes, and Chronos' ISO 8601 repeating
-//! intervals (`R[n]/start/period`).
+//! Built so far:
+//!
+//! * [`model`] — requests and deploys in Singularity's JSON, validated with
+//!   refusals that name the field;
+//! * [`schedule`] — the schedules of SCHEDULED requests: cron expressions
+//!   (5 fields, or 6 with seconds) in an IANA time zone, correct across
+//!   daylight-saving changes, and Chronos' ISO 8601 repeating intervals
+//!   (`R[n]/start/period`).
 
+pub mod model;
 pub mod schedule;
