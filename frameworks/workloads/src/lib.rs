@@ -2,6 +2,9 @@
 //!
 //! Built so far:
 //!
+//! * [`jobs`] — the pure core of scheduled jobs: due runs started, missed
+//!   (with the reason) or skipped, retries with backoff, timeouts, runs
+//!   triggered by parents;
 //! * [`model`] — requests and deploys in Singularity's JSON, validated with
 //!   refusals that name the field;
 //! * [`schedule`] — the schedules of SCHEDULED requests: cron expressions
@@ -9,5 +12,6 @@
 //!   daylight-saving changes, and Chronos' ISO 8601 repeating intervals
 //!   (`R[n]/start/period`).
 
+pub mod jobs;
 pub mod model;
 pub mod schedule;

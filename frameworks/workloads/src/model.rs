@@ -430,9 +430,13 @@ impl Request {
             _ => {}
         }
         let schedule = self.parsed_schedule()?;
+        let has_parents = self.depends_on.as_ref().is_some_and(|p| !p.is_empty());
         match (self.request_type, schedule) {
-            (RequestType::Scheduled, None) => {
-                return Err(invalid("schedule", "a SCHEDULED request needs a schedule"))
+            (RequestType::Scheduled, None) if !has_parents => {
+                return Err(invalid(
+                    "schedule",
+                    "a SCHEDULED request needs a schedule (or dependsOn: it then runs after its parents)",
+                ))
             }
             (t, Some(_)) if t != RequestType::Scheduled => {
                 return Err(invalid(
