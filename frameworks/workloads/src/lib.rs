@@ -7,6 +7,9 @@
 //!   triggered by parents;
 //! * [`model`] — requests and deploys in Singularity's JSON, validated with
 //!   refusals that name the field;
+//! * [`services`] — the pure core of SERVICE and WORKER requests: placement
+//!   on offers, step-wise deploys gated on health with rollback, failed
+//!   instances replaced with backoff, cooldown then pause;
 //! * [`schedule`] — the schedules of SCHEDULED requests: cron expressions
 //!   (5 fields, or 6 with seconds) in an IANA time zone, correct across
 //!   daylight-saving changes, and Chronos' ISO 8601 repeating intervals
@@ -15,3 +18,4 @@
 pub mod jobs;
 pub mod model;
 pub mod schedule;
+pub mod services;

@@ -1,0 +1,867 @@
+//! The pure core of long-running requests (SERVICE and WORKER): instances
+//! placed on offers, deploys that replace instances step by step only once
+//! the new ones are healthy (rolled back otherwise), failed instances
+//! replaced with backoff, and requests that keep failing put in cooldown
+//! and then paused, saying why.
+//!
+//! [`Services`] is plain state; [`Services::offers`], [`Services::update`]
+//! and [`Services::tick`] take the time and return [`Action`]s (launch
+//! tasks on an offer, kill a task) for the shell to carry out.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use corral_api::resources::Resources;
+use corral_api::v1;
+use corral_sdk::offers::{allocation_role, take, Constraint, Need, Placement};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::model::{Deploy, Request, SlavePlacement};
+
+/// Failures within [`COOLDOWN_WINDOW_SECS`] that put a request in cooldown.
+pub const COOLDOWN_AFTER_FAILURES: usize = 3;
+/// The window failures are counted in.
+pub const COOLDOWN_WINDOW_SECS: i64 = 600;
+/// Failures in cooldown after which the request is paused.
+pub const PAUSE_AFTER_COOLDOWN_FAILURES: u32 = 3;
+/// First replacement delay after a failure (doubles, up to the maximum).
+pub const FIRST_BACKOFF_SECS: i64 = 1;
+/// Longest replacement delay.
+pub const MAX_BACKOFF_SECS: i64 = 60;
+/// Default time new instances have to become healthy.
+pub const DEFAULT_DEPLOY_HEALTH_TIMEOUT_SECS: u64 = 120;
+
+/// A request's state (Singularity's `RequestState`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestState {
+    /// Running its instances.
+    Active,
+    /// Failing repeatedly: replacements are delayed.
+    SystemCooldown {
+        /// Why.
+        reason: String,
+    },
+    /// Not running (by the user, or after failing in cooldown).
+    Paused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The state of a deploy (Singularity's `DeployState`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployState {
+    /// Replacing instances.
+    Waiting,
+    /// All new instances healthy; the old ones are gone.
+    Succeeded,
+    /// New instances failed or were not healthy in time; rolled back.
+    Failed(String),
+    /// Cancelled; rolled back.
+    Canceled,
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskPhase {
+    /// Launched, not running yet.
+    Launched,
+    /// Running, not (yet) healthy.
+    Running,
+    /// Running and healthy (or running long enough without a check).
+    Healthy,
+    /// Being killed.
+    Killing,
+}
+
+/// One task of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// Mesos task id.
+    pub task_id: String,
+    /// The deploy it runs.
+    pub deploy_id: String,
+    /// Instance number (1-based).
+    pub instance: u32,
+    /// The agent.
+    pub agent_id: String,
+    /// Its hostname and attributes.
+    pub placement: Placement,
+    /// Allocated ports.
+    pub ports: Vec<u64>,
+    /// Where it is.
+    pub phase: TaskPhase,
+    /// When it was launched.
+    pub launched_at: Timestamp,
+}
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Launch these tasks on this offer (unused offers are the shell's to
+    /// decline).
+    Launch {
+        /// The offer.
+        offer_id: v1::OfferId,
+        /// The agent.
+        agent_id: v1::AgentId,
+        /// The tasks.
+        tasks: Vec<TaskSpec>,
+    },
+    /// Kill a task.
+    Kill {
+        /// The task.
+        task_id: String,
+        /// Its agent.
+        agent_id: String,
+    },
+}
+
+/// A task to launch: the shell turns it into a TaskInfo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    /// Mesos task id.
+    pub task_id: String,
+    /// The request.
+    pub request_id: String,
+    /// The deploy to run.
+    pub deploy: Deploy,
+    /// Instance number.
+    pub instance: u32,
+    /// Resources taken from the offer.
+    pub resources: Vec<v1::Resource>,
+    /// The ports among them.
+    pub ports: Vec<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingDeploy {
+    deploy: Deploy,
+    started_at: Timestamp,
+    /// New instances healthy so far, counted when the old ones go.
+    promoted: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    request: Request,
+    state: RequestState,
+    active: Option<Deploy>,
+    pending: Option<PendingDeploy>,
+    tasks: BTreeMap<String, Task>,
+    failures: VecDeque<Timestamp>,
+    cooldown_failures: u32,
+    backoff_until: Option<Timestamp>,
+    consecutive_failures: u32,
+    /// When an instance last failed on each agent.
+    failed_agents: BTreeMap<String, Timestamp>,
+    why_pending: Option<String>,
+    deploy_history: Vec<(String, DeployState)>,
+    serial: u64,
+}
+
+/// Why an operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// No such request.
+    #[error("no request {0:?}")]
+    UnknownRequest(String),
+    /// The request is not long-running.
+    #[error("{0} is not a SERVICE or WORKER request")]
+    NotLongRunning(String),
+    /// The deploy is for another request, or a deploy is in progress.
+    #[error("{0}")]
+    Conflict(String),
+    /// The document is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Every long-running request's state.
+#[derive(Debug, Clone, Default)]
+pub struct Services {
+    entries: BTreeMap<String, Entry>,
+}
+
+fn secs(s: i64) -> SignedDuration {
+    SignedDuration::from_secs(s)
+}
+
+impl Entry {
+    fn target(&self) -> u32 {
+        self.request.instances.unwrap_or(1)
+    }
+
+    fn live(&self, deploy_id: &str) -> impl Iterator<Item = &Task> {
+        let deploy_id = deploy_id.to_string();
+        self.tasks
+            .values()
+            .filter(move |t| t.deploy_id == deploy_id && t.phase != TaskPhase::Killing)
+    }
+
+    fn kill(&mut self, task_id: &str, out: &mut Vec<Action>) {
+        if let Some(t) = self.tasks.get_mut(task_id) {
+            if t.phase != TaskPhase::Killing {
+                t.phase = TaskPhase::Killing;
+                out.push(Action::Kill {
+                    task_id: t.task_id.clone(),
+                    agent_id: t.agent_id.clone(),
+                });
+            }
+        }
+    }
+
+    /// How many instances of each deploy should run now.
+    fn wanted(&self) -> Vec<(Deploy, u32)> {
+        if matches!(self.state, RequestState::Paused { .. }) {
+            return Vec::new();
+        }
+        let target = self.target();
+        match (&self.active, &self.pending) {
+            (active, Some(p)) => {
+                // The first deploy starts every instance at once.
+                let step = match active {
+                    Some(_) => p
+                        .deploy
+                        .deploy_instance_count_per_step
+                        .unwrap_or(target)
+                        .max(1),
+                    None => target,
+                };
+                let new_wanted = (p.promoted + step).min(target);
+                let mut v = vec![(p.deploy.clone(), new_wanted)];
+                if let Some(a) = active {
+                    v.push((a.clone(), target - p.promoted.min(target)));
+                }
+                v
+            }
+            (Some(a), None) => vec![(a.clone(), target)],
+            (None, None) => Vec::new(),
+        }
+    }
+}
+
+impl Services {
+    /// Nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or updates a SERVICE or WORKER request (scaling follows).
+    pub fn upsert(&mut self, request: Request) -> Result<(), ServiceError> {
+        if !request.request_type.long_running() {
+            return Err(ServiceError::NotLongRunning(request.id.clone()));
+        }
+        request
+            .validate()
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        match self.entries.get_mut(&request.id) {
+            Some(e) => e.request = request,
+            None => {
+                self.entries.insert(
+                    request.id.clone(),
+                    Entry {
+                        request,
+                        state: RequestState::Active,
+                        active: None,
+                        pending: None,
+                        tasks: BTreeMap::new(),
+                        failures: VecDeque::new(),
+                        cooldown_failures: 0,
+                        backoff_until: None,
+                        consecutive_failures: 0,
+                        failed_agents: BTreeMap::new(),
+                        why_pending: None,
+                        deploy_history: Vec::new(),
+                        serial: 0,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, id: &str) -> Result<&mut Entry, ServiceError> {
+        self.entries
+            .get_mut(id)
+            .ok_or_else(|| ServiceError::UnknownRequest(id.to_string()))
+    }
+
+    /// Starts a deploy: the first becomes active at once; a later one
+    /// replaces the active instances step by step.
+    pub fn deploy(&mut self, deploy: Deploy, now: Timestamp) -> Result<(), ServiceError> {
+        deploy
+            .validate()
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let e = self.entry(&deploy.request_id)?;
+        if e.pending.is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "a deploy of {} is in progress: cancel it first",
+                deploy.request_id
+            )));
+        }
+        if e.active.as_ref().is_some_and(|a| a.id == deploy.id)
+            || e.deploy_history.iter().any(|(id, _)| *id == deploy.id)
+        {
+            return Err(ServiceError::Conflict(format!(
+                "deploy id {} was used before: give the deploy a new id",
+                deploy.id
+            )));
+        }
+        e.pending = Some(PendingDeploy {
+            deploy,
+            started_at: now,
+            promoted: 0,
+        });
+        Ok(())
+    }
+
+    /// Cancels the pending deploy: its instances are killed, the active
+    /// deploy keeps (or gets back) its instances.
+    pub fn cancel_deploy(&mut self, request_id: &str) -> Result<Vec<Action>, ServiceError> {
+        let e = self.entry(request_id)?;
+        let Some(p) = e.pending.take() else {
+            return Err(ServiceError::Conflict(format!(
+                "{request_id} has no deploy in progress"
+            )));
+        };
+        let mut out = Vec::new();
+        roll_back(e, p, DeployState::Canceled, &mut out);
+        Ok(out)
+    }
+
+    /// Pauses (killing the tasks) or unpauses a request.
+    pub fn set_paused(&mut self, id: &str, paused: bool) -> Result<Vec<Action>, ServiceError> {
+        let e = self.entry(id)?;
+        let mut out = Vec::new();
+        if paused {
+            e.state = RequestState::Paused {
+                reason: "paused by a user".into(),
+            };
+            let ids: Vec<String> = e.tasks.keys().cloned().collect();
+            for t in ids {
+                e.kill(&t, &mut out);
+            }
+        } else {
+            e.state = RequestState::Active;
+            e.failures.clear();
+            e.cooldown_failures = 0;
+            e.consecutive_failures = 0;
+            e.backoff_until = None;
+        }
+        Ok(out)
+    }
+
+    /// Deletes a request, killing its tasks.
+    pub fn delete(&mut self, id: &str) -> Result<Vec<Action>, ServiceError> {
+        let mut e = self
+            .entries
+            .remove(id)
+            .ok_or_else(|| ServiceError::UnknownRequest(id.to_string()))?;
+        let mut out = Vec::new();
+        let ids: Vec<String> = e.tasks.keys().cloned().collect();
+        for t in ids {
+            e.kill(&t, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// The request's state.
+    pub fn state(&self, id: &str) -> Option<&RequestState> {
+        self.entries.get(id).map(|e| &e.state)
+    }
+
+    /// The active deploy's id.
+    pub fn active_deploy(&self, id: &str) -> Option<&str> {
+        self.entries.get(id)?.active.as_ref().map(|d| d.id.as_str())
+    }
+
+    /// The pending deploy's id.
+    pub fn pending_deploy(&self, id: &str) -> Option<&str> {
+        self.entries
+            .get(id)?
+            .pending
+            .as_ref()
+            .map(|p| p.deploy.id.as_str())
+    }
+
+    /// Finished deploys, oldest first.
+    pub fn deploy_history(&self, id: &str) -> &[(String, DeployState)] {
+        self.entries
+            .get(id)
+            .map_or(&[], |e| e.deploy_history.as_slice())
+    }
+
+    /// Why instances are waiting to be placed, if they are.
+    pub fn why_pending(&self, id: &str) -> Option<&str> {
+        self.entries.get(id)?.why_pending.as_deref()
+    }
+
+    /// The request's tasks (killing ones included).
+    pub fn tasks(&self, id: &str) -> Vec<&Task> {
+        self.entries
+            .get(id)
+            .map(|e| e.tasks.values().collect())
+            .unwrap_or_default()
+    }
+
+    /// Healthy instances' `host:port` of a load-balanced SERVICE (its
+    /// first port, or the deploy's `loadBalancerPortIndex`).
+    pub fn upstreams(&self, id: &str) -> Vec<String> {
+        let Some(e) = self.entries.get(id) else {
+            return Vec::new();
+        };
+        e.tasks
+            .values()
+            .filter(|t| t.phase == TaskPhase::Healthy)
+            .filter_map(|t| {
+                let deploy = [e.active.as_ref(), e.pending.as_ref().map(|p| &p.deploy)]
+                    .into_iter()
+                    .flatten()
+                    .find(|d| d.id == t.deploy_id)?;
+                let index = deploy.load_balancer_port_index.unwrap_or(0) as usize;
+                t.ports
+                    .get(index)
+                    .map(|p| format!("{}:{p}", t.placement.hostname))
+            })
+            .collect()
+    }
+
+    /// Places what is missing on `offers`. Each offer is used at most once
+    /// per call; instances that fit nowhere leave a reason
+    /// ([`Services::why_pending`]).
+    pub fn offers(&mut self, offers: &[v1::Offer], now: Timestamp) -> Vec<Action> {
+        let mut out = Vec::new();
+        // A task's resources come from one role: the offer's first.
+        let mut available: Vec<(usize, Resources, Vec<TaskSpec>)> = offers
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let role = o.resources.first().map(allocation_role).unwrap_or("*");
+                let r: Vec<v1::Resource> = o
+                    .resources
+                    .iter()
+                    .filter(|r| allocation_role(r) == role)
+                    .cloned()
+                    .collect();
+                (i, Resources::from_vec(&r), Vec::new())
+            })
+            .collect();
+        let known: Vec<Placement> = offers.iter().map(Placement::of_offer).collect();
+        let ids: Vec<String> = self.entries.keys().cloned().collect();
+        for id in ids {
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            if e.backoff_until.is_some_and(|b| b > now) {
+                continue;
+            }
+            e.why_pending = None;
+            for (deploy, wanted) in e.wanted() {
+                let mut running = e.live(&deploy.id).count() as u32;
+                while running < wanted {
+                    match place(e, &deploy, offers, &mut available, &known, now) {
+                        Ok(()) => running += 1,
+                        Err(why) => {
+                            e.why_pending = Some(why);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        for (i, _, tasks) in available {
+            if !tasks.is_empty() {
+                out.push(Action::Launch {
+                    offer_id: offers[i].id.clone(),
+                    agent_id: offers[i].agent_id.clone(),
+                    tasks,
+                });
+            }
+        }
+        out
+    }
+
+    /// A task's status: `state` and, for RUNNING, whether it is `healthy`
+    /// (`None`: no health check).
+    pub fn update(
+        &mut self,
+        task_id: &str,
+        state: v1::TaskState,
+        healthy: Option<bool>,
+        now: Timestamp,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some((id, e)) = self
+            .entries
+            .iter_mut()
+            .find(|(_, e)| e.tasks.contains_key(task_id))
+        else {
+            return out;
+        };
+        let id = id.clone();
+        use v1::TaskState as S;
+        match state {
+            S::TaskRunning => {
+                let has_check = deploy_of(e, task_id).is_some_and(|d| d.healthcheck_uri.is_some());
+                if let Some(t) = e.tasks.get_mut(task_id) {
+                    if t.phase == TaskPhase::Killing {
+                        return out;
+                    }
+                    t.phase = match (has_check, healthy) {
+                        (true, Some(true)) => TaskPhase::Healthy,
+                        (true, _) => TaskPhase::Running,
+                        (false, _) => TaskPhase::Running,
+                    };
+                }
+                if healthy == Some(true) {
+                    e.consecutive_failures = 0;
+                }
+            }
+            S::TaskStaging | S::TaskStarting | S::TaskKilling => {}
+            _ => {
+                // Terminal.
+                let Some(task) = e.tasks.remove(task_id) else {
+                    return out;
+                };
+                if task.phase == TaskPhase::Killing {
+                    return out;
+                }
+                let failed = !matches!(state, S::TaskFinished);
+                let why = format!(
+                    "task {} on {} ended {}",
+                    task.task_id,
+                    task.placement.hostname,
+                    state.as_str_name()
+                );
+                // A new deploy's instance failing fails the deploy.
+                if e.pending
+                    .as_ref()
+                    .is_some_and(|p| p.deploy.id == task.deploy_id)
+                {
+                    if let Some(p) = e.pending.take() {
+                        roll_back(e, p, DeployState::Failed(why), &mut out);
+                    }
+                    return out;
+                }
+                if failed {
+                    e.failed_agents.insert(task.agent_id.clone(), now);
+                }
+                record_failure(e, &id, now, why);
+            }
+        }
+        self.advance(&id, &mut out);
+        out
+    }
+
+    /// Deploy progress, health timeouts, and health without checks.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Action> {
+        let mut out = Vec::new();
+        let ids: Vec<String> = self.entries.keys().cloned().collect();
+        for id in ids {
+            if let Some(e) = self.entries.get_mut(&id) {
+                // Tasks without a health check count as healthy after
+                // running `considerHealthyAfterRunningForSeconds` (0).
+                let promote: Vec<String> = e
+                    .tasks
+                    .values()
+                    .filter(|t| t.phase == TaskPhase::Running)
+                    .filter(|t| {
+                        deploy_of(e, &t.task_id).is_some_and(|d| {
+                            d.healthcheck_uri.is_none()
+                                && t.launched_at
+                                    .checked_add(secs(
+                                        d.consider_healthy_after_running_for_seconds.unwrap_or(0)
+                                            as i64,
+                                    ))
+                                    .is_ok_and(|at| at <= now)
+                        })
+                    })
+                    .map(|t| t.task_id.clone())
+                    .collect();
+                for t in promote {
+                    if let Some(t) = e.tasks.get_mut(&t) {
+                        t.phase = TaskPhase::Healthy;
+                    }
+                }
+                // A deploy not healthy in time fails.
+                if let Some(p) = &e.pending {
+                    let timeout = p
+                        .deploy
+                        .deploy_health_timeout_seconds
+                        .unwrap_or(DEFAULT_DEPLOY_HEALTH_TIMEOUT_SECS);
+                    let overdue = p
+                        .started_at
+                        .checked_add(secs(timeout as i64))
+                        .is_ok_and(|at| at <= now);
+                    if overdue {
+                        if let Some(p) = e.pending.take() {
+                            let why = format!(
+                                "new instances were not healthy within {timeout}s (deployHealthTimeoutSeconds)"
+                            );
+                            roll_back(e, p, DeployState::Failed(why), &mut out);
+                        }
+                    }
+                }
+            }
+            self.advance(&id, &mut out);
+        }
+        out
+    }
+
+    /// Moves a deploy on: once the step's new instances are healthy, the
+    /// same number of old ones are killed; once all are, the deploy
+    /// succeeds. Instances beyond what is wanted (scaling down) go too.
+    fn advance(&mut self, id: &str, out: &mut Vec<Action>) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        let target = e.target();
+        if let Some(p) = e.pending.as_mut() {
+            let healthy_new = e
+                .tasks
+                .values()
+                .filter(|t| t.deploy_id == p.deploy.id && t.phase == TaskPhase::Healthy)
+                .count() as u32;
+            p.promoted = p.promoted.max(healthy_new.min(target));
+        }
+        for (deploy, n) in e.wanted() {
+            let mut live: Vec<(u32, String)> = e
+                .live(&deploy.id)
+                .map(|t| (t.instance, t.task_id.clone()))
+                .collect();
+            live.sort();
+            while live.len() as u32 > n {
+                if let Some((_, t)) = live.pop() {
+                    e.kill(&t, out);
+                }
+            }
+        }
+        if e.pending.as_ref().is_some_and(|p| p.promoted >= target) {
+            if let Some(p) = e.pending.take() {
+                e.deploy_history
+                    .push((p.deploy.id.clone(), DeployState::Succeeded));
+                e.active = Some(p.deploy);
+            }
+        }
+    }
+}
+
+fn deploy_of<'a>(e: &'a Entry, task_id: &str) -> Option<&'a Deploy> {
+    let deploy_id = &e.tasks.get(task_id)?.deploy_id;
+    [e.active.as_ref(), e.pending.as_ref().map(|p| &p.deploy)]
+        .into_iter()
+        .flatten()
+        .find(|d| d.id == *deploy_id)
+}
+
+fn roll_back(e: &mut Entry, p: PendingDeploy, state: DeployState, out: &mut Vec<Action>) {
+    let new_tasks: Vec<String> = e
+        .tasks
+        .values()
+        .filter(|t| t.deploy_id == p.deploy.id)
+        .map(|t| t.task_id.clone())
+        .collect();
+    for t in new_tasks {
+        e.kill(&t, out);
+    }
+    e.deploy_history.push((p.deploy.id.clone(), state));
+    // The active deploy is wanted at full strength again: the next offers
+    // replace whatever it gave up.
+}
+
+fn record_failure(e: &mut Entry, id: &str, now: Timestamp, why: String) {
+    e.failures.push_back(now);
+    while e
+        .failures
+        .front()
+        .is_some_and(|f| now.duration_since(*f) > secs(COOLDOWN_WINDOW_SECS))
+    {
+        e.failures.pop_front();
+    }
+    e.consecutive_failures += 1;
+    let delay = (FIRST_BACKOFF_SECS << (e.consecutive_failures - 1).min(10)).min(MAX_BACKOFF_SECS);
+    e.backoff_until = now.checked_add(secs(delay)).ok();
+    match &e.state {
+        RequestState::Active if e.failures.len() >= COOLDOWN_AFTER_FAILURES => {
+            e.state = RequestState::SystemCooldown {
+                reason: format!(
+                    "{} failures within {} minutes; last: {why}",
+                    e.failures.len(),
+                    COOLDOWN_WINDOW_SECS / 60
+                ),
+            };
+            e.backoff_until = now.checked_add(secs(MAX_BACKOFF_SECS)).ok();
+        }
+        RequestState::SystemCooldown { .. } => {
+            e.cooldown_failures += 1;
+            e.backoff_until = now.checked_add(secs(MAX_BACKOFF_SECS)).ok();
+            if e.cooldown_failures >= PAUSE_AFTER_COOLDOWN_FAILURES {
+                e.state = RequestState::Paused {
+                    reason: format!(
+                        "paused after failing {} more times in cooldown; last: {why}; \
+                         fix the deploy and unpause {id}",
+                        e.cooldown_failures
+                    ),
+                };
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Places one instance of `deploy` on the first offer that takes it.
+fn place(
+    e: &mut Entry,
+    deploy: &Deploy,
+    offers: &[v1::Offer],
+    available: &mut [(usize, Resources, Vec<TaskSpec>)],
+    known: &[Placement],
+    now: Timestamp,
+) -> Result<(), String> {
+    let res = deploy.resources.clone().unwrap_or(crate::model::Resources {
+        cpus: 0.1,
+        memory_mb: 64.0,
+        num_ports: 0,
+        disk_mb: 0.0,
+    });
+    let need = Need {
+        cpus: res.cpus,
+        mem: res.memory_mb,
+        disk: res.disk_mb,
+        ports: res.num_ports as usize,
+    };
+    let constraints: Vec<Constraint> = e
+        .request
+        .constraints
+        .iter()
+        .flatten()
+        .filter_map(|c| Constraint::parse(c).ok())
+        .collect();
+    let rack = e
+        .request
+        .rack_sensitive
+        .unwrap_or(false)
+        .then(|| Constraint::GroupBy("rack".into(), None));
+    let separate = matches!(
+        e.request.slave_placement,
+        Some(SlavePlacement::Separate) | Some(SlavePlacement::SeparateByRequest)
+    );
+    let placed: Vec<Placement> = e
+        .tasks
+        .values()
+        .filter(|t| t.phase != TaskPhase::Killing)
+        .map(|t| t.placement.clone())
+        .chain(
+            available
+                .iter()
+                .flat_map(|(i, _, specs)| {
+                    specs
+                        .iter()
+                        .filter(|s| s.request_id == e.request.id)
+                        .map(|_| Placement::of_offer(&offers[*i]))
+                })
+                .collect::<Vec<_>>(),
+        )
+        .collect();
+    let mut reasons: Vec<String> = Vec::new();
+    // Agents where this request never failed first, then those where it
+    // failed longest ago.
+    let mut order: Vec<usize> = (0..available.len()).collect();
+    order.sort_by_key(|k| {
+        e.failed_agents
+            .get(&offers[available[*k].0].agent_id.value)
+            .copied()
+    });
+    for k in order {
+        let (i, resources, specs) = &mut available[k];
+        let offer = &offers[*i];
+        let here = Placement::of_offer(offer);
+        if let Some(required) = &e.request.required_slave_attributes {
+            if let Some((attr, want)) = required
+                .iter()
+                .find(|(a, v)| here.attributes.get(*a) != Some(*v))
+            {
+                reasons.push(format!("{}: {attr} is not {want}", offer.hostname));
+                continue;
+            }
+        }
+        if separate && placed.iter().any(|p| p.hostname == here.hostname) {
+            reasons.push(format!(
+                "{}: an instance already runs there (SEPARATE)",
+                offer.hostname
+            ));
+            continue;
+        }
+        if let Some(why) = constraints
+            .iter()
+            .chain(rack.iter())
+            .find_map(|c| c.admits(&here, &placed, known).err())
+        {
+            reasons.push(format!("{}: {why}", offer.hostname));
+            continue;
+        }
+        let Some((taken, left)) = take(resources, &need) else {
+            reasons.push(format!(
+                "{}: not enough resources for cpus {} mem {} disk {} ports {}",
+                offer.hostname, need.cpus, need.mem, need.disk, need.ports
+            ));
+            continue;
+        };
+        *resources = left;
+        e.serial += 1;
+        let used: BTreeSet<u32> = e
+            .live(&deploy.id)
+            .map(|t| t.instance)
+            .chain(
+                specs
+                    .iter()
+                    .filter(|s| s.deploy.id == deploy.id)
+                    .map(|s| s.instance),
+            )
+            .collect();
+        let instance = (1..).find(|n| !used.contains(n)).unwrap_or(1);
+        let task_id = format!(
+            "{}-{}-{}-{}-{}",
+            e.request.id,
+            deploy.id,
+            now.as_millisecond(),
+            instance,
+            e.serial
+        );
+        let ports: Vec<u64> = taken
+            .iter()
+            .filter_map(|r| r.ranges.as_ref())
+            .flat_map(|r| r.range.iter().flat_map(|x| x.begin..=x.end))
+            .collect();
+        e.tasks.insert(
+            task_id.clone(),
+            Task {
+                task_id: task_id.clone(),
+                deploy_id: deploy.id.clone(),
+                instance,
+                agent_id: offer.agent_id.value.clone(),
+                placement: here,
+                ports: ports.clone(),
+                phase: TaskPhase::Launched,
+                launched_at: now,
+            },
+        );
+        specs.push(TaskSpec {
+            task_id,
+            request_id: e.request.id.clone(),
+            deploy: deploy.clone(),
+            instance,
+            resources: taken,
+            ports,
+        });
+        return Ok(());
+    }
+    if reasons.is_empty() {
+        Err("waiting for offers".into())
+    } else {
+        Err(format!("cannot place an instance: {}", reasons.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests;
