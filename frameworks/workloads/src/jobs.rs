@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::model::{ConcurrencyPolicy, Request, RequestType};
+use crate::model::{ConcurrencyPolicy, Request};
 use crate::schedule::Schedule;
 
 /// Runs kept per job.
@@ -150,12 +150,13 @@ impl Jobs {
         Self::default()
     }
 
-    /// Adds or replaces the job of a SCHEDULED `request`; its schedule
-    /// counts from `now` (a replaced job keeps its history).
+    /// Adds or replaces the job of a SCHEDULED, ON_DEMAND or RUN_ONCE
+    /// `request` (the last two have no schedule: they run when asked); its
+    /// schedule counts from `now` (a replaced job keeps its history).
     pub fn upsert(&mut self, request: &Request, now: Timestamp) -> Result<(), JobError> {
-        if request.request_type != RequestType::Scheduled {
+        if request.request_type.long_running() {
             return Err(JobError::Invalid(format!(
-                "{} is not a SCHEDULED request",
+                "{} is a long-running request, not a job",
                 request.id
             )));
         }

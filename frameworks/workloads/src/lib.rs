@@ -15,7 +15,10 @@
 //!   daylight-saving changes, and Chronos' ISO 8601 repeating intervals
 //!   (`R[n]/start/period`).
 
+mod api;
 pub mod jobs;
 pub mod model;
 pub mod schedule;
+pub mod server;
 pub mod services;
+pub mod taskinfo;

@@ -1,0 +1,167 @@
+//! The REST API, shaped like Singularity's (`/api/requests`,
+//! `/api/deploys`, `/api/tasks/active`, `/api/state`), plus `/health`.
+//! Every call is answered by the actor; refusals are 4xx with a message
+//! naming the field, and change nothing. Bodies are bounded.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::{DeployRequest, Request};
+use crate::server::{ApiError, Input, Reply};
+
+/// Largest request body.
+pub const MAX_BODY: usize = 1 << 20;
+
+type Inputs = mpsc::Sender<Input>;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", self.message),
+        )
+            .into_response()
+    }
+}
+
+async fn ask(inputs: &Inputs, make: impl FnOnce(Reply<serde_json::Value>) -> Input) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if inputs.send(make(tx)).await.is_err() {
+        return ApiError::unavailable("the framework is shutting down").into_response();
+    }
+    match rx.await {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => ApiError::unavailable("the framework is shutting down").into_response(),
+    }
+}
+
+/// Parses a JSON body; an error names the field at fault
+/// (`requestType: unknown variant ...`).
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            ApiError::bad(format!("invalid JSON body: {inner}"))
+        } else {
+            ApiError::bad(format!("{path}: {inner}"))
+        }
+    })
+}
+
+async fn save_request(State(inputs): State<Inputs>, body: Bytes) -> Response {
+    match parse::<Request>(&body) {
+        Ok(request) => ask(&inputs, |r| Input::SaveRequest(request, r)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_requests(State(inputs): State<Inputs>) -> Response {
+    ask(&inputs, Input::ListRequests).await
+}
+
+async fn get_request(State(inputs): State<Inputs>, Path(id): Path<String>) -> Response {
+    ask(&inputs, |r| Input::GetRequest(id, r)).await
+}
+
+async fn delete_request(State(inputs): State<Inputs>, Path(id): Path<String>) -> Response {
+    ask(&inputs, |r| Input::Delete(id, r)).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Scale {
+    instances: Option<u32>,
+}
+
+async fn scale(State(inputs): State<Inputs>, Path(id): Path<String>, body: Bytes) -> Response {
+    match parse::<Scale>(&body) {
+        Ok(Scale { instances: Some(n) }) if n > 0 && n <= crate::model::MAX_INSTANCES => {
+            ask(&inputs, |r| Input::Scale(id, n, r)).await
+        }
+        Ok(_) => ApiError::bad(format!(
+            "instances: must be a number from 1 to {}",
+            crate::model::MAX_INSTANCES
+        ))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn pause(State(inputs): State<Inputs>, Path(id): Path<String>) -> Response {
+    ask(&inputs, |r| Input::Pause(id, true, r)).await
+}
+
+async fn unpause(State(inputs): State<Inputs>, Path(id): Path<String>) -> Response {
+    ask(&inputs, |r| Input::Pause(id, false, r)).await
+}
+
+async fn run_now(State(inputs): State<Inputs>, Path(id): Path<String>) -> Response {
+    ask(&inputs, |r| Input::Run(id, r)).await
+}
+
+async fn deploy(State(inputs): State<Inputs>, body: Bytes) -> Response {
+    match parse::<DeployRequest>(&body) {
+        Ok(d) => ask(&inputs, |r| Input::Deploy(d.deploy, r)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn cancel_deploy(
+    State(inputs): State<Inputs>,
+    Path((deploy_id, request_id)): Path<(String, String)>,
+) -> Response {
+    ask(&inputs, |r| Input::CancelDeploy(request_id, deploy_id, r)).await
+}
+
+async fn active_tasks(State(inputs): State<Inputs>) -> Response {
+    ask(&inputs, Input::ActiveTasks).await
+}
+
+async fn run_history(State(inputs): State<Inputs>, Path(id): Path<String>) -> Response {
+    ask(&inputs, |r| Input::RunHistory(id, r)).await
+}
+
+async fn state(State(inputs): State<Inputs>) -> Response {
+    ask(&inputs, Input::State).await
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    ApiError::not_found(format!("no endpoint {}", uri.path())).into_response()
+}
+
+/// The API's routes.
+pub(crate) fn router(inputs: Inputs) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/api/state", get(state))
+        .route("/api/requests", post(save_request).get(list_requests))
+        .route(
+            "/api/requests/request/{id}",
+            get(get_request).delete(delete_request),
+        )
+        .route("/api/requests/request/{id}/scale", put(scale))
+        .route("/api/requests/request/{id}/pause", post(pause))
+        .route("/api/requests/request/{id}/unpause", post(unpause))
+        .route("/api/requests/request/{id}/run", post(run_now))
+        .route("/api/deploys", post(deploy))
+        .route(
+            "/api/deploys/deploy/{deploy_id}/request/{request_id}",
+            delete(cancel_deploy),
+        )
+        .route("/api/tasks/active", get(active_tasks))
+        .route("/api/history/request/{id}/runs", get(run_history))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(inputs)
+}

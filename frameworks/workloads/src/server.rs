@@ -1,0 +1,933 @@
+//! The shell: the SDK's scheduler driver, the state store, a timer and the
+//! REST API feed one actor (a bounded channel of [`Input`]s), which runs
+//! the pure cores ([`Services`], [`Jobs`]) and carries out what they
+//! return: launches on offers, kills, store writes.
+//!
+//! Requests and their active deploys are kept in the store
+//! (`requests/<id>`), and so is the FrameworkID (`framework/id`), so a
+//! restarted instance re-subscribes as the same framework and finds its
+//! requests. Tasks it does not know after a restart are killed and the
+//! instances started again (adopting running tasks is not built yet).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_api::resources::Resources;
+use corral_api::v1;
+use corral_sdk::offers::{allocation_role, take, Need};
+use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerConfig, SchedulerEvent};
+use corral_sdk::store::{LocalStore, MemoryStore, StateStore};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::jobs::{Command, Jobs, Outcome};
+use crate::model::{Deploy, Request};
+use crate::services::{Action, RequestState, Services, TaskPhase};
+use crate::taskinfo::task_info;
+
+/// How often the cores are ticked.
+const TICK: Duration = Duration::from_millis(500);
+/// Inputs buffered for the actor.
+const INPUTS: usize = 1024;
+
+/// How the framework runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `--master`: `host:port[,...]` or `zk://...`.
+    pub master: String,
+    /// Where the REST API listens.
+    pub listen: SocketAddr,
+    /// The embedded store's directory (`None`: in memory).
+    pub state_dir: Option<std::path::PathBuf>,
+    /// The role its tasks run as.
+    pub role: String,
+    /// The principal it registers with.
+    pub principal: Option<String>,
+    /// The framework's name.
+    pub name: String,
+}
+
+/// Why the framework could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened.
+    #[error("state store: {0}")]
+    Store(#[from] corral_sdk::store::StoreError),
+    /// The scheduler driver could not start.
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] corral_sdk::scheduler::StartError),
+    /// The API could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// What a request is stored as.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Record {
+    pub request: Request,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_deploy: Option<Deploy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+}
+
+/// An API call answered by the actor.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
+/// A refusal of the API: status and message.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad(message: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: 404,
+            message: message.into(),
+        }
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            status: 409,
+            message: message.into(),
+        }
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: 503,
+            message: message.into(),
+        }
+    }
+}
+
+/// The actor's inputs.
+pub(crate) enum Input {
+    Event(SchedulerEvent),
+    Tick,
+    SaveRequest(Request, Reply<serde_json::Value>),
+    Deploy(Deploy, Reply<serde_json::Value>),
+    CancelDeploy(String, String, Reply<serde_json::Value>),
+    Scale(String, u32, Reply<serde_json::Value>),
+    Pause(String, bool, Reply<serde_json::Value>),
+    Run(String, Reply<serde_json::Value>),
+    Delete(String, Reply<serde_json::Value>),
+    GetRequest(String, Reply<serde_json::Value>),
+    ListRequests(Reply<serde_json::Value>),
+    ActiveTasks(Reply<serde_json::Value>),
+    RunHistory(String, Reply<serde_json::Value>),
+    State(Reply<serde_json::Value>),
+}
+
+/// Who a task belongs to.
+#[derive(Debug, Clone)]
+enum Owner {
+    Service,
+    Job { job: String, run_id: String },
+}
+
+/// A job run waiting for an offer.
+#[derive(Debug, Clone)]
+struct QueuedRun {
+    job: String,
+    run_id: String,
+}
+
+struct Actor {
+    scheduler: Scheduler,
+    store: Arc<dyn StateStore>,
+    role: String,
+    services: Services,
+    jobs: Jobs,
+    records: BTreeMap<String, Record>,
+    owners: BTreeMap<String, Owner>,
+    queued: VecDeque<QueuedRun>,
+    /// Deploys by `request/deploy` id, until they become active.
+    pending_deploys: BTreeMap<String, Deploy>,
+    subscribed: bool,
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+/// Runs the framework until the process ends.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let store: Arc<dyn StateStore> = match &config.state_dir {
+        Some(dir) => Arc::new(LocalStore::open(dir)?),
+        None => Arc::new(MemoryStore::new()),
+    };
+    let mut info = framework_info(
+        &config.name,
+        &[config.role.as_str()],
+        config.principal.as_deref(),
+    );
+    info.webui_url = Some(format!("http://{}/api/state", config.listen));
+    if let Some(id) = store.get("framework/id").await? {
+        info.id = Some(v1::FrameworkId {
+            value: String::from_utf8_lossy(&id.value).into_owned(),
+        });
+    }
+    let (scheduler, mut events) =
+        Scheduler::start(SchedulerConfig::new(config.master.clone(), info))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
+    let mut actor = Actor {
+        scheduler,
+        store: Arc::clone(&store),
+        role: config.role.clone(),
+        services: Services::new(),
+        jobs: Jobs::new(),
+        records: BTreeMap::new(),
+        owners: BTreeMap::new(),
+        queued: VecDeque::new(),
+        pending_deploys: BTreeMap::new(),
+        subscribed: false,
+    };
+    actor.load().await;
+    let events_tx = tx.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if events_tx.send(Input::Event(e)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let tick_tx = tx.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(TICK);
+        loop {
+            interval.tick().await;
+            if tick_tx.send(Input::Tick).await.is_err() {
+                return;
+            }
+        }
+    });
+    let app = crate::api::router(tx);
+    tracing::info!(listen = %config.listen, master = %config.master, "workloads framework serving");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the api server failed");
+        }
+    });
+    while let Some(input) = rx.recv().await {
+        actor.handle(input).await;
+    }
+    Ok(())
+}
+
+fn json_of<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+fn state_name(s: Option<&RequestState>) -> (&'static str, Option<String>) {
+    match s {
+        Some(RequestState::Active) | None => ("ACTIVE", None),
+        Some(RequestState::SystemCooldown { reason }) => ("SYSTEM_COOLDOWN", Some(reason.clone())),
+        Some(RequestState::Paused { reason }) => ("PAUSED", Some(reason.clone())),
+    }
+}
+
+impl Actor {
+    async fn load(&mut self) {
+        let keys = match self.store.list("requests").await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the requests from the store");
+                return;
+            }
+        };
+        for key in keys {
+            let Ok(Some(v)) = self.store.get(&key).await else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_slice::<Record>(&v.value) else {
+                tracing::warn!(%key, "an unreadable request record is skipped");
+                continue;
+            };
+            let id = record.request.id.clone();
+            if let Err(e) = self.apply_request(&record.request) {
+                tracing::warn!(request = %id, error = %e.message, "a stored request is refused now; skipped");
+                continue;
+            }
+            let deploy = record.active_deploy.clone();
+            let paused = record.paused.is_some();
+            self.records.insert(id.clone(), record);
+            if let Some(d) = deploy {
+                if let Err(e) = self.apply_deploy(&d) {
+                    tracing::warn!(request = %id, error = %e.message, "its stored deploy is refused now");
+                }
+            }
+            if paused {
+                let _ = self.services.set_paused(&id, true);
+                let _ = self.jobs.set_paused(&id, true);
+            }
+        }
+        tracing::info!(
+            requests = self.records.len(),
+            "requests loaded from the store"
+        );
+    }
+
+    async fn persist(&self, id: &str) -> Result<(), ApiError> {
+        let key = format!("requests/{id}");
+        let result = match self.records.get(id) {
+            Some(r) => self
+                .store
+                .set(&key, serde_json::to_vec(r).unwrap_or_default())
+                .await
+                .map(|_| ()),
+            None => self.store.delete(&key, None).await.map(|_| ()),
+        };
+        result.map_err(|e| ApiError::unavailable(format!("the state store: {e}")))
+    }
+
+    fn apply_request(&mut self, request: &Request) -> Result<(), ApiError> {
+        request
+            .validate()
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        if request.request_type.long_running() {
+            self.services
+                .upsert(request.clone())
+                .map_err(|e| ApiError::bad(e.to_string()))
+        } else {
+            self.jobs
+                .upsert(request, now())
+                .map_err(|e| ApiError::bad(e.to_string()))
+        }
+    }
+
+    fn apply_deploy(&mut self, deploy: &Deploy) -> Result<(), ApiError> {
+        deploy
+            .validate()
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        let Some(record) = self.records.get(&deploy.request_id) else {
+            return Err(ApiError::not_found(format!(
+                "requestId: no request {:?}; create it first",
+                deploy.request_id
+            )));
+        };
+        if record.request.request_type.long_running() {
+            self.services
+                .deploy(deploy.clone(), now())
+                .map_err(|e| match e {
+                    crate::services::ServiceError::Conflict(m) => ApiError::conflict(m),
+                    e => ApiError::bad(e.to_string()),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn request_json(&self, id: &str) -> Option<serde_json::Value> {
+        let record = self.records.get(id)?;
+        let (state, reason) = if record.request.request_type.long_running() {
+            state_name(self.services.state(id))
+        } else if record.paused.is_some() {
+            ("PAUSED", record.paused.clone())
+        } else {
+            ("ACTIVE", None)
+        };
+        let mut v = serde_json::json!({
+            "request": json_of(&record.request),
+            "state": state,
+        });
+        if let Some(reason) = reason {
+            v["stateReason"] = reason.into();
+        }
+        if let Some(d) = &record.active_deploy {
+            v["activeDeploy"] = json_of(d);
+        }
+        if let Some(p) = self.services.pending_deploy(id) {
+            v["pendingDeployState"] =
+                serde_json::json!({"deployMarker": {"requestId": id, "deployId": p}});
+        }
+        if let Some(why) = self.services.why_pending(id) {
+            v["pendingReason"] = why.into();
+        }
+        if let Some(next) = self.jobs.next_due(id) {
+            v["nextRunAt"] = next.as_millisecond().into();
+        }
+        Some(v)
+    }
+
+    async fn handle(&mut self, input: Input) {
+        match input {
+            Input::Event(e) => self.event(e).await,
+            Input::Tick => {
+                let t = now();
+                let actions = self.services.tick(t);
+                self.act(actions).await;
+                let cmds = self.jobs.tick(t);
+                self.commands(cmds).await;
+                // Deploys that finished: the active one is recorded.
+                let ids: Vec<String> = self.records.keys().cloned().collect();
+                for id in ids {
+                    let active = self.services.active_deploy(&id).map(str::to_string);
+                    let changed = match (&active, self.records.get(&id)) {
+                        (Some(a), Some(r)) => r.active_deploy.as_ref().is_none_or(|d| d.id != *a),
+                        _ => false,
+                    };
+                    if changed {
+                        let deploy = self
+                            .pending_or_known_deploy(&id, active.as_deref().unwrap_or_default());
+                        if let (Some(r), Some(d)) = (self.records.get_mut(&id), deploy) {
+                            r.active_deploy = Some(d);
+                        }
+                        let _ = self.persist(&id).await;
+                    }
+                }
+            }
+            Input::SaveRequest(request, reply) => {
+                let id = request.id.clone();
+                let result = match self.apply_request(&request) {
+                    Ok(()) => {
+                        let record = self.records.entry(id.clone()).or_insert_with(|| Record {
+                            request: request.clone(),
+                            active_deploy: None,
+                            paused: None,
+                        });
+                        record.request = request;
+                        match self.persist(&id).await {
+                            Ok(()) => Ok(self.request_json(&id).unwrap_or_default()),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Input::Deploy(deploy, reply) => {
+                let id = deploy.request_id.clone();
+                let result = self.apply_deploy(&deploy);
+                let result = match result {
+                    Ok(()) => {
+                        let long_running = self
+                            .records
+                            .get(&id)
+                            .is_some_and(|r| r.request.request_type.long_running());
+                        self.pending_deploys
+                            .insert(format!("{id}/{}", deploy.id), deploy.clone());
+                        if !long_running {
+                            // Jobs run the latest deploy from their next run on.
+                            if let Some(r) = self.records.get_mut(&id) {
+                                r.active_deploy = Some(deploy.clone());
+                            }
+                            let run_once = self.records.get(&id).is_some_and(|r| {
+                                r.request.request_type == crate::model::RequestType::RunOnce
+                            });
+                            if run_once {
+                                if let Ok(cmds) = self.jobs.run_now(&id, now()) {
+                                    self.commands(cmds).await;
+                                }
+                            }
+                        }
+                        self.persist(&id)
+                            .await
+                            .map(|()| self.request_json(&id).unwrap_or_default())
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Input::CancelDeploy(request_id, deploy_id, reply) => {
+                let result =
+                    if self.services.pending_deploy(&request_id) != Some(deploy_id.as_str()) {
+                        Err(ApiError::not_found(format!(
+                            "deploy {deploy_id} of {request_id} is not in progress"
+                        )))
+                    } else {
+                        match self.services.cancel_deploy(&request_id) {
+                            Ok(actions) => {
+                                self.act(actions).await;
+                                Ok(self.request_json(&request_id).unwrap_or_default())
+                            }
+                            Err(e) => Err(ApiError::conflict(e.to_string())),
+                        }
+                    };
+                let _ = reply.send(result);
+            }
+            Input::Scale(id, instances, reply) => {
+                let result = match self.records.get(&id).map(|r| r.request.clone()) {
+                    None => Err(ApiError::not_found(format!("no request {id:?}"))),
+                    Some(mut request) => {
+                        request.instances = Some(instances);
+                        match self.apply_request(&request) {
+                            Ok(()) => {
+                                if let Some(r) = self.records.get_mut(&id) {
+                                    r.request = request;
+                                }
+                                let actions = self.services.tick(now());
+                                self.act(actions).await;
+                                self.persist(&id)
+                                    .await
+                                    .map(|()| self.request_json(&id).unwrap_or_default())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Input::Pause(id, paused, reply) => {
+                let result = match self.records.get(&id).map(|r| r.request.request_type) {
+                    None => Err(ApiError::not_found(format!("no request {id:?}"))),
+                    Some(t) => {
+                        if t.long_running() {
+                            if let Ok(actions) = self.services.set_paused(&id, paused) {
+                                self.act(actions).await;
+                            }
+                        } else {
+                            let _ = self.jobs.set_paused(&id, paused);
+                        }
+                        if let Some(r) = self.records.get_mut(&id) {
+                            r.paused = paused.then(|| "paused by a user".to_string());
+                        }
+                        self.persist(&id)
+                            .await
+                            .map(|()| self.request_json(&id).unwrap_or_default())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Input::Run(id, reply) => {
+                let result = match self.records.get(&id) {
+                    None => Err(ApiError::not_found(format!("no request {id:?}"))),
+                    Some(r) if r.request.request_type.long_running() => Err(ApiError::bad(format!(
+                        "{id} is a long-running request: only SCHEDULED, ON_DEMAND and RUN_ONCE requests run on demand"
+                    ))),
+                    Some(r) if r.active_deploy.is_none() => Err(ApiError::conflict(format!(
+                        "{id} has no deploy yet: POST /api/deploys first"
+                    ))),
+                    Some(_) => match self.jobs.run_now(&id, now()) {
+                        Ok(cmds) => {
+                            let run_id = cmds.iter().find_map(|c| match c {
+                                Command::Launch { run_id, .. } => Some(run_id.clone()),
+                                _ => None,
+                            });
+                            self.commands(cmds).await;
+                            Ok(serde_json::json!({"requestId": id, "runId": run_id}))
+                        }
+                        Err(e) => Err(ApiError::bad(e.to_string())),
+                    },
+                };
+                let _ = reply.send(result);
+            }
+            Input::Delete(id, reply) => {
+                let result = match self.records.remove(&id) {
+                    None => Err(ApiError::not_found(format!("no request {id:?}"))),
+                    Some(record) => {
+                        if record.request.request_type.long_running() {
+                            if let Ok(actions) = self.services.delete(&id) {
+                                self.act(actions).await;
+                            }
+                        } else {
+                            let cmds = self.jobs.remove(&id);
+                            self.commands(cmds).await;
+                        }
+                        self.persist(&id).await.map(|()| {
+                            serde_json::json!({"request": json_of(&record.request), "state": "DELETED"})
+                        })
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Input::GetRequest(id, reply) => {
+                let _ = reply.send(
+                    self.request_json(&id)
+                        .ok_or_else(|| ApiError::not_found(format!("no request {id:?}"))),
+                );
+            }
+            Input::ListRequests(reply) => {
+                let all: Vec<serde_json::Value> = self
+                    .records
+                    .keys()
+                    .filter_map(|id| self.request_json(id))
+                    .collect();
+                let _ = reply.send(Ok(serde_json::Value::Array(all)));
+            }
+            Input::ActiveTasks(reply) => {
+                let mut out = Vec::new();
+                for id in self.records.keys() {
+                    for t in self.services.tasks(id) {
+                        if t.phase == TaskPhase::Killing {
+                            continue;
+                        }
+                        out.push(serde_json::json!({
+                            "taskId": {"id": t.task_id, "requestId": id, "deployId": t.deploy_id,
+                                       "instanceNo": t.instance, "host": t.placement.hostname,
+                                       "startedAt": t.launched_at.as_millisecond()},
+                            "agentId": t.agent_id,
+                            "ports": t.ports,
+                            "healthy": t.phase == TaskPhase::Healthy,
+                        }));
+                    }
+                    for r in self.jobs.runs(id) {
+                        if matches!(r.outcome, Outcome::Running | Outcome::Launching) {
+                            out.push(serde_json::json!({
+                                "taskId": {"id": format!("{id}-{}", r.run_id), "requestId": id,
+                                           "startedAt": r.started_at.map(|s| s.as_millisecond())},
+                                "runId": r.run_id,
+                            }));
+                        }
+                    }
+                }
+                let _ = reply.send(Ok(serde_json::Value::Array(out)));
+            }
+            Input::RunHistory(id, reply) => {
+                let result = if self.records.contains_key(&id) {
+                    let runs: Vec<serde_json::Value> = self
+                        .jobs
+                        .runs(&id)
+                        .iter()
+                        .map(|r| {
+                            let (outcome, reason) = match &r.outcome {
+                                Outcome::Launching => ("LAUNCHING", None),
+                                Outcome::Running => ("RUNNING", None),
+                                Outcome::Succeeded => ("SUCCEEDED", None),
+                                Outcome::Failed(m) => ("FAILED", Some(m.clone())),
+                                Outcome::TimedOut => ("TIMED_OUT", None),
+                                Outcome::Replaced => ("REPLACED", None),
+                                Outcome::Skipped(m) => ("SKIPPED", Some(m.clone())),
+                                Outcome::Missed(m) => ("MISSED", Some(m.clone())),
+                            };
+                            serde_json::json!({
+                                "runId": r.run_id,
+                                "scheduledFor": r.scheduled_for.as_millisecond(),
+                                "attempt": r.attempt,
+                                "startedAt": r.started_at.map(|t| t.as_millisecond()),
+                                "finishedAt": r.finished_at.map(|t| t.as_millisecond()),
+                                "durationMillis": match (r.started_at, r.finished_at) {
+                                    (Some(s), Some(f)) => Some(f.duration_since(s).as_millis() as i64),
+                                    _ => None,
+                                },
+                                "outcome": outcome,
+                                "reason": reason,
+                            })
+                        })
+                        .collect();
+                    Ok(serde_json::Value::Array(runs))
+                } else {
+                    Err(ApiError::not_found(format!("no request {id:?}")))
+                };
+                let _ = reply.send(result);
+            }
+            Input::State(reply) => {
+                let active_tasks = self
+                    .records
+                    .keys()
+                    .map(|id| self.services.tasks(id).len())
+                    .sum::<usize>();
+                let _ = reply.send(Ok(serde_json::json!({
+                    "allRequests": self.records.len(),
+                    "activeTasks": active_tasks,
+                    "subscribed": self.subscribed,
+                    "frameworkId": self.scheduler.framework_id(),
+                    "master": self.scheduler.master(),
+                })));
+            }
+        }
+    }
+}
+
+impl Actor {
+    fn pending_or_known_deploy(&mut self, request_id: &str, deploy_id: &str) -> Option<Deploy> {
+        self.pending_deploys
+            .remove(&format!("{request_id}/{deploy_id}"))
+            .or_else(|| {
+                self.records
+                    .get(request_id)
+                    .and_then(|r| r.active_deploy.clone())
+                    .filter(|d| d.id == deploy_id)
+            })
+    }
+
+    async fn event(&mut self, event: SchedulerEvent) {
+        match event {
+            SchedulerEvent::Subscribed {
+                framework_id,
+                resubscribed,
+                ..
+            } => {
+                self.subscribed = true;
+                if let Err(e) = self
+                    .store
+                    .set("framework/id", framework_id.into_bytes())
+                    .await
+                {
+                    tracing::error!(error = %e, "cannot store the framework id");
+                }
+                // Ask for every task the master knows of: unknown ones are
+                // killed, known ones updated.
+                let _ = self.scheduler.reconcile(vec![]).await;
+                if resubscribed {
+                    tracing::info!("re-subscribed; reconciling");
+                }
+            }
+            SchedulerEvent::Disconnected { reason } => {
+                self.subscribed = false;
+                tracing::warn!(%reason, "disconnected from the master");
+            }
+            SchedulerEvent::Offers(offers) => self.offers(offers).await,
+            SchedulerEvent::Update(status) => self.status(status).await,
+            SchedulerEvent::Error(message) => {
+                tracing::error!(%message, "the master refused the framework");
+            }
+            _ => {}
+        }
+    }
+
+    async fn status(&mut self, status: v1::TaskStatus) {
+        let task_id = status.task_id.value.clone();
+        let state = v1::TaskState::try_from(status.state).unwrap_or(v1::TaskState::TaskUnknown);
+        let terminal = !matches!(
+            state,
+            v1::TaskState::TaskStaging
+                | v1::TaskState::TaskStarting
+                | v1::TaskState::TaskRunning
+                | v1::TaskState::TaskKilling
+        );
+        match self.owners.get(&task_id).cloned() {
+            Some(Owner::Service) => {
+                let actions = self.services.update(&task_id, state, status.healthy, now());
+                self.act(actions).await;
+            }
+            Some(Owner::Job { job, run_id }) => {
+                if state == v1::TaskState::TaskRunning {
+                    self.jobs.run_started(&job, &run_id);
+                } else if terminal {
+                    let result = if state == v1::TaskState::TaskFinished {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{}{}",
+                            state.as_str_name(),
+                            status
+                                .message
+                                .as_deref()
+                                .map(|m| format!(": {m}"))
+                                .unwrap_or_default()
+                        ))
+                    };
+                    let cmds = self.jobs.run_finished(&job, &run_id, result, now());
+                    self.commands(cmds).await;
+                }
+            }
+            None if !terminal => {
+                // Not ours (any more): a task from before a restart.
+                tracing::info!(task_id = %task_id, "killing a task this instance does not know");
+                let agent = status.agent_id.as_ref().map(|a| a.value.clone());
+                let _ = self.scheduler.kill(&task_id, agent.as_deref(), None).await;
+            }
+            None => {}
+        }
+        if terminal {
+            self.owners.remove(&task_id);
+        }
+        if let Err(e) = self.scheduler.acknowledge(&status).await {
+            tracing::warn!(error = %e, task_id = %task_id, "acknowledgement failed");
+        }
+    }
+
+    async fn act(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Kill { task_id, agent_id } => {
+                    if let Err(e) = self.scheduler.kill(&task_id, Some(&agent_id), None).await {
+                        tracing::warn!(error = %e, task_id = %task_id, "kill failed");
+                    }
+                }
+                Action::Launch { .. } => {
+                    // Launches come only from `offers`, which sends them.
+                }
+            }
+        }
+    }
+
+    async fn commands(&mut self, commands: Vec<Command>) {
+        for c in commands {
+            match c {
+                Command::Launch { job, run_id } => self.queued.push_back(QueuedRun { job, run_id }),
+                Command::Kill { job, run_id } => {
+                    let task_id = format!("{job}-{run_id}");
+                    if let Some(pos) = self.queued.iter().position(|q| q.run_id == run_id) {
+                        self.queued.remove(pos);
+                        let cmds = self.jobs.run_finished(
+                            &job,
+                            &run_id,
+                            Err("killed before it was launched".into()),
+                            now(),
+                        );
+                        Box::pin(self.commands(cmds)).await;
+                    } else if let Err(e) = self.scheduler.kill(&task_id, None, None).await {
+                        tracing::warn!(error = %e, task_id = %task_id, "kill failed");
+                    }
+                }
+            }
+        }
+        if !self.queued.is_empty() {
+            let _ = self.scheduler.revive(vec![]).await;
+        }
+    }
+
+    async fn offers(&mut self, offers: Vec<v1::Offer>) {
+        let t = now();
+        let mut launches: BTreeMap<String, Vec<v1::TaskInfo>> = BTreeMap::new();
+        let mut left: BTreeMap<String, Resources> = offers
+            .iter()
+            .map(|o| {
+                let r: Vec<v1::Resource> = o
+                    .resources
+                    .iter()
+                    .filter(|r| allocation_role(r) == self.role || allocation_role(r) == "*")
+                    .cloned()
+                    .collect();
+                (o.id.value.clone(), Resources::from_vec(&r))
+            })
+            .collect();
+        for action in self.services.offers(&offers, t) {
+            if let Action::Launch {
+                offer_id,
+                agent_id,
+                tasks,
+            } = action
+            {
+                for spec in tasks {
+                    if let Some(l) = left.get_mut(&offer_id.value) {
+                        l.subtract_all(&Resources::from_vec(&spec.resources));
+                    }
+                    self.owners.insert(spec.task_id.clone(), Owner::Service);
+                    let env = [
+                        ("INSTANCE_NO".to_string(), spec.instance.to_string()),
+                        ("TASK_REQUEST_ID".to_string(), spec.request_id.clone()),
+                        ("TASK_DEPLOY_ID".to_string(), spec.deploy.id.clone()),
+                    ];
+                    launches
+                        .entry(offer_id.value.clone())
+                        .or_default()
+                        .push(task_info(
+                            &spec.task_id,
+                            &spec.request_id,
+                            &spec.deploy,
+                            &agent_id,
+                            spec.resources,
+                            &spec.ports,
+                            &env,
+                        ));
+                }
+            }
+        }
+        // Job runs on what is left.
+        let mut still = VecDeque::new();
+        while let Some(q) = self.queued.pop_front() {
+            let Some(deploy) = self
+                .records
+                .get(&q.job)
+                .and_then(|r| r.active_deploy.clone())
+            else {
+                let cmds = self.jobs.run_finished(
+                    &q.job,
+                    &q.run_id,
+                    Err("the request has no deploy".into()),
+                    t,
+                );
+                Box::pin(self.commands(cmds)).await;
+                continue;
+            };
+            let res = deploy.resources.clone();
+            let need = Need {
+                cpus: res.as_ref().map_or(0.1, |r| r.cpus),
+                mem: res.as_ref().map_or(64.0, |r| r.memory_mb),
+                disk: res.as_ref().map_or(0.0, |r| r.disk_mb),
+                ports: res.as_ref().map_or(0, |r| r.num_ports as usize),
+            };
+            let placed = offers.iter().find_map(|o| {
+                let l = left.get(&o.id.value)?;
+                let (taken, rest) = take(l, &need)?;
+                Some((o, taken, rest))
+            });
+            match placed {
+                Some((offer, taken, rest)) => {
+                    left.insert(offer.id.value.clone(), rest);
+                    let task_id = format!("{}-{}", q.job, q.run_id);
+                    let ports: Vec<u64> = taken
+                        .iter()
+                        .filter_map(|r| r.ranges.as_ref())
+                        .flat_map(|r| r.range.iter().flat_map(|x| x.begin..=x.end))
+                        .collect();
+                    self.owners.insert(
+                        task_id.clone(),
+                        Owner::Job {
+                            job: q.job.clone(),
+                            run_id: q.run_id.clone(),
+                        },
+                    );
+                    let env = [
+                        ("TASK_REQUEST_ID".to_string(), q.job.clone()),
+                        ("TASK_RUN_ID".to_string(), q.run_id.clone()),
+                    ];
+                    launches
+                        .entry(offer.id.value.clone())
+                        .or_default()
+                        .push(task_info(
+                            &task_id,
+                            &q.job,
+                            &deploy,
+                            &offer.agent_id,
+                            taken,
+                            &ports,
+                            &env,
+                        ));
+                }
+                None => still.push_back(q),
+            }
+        }
+        self.queued = still;
+        for offer in &offers {
+            match launches.remove(&offer.id.value) {
+                Some(tasks) => {
+                    let n = tasks.len();
+                    let op = v1::offer::Operation {
+                        r#type: Some(v1::offer::operation::Type::Launch as i32),
+                        launch: Some(v1::offer::operation::Launch { task_infos: tasks }),
+                        ..Default::default()
+                    };
+                    match self
+                        .scheduler
+                        .accept(vec![offer.id.clone()], vec![op], Some(1.0))
+                        .await
+                    {
+                        Ok(()) => tracing::info!(tasks = n, host = %offer.hostname, "launched"),
+                        Err(e) => tracing::warn!(error = %e, "accept failed"),
+                    }
+                }
+                None => {
+                    let _ = self
+                        .scheduler
+                        .decline(vec![offer.id.clone()], Some(1.0))
+                        .await;
+                }
+            }
+        }
+    }
+}

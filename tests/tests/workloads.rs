@@ -1,0 +1,260 @@
+//! The services-and-jobs framework (`corral workloads serve`) against a
+//! real master and two agents, through its Singularity-shaped REST API: a
+//! WORKER with two instances (then scaled to one), a SCHEDULED job every two
+//! seconds, an ON_DEMAND run, refusals naming the field, and a restart that
+//! keeps the requests and the FrameworkID.
+
+use std::time::Duration;
+
+use corral_tests::{corral_bin, free_port, wait_for, Cluster, ClusterOptions, TIMEOUT};
+use serde_json::{json, Value};
+
+struct Framework {
+    child: tokio::process::Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Framework {
+    async fn start(master: &str, state_dir: &std::path::Path, log: &std::path::Path) -> Framework {
+        let port = free_port();
+        let out = std::fs::File::create(log).expect("log");
+        let child = tokio::process::Command::new(corral_bin())
+            .args(["workloads", "serve", "--master", master])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg(format!("--state_dir={}", state_dir.display()))
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the framework");
+        let f = Framework {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let up = wait_for(TIMEOUT, || async {
+            f.get("/api/state").await.1["subscribed"] == true
+        })
+        .await;
+        assert!(
+            up,
+            "the framework did not subscribe:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        f
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        match self.http.get(format!("{}{path}", self.url)).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, String) {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, String) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    async fn tasks_of(&self, request: &str) -> Vec<Value> {
+        let (_, v) = self.get("/api/tasks/active").await;
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["taskId"]["requestId"] == request)
+            .cloned()
+            .collect()
+    }
+
+    async fn runs(&self, request: &str, outcome: &str) -> usize {
+        let (_, v) = self
+            .get(&format!("/api/history/request/{request}/runs"))
+            .await;
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["outcome"] == outcome)
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_and_jobs_through_the_singularity_api() {
+    let c = Cluster::start(ClusterOptions {
+        agents: 2,
+        ..Default::default()
+    })
+    .await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let log = c.dir().join("workloads.log");
+    let f = Framework::start(&c.master, state.path(), &log).await;
+
+    // A WORKER with two instances.
+    let (status, body) = f
+        .post(
+            "/api/requests",
+            json!({"id": "worker", "requestType": "WORKER", "instances": 2,
+                   "owners": ["data@example.com"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = f
+        .post(
+            "/api/deploys",
+            json!({"deploy": {"requestId": "worker", "id": "1", "command": "sleep 300",
+                              "resources": {"cpus": 0.1, "memoryMb": 32}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let two_healthy = wait_for(TIMEOUT, || async {
+        let tasks = f.tasks_of("worker").await;
+        tasks.len() == 2 && tasks.iter().all(|t| t["healthy"] == true)
+    })
+    .await;
+    assert!(two_healthy, "{:?}", f.tasks_of("worker").await);
+    let running_on_master = wait_for(TIMEOUT, || async {
+        let v = c.get_json("/master/tasks").await;
+        v["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["state"] == "TASK_RUNNING")
+            .count()
+            == 2
+    })
+    .await;
+    assert!(running_on_master);
+    let (_, parent) = f.get("/api/requests/request/worker").await;
+    assert_eq!(parent["state"], "ACTIVE");
+    assert_eq!(parent["activeDeploy"]["id"], "1", "{parent}");
+
+    // Scale to one.
+    let (status, body) = f
+        .send(
+            reqwest::Method::PUT,
+            "/api/requests/request/worker/scale",
+            json!({"instances": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wait_for(TIMEOUT, || async { f.tasks_of("worker").await.len() == 1 }).await,
+        "scaled down"
+    );
+
+    // A job every two seconds, and an on-demand one.
+    let (status, body) = f
+        .post(
+            "/api/requests",
+            json!({"id": "tick", "requestType": "SCHEDULED", "schedule": "*/2 * * * * *",
+                   "scheduleTimeZone": "Europe/Berlin"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    f.post(
+        "/api/deploys",
+        json!({"deploy": {"requestId": "tick", "id": "1", "command": "true",
+                          "resources": {"cpus": 0.1, "memoryMb": 32}}}),
+    )
+    .await;
+    f.post(
+        "/api/requests",
+        json!({"id": "adhoc", "requestType": "ON_DEMAND"}),
+    )
+    .await;
+    let (status, body) = f.post("/api/requests/request/adhoc/run", json!({})).await;
+    assert_eq!(status, 409, "no deploy yet: {body}");
+    f.post(
+        "/api/deploys",
+        json!({"deploy": {"requestId": "adhoc", "id": "1", "command": "echo on demand",
+                          "resources": {"cpus": 0.1, "memoryMb": 32}}}),
+    )
+    .await;
+    let (status, body) = f.post("/api/requests/request/adhoc/run", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wait_for(Duration::from_secs(40), || async {
+            f.runs("tick", "SUCCEEDED").await >= 2 && f.runs("adhoc", "SUCCEEDED").await == 1
+        })
+        .await,
+        "tick: {:?}\nlog:\n{}",
+        f.get("/api/history/request/tick/runs").await,
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    // Bad input: 4xx naming the field, nothing created.
+    for (doc, field) in [
+        (
+            json!({"id": "bad", "requestType": "SCHEDULED", "schedule": "61 * * * *"}),
+            "schedule",
+        ),
+        (
+            json!({"id": "bad", "requestType": "SCHEDULED", "schedule": "0 * * * *", "scheduleTimeZone": "Mars/Base"}),
+            "scheduleTimeZone",
+        ),
+        (json!({"id": "bad", "requestType": "DAEMON"}), "requestType"),
+        (json!({"id": "bad id", "requestType": "WORKER"}), "id"),
+        (
+            json!({"id": "bad", "requestType": "WORKER", "constraints": [["rack", "NEAR"]]}),
+            "constraints[0]",
+        ),
+    ] {
+        let (status, body) = f.post("/api/requests", doc.clone()).await;
+        assert_eq!(status, 400, "{doc}: {body}");
+        assert!(body.contains(field), "{doc}: {body}");
+    }
+    let (status, _) = f.get("/api/requests/request/bad").await;
+    assert_eq!(status, 404);
+    let (status, body) = f
+        .post(
+            "/api/deploys",
+            json!({"deploy": {"requestId": "nobody", "id": "1", "command": "true"}}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let big = "x".repeat(2 << 20);
+    let (status, _) = f
+        .post(
+            "/api/requests",
+            json!({"id": "big", "requestType": "WORKER", "owners": [big]}),
+        )
+        .await;
+    assert_eq!(status, 413);
+
+    // A restart keeps the requests and the FrameworkID.
+    let (_, before) = f.get("/api/state").await;
+    let mut f = f;
+    f.child.kill().await.expect("kill");
+    let f = Framework::start(&c.master, state.path(), &c.dir().join("workloads-2.log")).await;
+    let (_, after) = f.get("/api/state").await;
+    assert_eq!(
+        before["frameworkId"], after["frameworkId"],
+        "{before} {after}"
+    );
+    let (_, list) = f.get("/api/requests").await;
+    let ids: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["request"]["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["adhoc", "tick", "worker"]);
+    assert!(
+        wait_for(TIMEOUT, || async { f.tasks_of("worker").await.len() == 1 }).await,
+        "the worker runs again after the restart"
+    );
+}
