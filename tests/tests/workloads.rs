@@ -16,29 +16,40 @@ struct Framework {
 }
 
 impl Framework {
-    async fn start(master: &str, state_dir: &std::path::Path, log: &std::path::Path) -> Framework {
+    fn spawn(master: &str, extra: &[String], log: &std::path::Path) -> Framework {
         let port = free_port();
         let out = std::fs::File::create(log).expect("log");
         let child = tokio::process::Command::new(corral_bin())
             .args(["workloads", "serve", "--master", master])
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg(format!("--state_dir={}", state_dir.display()))
+            .args(extra)
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .kill_on_drop(true)
             .spawn()
             .expect("start the framework");
-        let f = Framework {
+        Framework {
             child,
             url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
-        };
-        let up = wait_for(TIMEOUT, || async {
-            f.get("/api/state").await.1["subscribed"] == true
+        }
+    }
+
+    async fn subscribed(&self) -> bool {
+        wait_for(TIMEOUT * 2, || async {
+            self.get("/api/state").await.1["subscribed"] == true
         })
-        .await;
+        .await
+    }
+
+    async fn start(master: &str, state_dir: &std::path::Path, log: &std::path::Path) -> Framework {
+        let f = Self::spawn(
+            master,
+            &[format!("--state_dir={}", state_dir.display())],
+            log,
+        );
         assert!(
-            up,
+            f.subscribed().await,
             "the framework did not subscribe:\n{}",
             std::fs::read_to_string(log).unwrap_or_default()
         );
@@ -226,6 +237,7 @@ async fn services_and_jobs_through_the_singularity_api() {
         )
         .await;
     assert_eq!(status, 404, "{body}");
+    let (_, before) = f.get("/api/state").await;
     let big = "x".repeat(2 << 20);
     let (status, _) = f
         .post(
@@ -236,7 +248,6 @@ async fn services_and_jobs_through_the_singularity_api() {
     assert_eq!(status, 413);
 
     // A restart keeps the requests and the FrameworkID.
-    let (_, before) = f.get("/api/state").await;
     let mut f = f;
     f.child.kill().await.expect("kill");
     let f = Framework::start(&c.master, state.path(), &c.dir().join("workloads-2.log")).await;
@@ -256,5 +267,76 @@ async fn services_and_jobs_through_the_singularity_api() {
     assert!(
         wait_for(TIMEOUT, || async { f.tasks_of("worker").await.len() == 1 }).await,
         "the worker runs again after the restart"
+    );
+}
+
+/// Two instances with `--zk`: one leads, the other redirects API calls to
+/// it; `kill -9` of the leader and the standby takes over with the requests
+/// kept in ZooKeeper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
+    let c = Cluster::start(ClusterOptions::default()).await;
+    let zk_dir = tempfile::tempdir().expect("tempdir");
+    let zk = corral_master::testing::ZooKeeperServer::start(zk_dir.path(), 1).expect("zookeeper");
+    let flag = format!("--zk=zk://{}/corral/workloads", zk.connect);
+    let a = Framework::spawn(
+        &c.master,
+        std::slice::from_ref(&flag),
+        &c.dir().join("wl-a.log"),
+    );
+    assert!(a.subscribed().await, "the first instance leads");
+    let b = Framework::spawn(
+        &c.master,
+        std::slice::from_ref(&flag),
+        &c.dir().join("wl-b.log"),
+    );
+    // The standby redirects to the leader.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let redirected = wait_for(TIMEOUT, || async {
+        no_redirects
+            .get(format!("{}/api/requests", b.url))
+            .send()
+            .await
+            .is_ok_and(|r| {
+                r.status() == 307
+                    && r.headers()
+                        .get("location")
+                        .and_then(|l| l.to_str().ok())
+                        .is_some_and(|l| l.starts_with(&a.url))
+            })
+    })
+    .await;
+    assert!(redirected, "the standby redirects to the leader");
+    // A request made through the standby lands on the leader.
+    let (status, body) = b
+        .post(
+            "/api/requests",
+            json!({"id": "ha", "requestType": "WORKER"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    a.post(
+        "/api/deploys",
+        json!({"deploy": {"requestId": "ha", "id": "1", "command": "sleep 300",
+                          "resources": {"cpus": 0.1, "memoryMb": 32}}}),
+    )
+    .await;
+    assert!(wait_for(TIMEOUT, || async { a.tasks_of("ha").await.len() == 1 }).await);
+
+    let mut a = a;
+    a.child.kill().await.expect("kill -9 the leader");
+    assert!(b.subscribed().await, "the standby takes over");
+    // The deploy, stored in ZooKeeper, is carried on by the new leader.
+    let deployed = wait_for(TIMEOUT * 2, || async {
+        b.get("/api/requests/request/ha").await.1["activeDeploy"]["id"] == "1"
+    })
+    .await;
+    assert!(deployed, "{:?}", b.get("/api/requests/request/ha").await);
+    assert!(
+        wait_for(TIMEOUT * 2, || async { b.tasks_of("ha").await.len() == 1 }).await,
+        "the new leader runs the worker"
     );
 }

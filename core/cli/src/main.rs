@@ -110,6 +110,11 @@ struct WorkloadsServeArgs {
     /// The framework's name.
     #[arg(long, default_value = "corral-workloads")]
     name: String,
+    /// zk://host:port/path: keep the state in ZooKeeper and elect a leader
+    /// among instances started with the same value (the others redirect
+    /// API calls to it and take over when it dies).
+    #[arg(long)]
+    zk: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -211,6 +216,7 @@ fn run(cli: Cli) -> Result<()> {
                 role: args.role,
                 principal: args.principal,
                 name: args.name,
+                zk: args.zk,
             };
             tokio::select! {
                 r = corral_workloads::server::run(config) => r.context("the workloads framework failed"),

@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use corral_api::resources::Resources;
 use corral_api::v1;
+use corral_sdk::leader::{Election, Instance};
 use corral_sdk::offers::{allocation_role, take, Need};
 use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerConfig, SchedulerEvent};
-use corral_sdk::store::{LocalStore, MemoryStore, StateStore};
+use corral_sdk::store::{LocalStore, MemoryStore, StateStore, ZkStore};
+use corral_zk::{Session, ZkUrl};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -32,6 +34,8 @@ use crate::taskinfo::task_info;
 const TICK: Duration = Duration::from_millis(500);
 /// Inputs buffered for the actor.
 const INPUTS: usize = 1024;
+/// ZooKeeper session timeout.
+const SESSION: Duration = Duration::from_secs(10);
 
 /// How the framework runs.
 #[derive(Debug, Clone)]
@@ -48,6 +52,9 @@ pub struct Config {
     pub principal: Option<String>,
     /// The framework's name.
     pub name: String,
+    /// `zk://host:port/path`: keep the state in ZooKeeper and run as one of
+    /// several instances, only the elected leader scheduling.
+    pub zk: Option<String>,
 }
 
 /// Why the framework could not start.
@@ -59,6 +66,12 @@ pub enum ServerError {
     /// The scheduler driver could not start.
     #[error("scheduler: {0}")]
     Scheduler(#[from] corral_sdk::scheduler::StartError),
+    /// ZooKeeper could not be used.
+    #[error("zookeeper: {0}")]
+    ZooKeeper(String),
+    /// This instance's ZooKeeper session expired: another may lead now.
+    #[error("lost leadership (the ZooKeeper session expired); exiting so that a supervisor restarts this instance")]
+    LostLeadership,
     /// The API could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -76,6 +89,10 @@ pub(crate) struct Record {
     pub request: Request,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deploy: Option<Deploy>,
+    /// A service's deploy in progress (kept so that a new leader carries
+    /// it on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_deploy: Option<Deploy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<String>,
 }
@@ -167,12 +184,55 @@ fn now() -> Timestamp {
     Timestamp::now()
 }
 
-/// Runs the framework until the process ends.
+/// Runs the framework until the process ends (or, with `--zk`, until this
+/// instance loses its leadership).
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let store: Arc<dyn StateStore> = match &config.state_dir {
-        Some(dir) => Arc::new(LocalStore::open(dir)?),
-        None => Arc::new(MemoryStore::new()),
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let (store, election): (Arc<dyn StateStore>, Option<Election>) = match &config.zk {
+        Some(zk) => {
+            let url = ZkUrl::parse(zk).map_err(|e| ServerError::ZooKeeper(e.to_string()))?;
+            let session = Session::connect(&url.servers, SESSION, SESSION)
+                .await
+                .map_err(|e| {
+                    ServerError::ZooKeeper(format!("cannot reach {}: {e:?}", url.servers))
+                })?;
+            let store = ZkStore::open(Arc::new(session), &format!("{}/state", url.path)).await?;
+            let me = Instance::new(config.listen.ip().to_string(), config.listen.port());
+            let election = Election::enter(
+                &format!("zk://{}{}/leader", url.servers, url.path),
+                &me,
+                SESSION,
+            )
+            .await
+            .map_err(|e| ServerError::ZooKeeper(e.to_string()))?;
+            (Arc::new(store), Some(election))
+        }
+        None => match &config.state_dir {
+            Some(dir) => (Arc::new(LocalStore::open(dir)?), None),
+            None => (Arc::new(MemoryStore::new()), None),
+        },
     };
+    let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
+    // The API answers at once: a standby redirects to the leader.
+    let gate = crate::api::Gate::new(election.as_ref().map(Election::leader));
+    let app = crate::api::router(tx.clone(), gate.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the api server failed");
+        }
+    });
+    tracing::info!(listen = %config.listen, master = %config.master, ha = config.zk.is_some(), "workloads framework serving");
+    if let Some(e) = &election {
+        tracing::info!("waiting to lead");
+        e.lead()
+            .await
+            .map_err(|e| ServerError::ZooKeeper(e.to_string()))?;
+    }
     let mut info = framework_info(
         &config.name,
         &[config.role.as_str()],
@@ -186,13 +246,6 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     }
     let (scheduler, mut events) =
         Scheduler::start(SchedulerConfig::new(config.master.clone(), info))?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
     let mut actor = Actor {
         scheduler,
         store: Arc::clone(&store),
@@ -206,6 +259,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         subscribed: false,
     };
     actor.load().await;
+    gate.set_leading();
     let events_tx = tx.clone();
     tokio::spawn(async move {
         while let Some(e) = events.recv().await {
@@ -224,17 +278,25 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             }
         }
     });
-    let app = crate::api::router(tx);
-    tracing::info!(listen = %config.listen, master = %config.master, "workloads framework serving");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the api server failed");
+    drop(tx);
+    loop {
+        let lost = async {
+            match &election {
+                Some(e) => e.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            input = rx.recv() => match input {
+                Some(input) => actor.handle(input).await,
+                None => return Ok(()),
+            },
+            () = lost => {
+                actor.scheduler.stop();
+                return Err(ServerError::LostLeadership);
+            }
         }
-    });
-    while let Some(input) = rx.recv().await {
-        actor.handle(input).await;
     }
-    Ok(())
 }
 
 fn json_of<T: Serialize>(v: &T) -> serde_json::Value {
@@ -271,13 +333,20 @@ impl Actor {
                 tracing::warn!(request = %id, error = %e.message, "a stored request is refused now; skipped");
                 continue;
             }
-            let deploy = record.active_deploy.clone();
+            let active = record.active_deploy.clone();
+            let pending = record.pending_deploy.clone();
+            let long_running = record.request.request_type.long_running();
             let paused = record.paused.is_some();
             self.records.insert(id.clone(), record);
-            if let Some(d) = deploy {
+            if let (Some(d), true) = (active, long_running) {
+                let _ = self.services.restore_active(d);
+            }
+            if let Some(d) = pending {
+                // The deploy in progress starts over on this leader.
                 if let Err(e) = self.apply_deploy(&d) {
                     tracing::warn!(request = %id, error = %e.message, "its stored deploy is refused now");
                 }
+                self.pending_deploys.insert(format!("{id}/{}", d.id), d);
             }
             if paused {
                 let _ = self.services.set_paused(&id, true);
@@ -380,19 +449,36 @@ impl Actor {
                 self.act(actions).await;
                 let cmds = self.jobs.tick(t);
                 self.commands(cmds).await;
-                // Deploys that finished: the active one is recorded.
+                // Deploys that finished: the active one and the one in
+                // progress are recorded.
                 let ids: Vec<String> = self.records.keys().cloned().collect();
                 for id in ids {
                     let active = self.services.active_deploy(&id).map(str::to_string);
-                    let changed = match (&active, self.records.get(&id)) {
-                        (Some(a), Some(r)) => r.active_deploy.as_ref().is_none_or(|d| d.id != *a),
-                        _ => false,
+                    let pending = self.services.pending_deploy(&id).map(str::to_string);
+                    let Some(r) = self.records.get(&id) else {
+                        continue;
                     };
-                    if changed {
-                        let deploy = self
-                            .pending_or_known_deploy(&id, active.as_deref().unwrap_or_default());
-                        if let (Some(r), Some(d)) = (self.records.get_mut(&id), deploy) {
-                            r.active_deploy = Some(d);
+                    if !r.request.request_type.long_running() {
+                        continue;
+                    }
+                    let active_changed = match &active {
+                        Some(a) => r.active_deploy.as_ref().is_none_or(|d| d.id != *a),
+                        None => false,
+                    };
+                    let pending_changed =
+                        r.pending_deploy.as_ref().map(|d| d.id.clone()) != pending;
+                    if active_changed || pending_changed {
+                        let deploy = match &active {
+                            Some(a) if active_changed => self.pending_or_known_deploy(&id, a),
+                            _ => None,
+                        };
+                        if let Some(r) = self.records.get_mut(&id) {
+                            if let Some(d) = deploy {
+                                r.active_deploy = Some(d);
+                            }
+                            if pending_changed && pending.is_none() {
+                                r.pending_deploy = None;
+                            }
                         }
                         let _ = self.persist(&id).await;
                     }
@@ -405,6 +491,7 @@ impl Actor {
                         let record = self.records.entry(id.clone()).or_insert_with(|| Record {
                             request: request.clone(),
                             active_deploy: None,
+                            pending_deploy: None,
                             paused: None,
                         });
                         record.request = request;
@@ -428,7 +515,11 @@ impl Actor {
                             .is_some_and(|r| r.request.request_type.long_running());
                         self.pending_deploys
                             .insert(format!("{id}/{}", deploy.id), deploy.clone());
-                        if !long_running {
+                        if long_running {
+                            if let Some(r) = self.records.get_mut(&id) {
+                                r.pending_deploy = Some(deploy.clone());
+                            }
+                        } else {
                             // Jobs run the latest deploy from their next run on.
                             if let Some(r) = self.records.get_mut(&id) {
                                 r.active_deploy = Some(deploy.clone());

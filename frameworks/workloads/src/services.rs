@@ -315,6 +315,14 @@ impl Services {
         Ok(())
     }
 
+    /// Makes `deploy` the active one at once (restoring stored state: its
+    /// instances are started again as offers come).
+    pub fn restore_active(&mut self, deploy: Deploy) -> Result<(), ServiceError> {
+        let e = self.entry(&deploy.request_id)?;
+        e.active = Some(deploy);
+        Ok(())
+    }
+
     /// Cancels the pending deploy: its instances are killed, the active
     /// deploy keeps (or gets back) its instances.
     pub fn cancel_deploy(&mut self, request_id: &str) -> Result<Vec<Action>, ServiceError> {
