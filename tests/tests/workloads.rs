@@ -207,6 +207,79 @@ async fn services_and_jobs_through_the_singularity_api() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 
+    // The CLI: tables, YAML files, --json, errors naming the flag.
+    let cli = |args: Vec<String>| {
+        let api = f.url.clone();
+        async move {
+            let out = tokio::process::Command::new(corral_bin())
+                .arg("workloads")
+                .args(&args)
+                .args(["--api", &api])
+                .output()
+                .await
+                .expect("run the cli");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (ok, table, err) = cli(vec!["list".into()]).await;
+    assert!(ok, "{err}");
+    assert!(table.starts_with("ID"), "{table}");
+    for want in [
+        "worker",
+        "WORKER",
+        "tick",
+        "SCHEDULED",
+        "adhoc",
+        "ON_DEMAND",
+    ] {
+        assert!(table.contains(want), "{want} in\n{table}");
+    }
+    let yaml = c.dir().join("nightly.yaml");
+    std::fs::write(
+        &yaml,
+        "id: nightly\nrequestType: SCHEDULED\nschedule: \"30 2 * * *\"\nscheduleTimeZone: America/New_York\n",
+    )
+    .expect("write yaml");
+    let (ok, table, err) = cli(vec![
+        "create".into(),
+        "-f".into(),
+        yaml.display().to_string(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        table.contains("nightly") && table.contains("SCHEDULED"),
+        "{table}"
+    );
+    let (ok, history, err) = cli(vec!["history".into(), "tick".into()]).await;
+    assert!(ok, "{err}");
+    assert!(history.contains("SUCCEEDED"), "{history}");
+    let (ok, json_out, _) = cli(vec!["tasks".into(), "--json".into()]).await;
+    assert!(ok);
+    assert!(
+        serde_json::from_str::<Value>(&json_out).is_ok_and(|v| v.is_array()),
+        "{json_out}"
+    );
+    let (ok, _, err) = cli(vec![
+        "create".into(),
+        "-f".into(),
+        "/nonexistent.json".into(),
+    ])
+    .await;
+    assert!(!ok && err.contains("--file"), "{err}");
+    let (ok, _, err) = cli(vec!["scale".into(), "nobody".into(), "2".into()]).await;
+    assert!(!ok && err.contains("404"), "{err}");
+    f.send(
+        reqwest::Method::DELETE,
+        "/api/requests/request/nightly",
+        json!({}),
+    )
+    .await;
+
     // Bad input: 4xx naming the field, nothing created.
     for (doc, field) in [
         (

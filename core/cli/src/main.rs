@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod workloads;
 
 #[derive(Parser)]
 #[command(
@@ -70,7 +71,7 @@ enum Command {
     Bench(bench::BenchCommand),
     /// The services-and-jobs framework (Singularity's API).
     #[command(subcommand)]
-    Workloads(WorkloadsCommand),
+    Workloads(workloads::WorkloadsCommand),
     /// Run Corral's command/default executor (started by agents, not by hand).
     #[command(hide = true)]
     Executor,
@@ -81,40 +82,6 @@ enum Command {
         #[arg(long)]
         config: String,
     },
-}
-
-#[derive(Subcommand)]
-enum WorkloadsCommand {
-    /// Run the framework: subscribe to the master and serve the REST API.
-    Serve(WorkloadsServeArgs),
-}
-
-#[derive(clap::Args)]
-struct WorkloadsServeArgs {
-    /// The master: host:port[,host:port...] or zk://host:port/path.
-    #[arg(long, env = "MESOS_MASTER")]
-    master: String,
-    /// Where the REST API listens.
-    #[arg(long, default_value = "127.0.0.1:7099")]
-    listen: std::net::SocketAddr,
-    /// Directory of the embedded state store (requests, deploys, the
-    /// FrameworkID); in memory when absent.
-    #[arg(long = "state_dir")]
-    state_dir: Option<PathBuf>,
-    /// The role the framework's tasks run as.
-    #[arg(long, default_value = "*")]
-    role: String,
-    /// The principal the framework registers with.
-    #[arg(long)]
-    principal: Option<String>,
-    /// The framework's name.
-    #[arg(long, default_value = "corral-workloads")]
-    name: String,
-    /// zk://host:port/path: keep the state in ZooKeeper and elect a leader
-    /// among instances started with the same value (the others redirect
-    /// API calls to it and take over when it dies).
-    #[arg(long)]
-    zk: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -208,18 +175,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Dev(args) => rt.block_on(dev(args, cli.log_format)),
         Command::Bench(cmd) => bench::run(cmd),
-        Command::Workloads(WorkloadsCommand::Serve(args)) => rt.block_on(async {
-            let config = corral_workloads::server::Config {
-                master: args.master,
-                listen: args.listen,
-                state_dir: args.state_dir,
-                role: args.role,
-                principal: args.principal,
-                name: args.name,
-                zk: args.zk,
-            };
+        Command::Workloads(cmd) => rt.block_on(async {
             tokio::select! {
-                r = corral_workloads::server::run(config) => r.context("the workloads framework failed"),
+                r = workloads::run(cmd) => r,
                 _ = terminated() => Ok(()),
             }
         }),

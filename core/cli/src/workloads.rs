@@ -1,0 +1,418 @@
+//! `corral workloads ...`: the services-and-jobs framework — `serve` runs
+//! it; the other commands are clients of its REST API (tables, or the
+//! JSON answers with `--json`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// The framework's commands.
+#[derive(clap::Subcommand)]
+pub enum WorkloadsCommand {
+    /// Run the framework: subscribe to the master and serve the REST API.
+    Serve(ServeArgs),
+    /// Create or update a request from a JSON or YAML file.
+    Create(FileArgs),
+    /// Deploy: a deploy document (`{"deploy": {...}}` or the deploy itself)
+    /// from a JSON or YAML file.
+    Deploy(FileArgs),
+    /// List the requests.
+    List(ClientArgs),
+    /// The active tasks.
+    Tasks(ClientArgs),
+    /// Scale a SERVICE or WORKER request.
+    Scale {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The request.
+        id: String,
+        /// Instances.
+        instances: u32,
+    },
+    /// Run a job now.
+    Run(IdArgs),
+    /// Pause a request.
+    Pause(IdArgs),
+    /// Unpause a request.
+    Unpause(IdArgs),
+    /// Delete a request (its tasks are killed).
+    Delete(IdArgs),
+    /// A job's runs.
+    History(IdArgs),
+}
+
+/// `corral workloads serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The master: host:port[,host:port...] or zk://host:port/path.
+    #[arg(long, env = "MESOS_MASTER")]
+    master: String,
+    /// Where the REST API listens.
+    #[arg(long, default_value = "127.0.0.1:7099")]
+    listen: std::net::SocketAddr,
+    /// Directory of the embedded state store (requests, deploys, the
+    /// FrameworkID); in memory when absent. Ignored with --zk.
+    #[arg(long = "state_dir")]
+    state_dir: Option<PathBuf>,
+    /// The role the framework's tasks run as.
+    #[arg(long, default_value = "*")]
+    role: String,
+    /// The principal the framework registers with.
+    #[arg(long)]
+    principal: Option<String>,
+    /// The framework's name.
+    #[arg(long, default_value = "corral-workloads")]
+    name: String,
+    /// zk://host:port/path: keep the state in ZooKeeper and elect a leader
+    /// among instances started with the same value (the others redirect
+    /// API calls to it and take over when it dies).
+    #[arg(long)]
+    zk: Option<String>,
+}
+
+/// Where the framework's API is, and how to print.
+#[derive(clap::Args)]
+pub struct ClientArgs {
+    /// The framework's API.
+    #[arg(
+        long,
+        env = "CORRAL_WORKLOADS",
+        default_value = "http://127.0.0.1:7099"
+    )]
+    api: String,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A command on one request.
+#[derive(clap::Args)]
+pub struct IdArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The request.
+    id: String,
+}
+
+/// A command reading a document.
+#[derive(clap::Args)]
+pub struct FileArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The document: JSON, or YAML (by its `.yaml`/`.yml` name); `-` for
+    /// standard input (JSON).
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+}
+
+/// Runs a client command (`serve` is run by main).
+pub async fn run(cmd: WorkloadsCommand) -> Result<()> {
+    let http = reqwest::Client::new();
+    match cmd {
+        WorkloadsCommand::Serve(args) => {
+            let config = corral_workloads::server::Config {
+                master: args.master,
+                listen: args.listen,
+                state_dir: args.state_dir,
+                role: args.role,
+                principal: args.principal,
+                name: args.name,
+                zk: args.zk,
+            };
+            corral_workloads::server::run(config)
+                .await
+                .context("the workloads framework failed")
+        }
+        WorkloadsCommand::Create(a) => {
+            let doc = read_document(&a.file)?;
+            let v = call(
+                &http,
+                &a.client,
+                reqwest::Method::POST,
+                "/api/requests",
+                Some(doc),
+            )
+            .await?;
+            print_requests(&a.client, &Value::Array(vec![v]))
+        }
+        WorkloadsCommand::Deploy(a) => {
+            let mut doc = read_document(&a.file)?;
+            if doc.get("deploy").is_none() {
+                doc = serde_json::json!({ "deploy": doc });
+            }
+            let v = call(
+                &http,
+                &a.client,
+                reqwest::Method::POST,
+                "/api/deploys",
+                Some(doc),
+            )
+            .await?;
+            print_requests(&a.client, &Value::Array(vec![v]))
+        }
+        WorkloadsCommand::List(c) => {
+            let v = call(&http, &c, reqwest::Method::GET, "/api/requests", None).await?;
+            print_requests(&c, &v)
+        }
+        WorkloadsCommand::Tasks(c) => {
+            let v = call(&http, &c, reqwest::Method::GET, "/api/tasks/active", None).await?;
+            if c.json {
+                return print_json(&v);
+            }
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    vec![
+                        text(&t["taskId"]["id"]),
+                        text(&t["taskId"]["requestId"]),
+                        text(&t["taskId"]["deployId"]),
+                        text(&t["taskId"]["host"]),
+                        t["ports"]
+                            .as_array()
+                            .map(|p| p.iter().map(text).collect::<Vec<_>>().join(","))
+                            .unwrap_or_default(),
+                        match &t["healthy"] {
+                            Value::Bool(true) => "yes".into(),
+                            Value::Bool(false) => "no".into(),
+                            _ => "-".into(),
+                        },
+                    ]
+                })
+                .collect();
+            print_table(
+                &["TASK", "REQUEST", "DEPLOY", "HOST", "PORTS", "HEALTHY"],
+                &rows,
+            );
+            Ok(())
+        }
+        WorkloadsCommand::Scale {
+            client,
+            id,
+            instances,
+        } => {
+            let v = call(
+                &http,
+                &client,
+                reqwest::Method::PUT,
+                &format!("/api/requests/request/{id}/scale"),
+                Some(serde_json::json!({ "instances": instances })),
+            )
+            .await?;
+            print_requests(&client, &Value::Array(vec![v]))
+        }
+        WorkloadsCommand::Run(a) => {
+            let v = call(
+                &http,
+                &a.client,
+                reqwest::Method::POST,
+                &format!("/api/requests/request/{}/run", a.id),
+                Some(serde_json::json!({})),
+            )
+            .await?;
+            if a.client.json {
+                return print_json(&v);
+            }
+            println!("started run {} of {}", text(&v["runId"]), a.id);
+            Ok(())
+        }
+        WorkloadsCommand::Pause(a) => {
+            let path = format!("/api/requests/request/{}/pause", a.id);
+            let v = call(&http, &a.client, reqwest::Method::POST, &path, None).await?;
+            print_requests(&a.client, &Value::Array(vec![v]))
+        }
+        WorkloadsCommand::Unpause(a) => {
+            let path = format!("/api/requests/request/{}/unpause", a.id);
+            let v = call(&http, &a.client, reqwest::Method::POST, &path, None).await?;
+            print_requests(&a.client, &Value::Array(vec![v]))
+        }
+        WorkloadsCommand::Delete(a) => {
+            let path = format!("/api/requests/request/{}", a.id);
+            let v = call(&http, &a.client, reqwest::Method::DELETE, &path, None).await?;
+            if a.client.json {
+                return print_json(&v);
+            }
+            println!("deleted {}", a.id);
+            Ok(())
+        }
+        WorkloadsCommand::History(a) => {
+            let path = format!("/api/history/request/{}/runs", a.id);
+            let v = call(&http, &a.client, reqwest::Method::GET, &path, None).await?;
+            if a.client.json {
+                return print_json(&v);
+            }
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    vec![
+                        text(&r["runId"]),
+                        millis(&r["scheduledFor"]),
+                        text(&r["attempt"]),
+                        text(&r["outcome"]),
+                        r["durationMillis"]
+                            .as_i64()
+                            .map(|d| format!("{:.1}s", d as f64 / 1000.0))
+                            .unwrap_or_else(|| "-".into()),
+                        text(&r["reason"]),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "RUN",
+                    "SCHEDULED FOR",
+                    "ATTEMPT",
+                    "OUTCOME",
+                    "DURATION",
+                    "REASON",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+    }
+}
+
+fn read_document(path: &PathBuf) -> Result<Value> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("--file {}: cannot read it", path.display()))?
+    };
+    let yaml = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e == "yaml" || e == "yml");
+    if yaml {
+        serde_yaml::from_str(&text)
+            .with_context(|| format!("--file {}: not a YAML document", path.display()))
+    } else {
+        serde_json::from_str(&text)
+            .with_context(|| format!("--file {}: not a JSON document", path.display()))
+    }
+}
+
+async fn call(
+    http: &reqwest::Client,
+    client: &ClientArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value> {
+    let url = format!("{}{path}", client.api.trim_end_matches('/'));
+    let mut request = http.request(method, &url);
+    if let Some(b) = body {
+        request = request.json(&b);
+    }
+    let response = request.send().await.with_context(|| {
+        format!(
+            "cannot reach the workloads framework at {} (is `corral workloads serve` running? \
+             set --api or CORRAL_WORKLOADS)",
+            client.api
+        )
+    })?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{status}: {}", text.trim());
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn millis(v: &Value) -> String {
+    v.as_i64()
+        .and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| text(v))
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn print_requests(client: &ClientArgs, v: &Value) -> Result<()> {
+    if client.json {
+        return print_json(v);
+    }
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            vec![
+                text(&r["request"]["id"]),
+                text(&r["request"]["requestType"]),
+                text(&r["state"]),
+                text(&r["request"]["instances"]),
+                text(&r["activeDeploy"]["id"]),
+                text(&r["pendingDeployState"]["deployMarker"]["deployId"]),
+                millis(&r["nextRunAt"]),
+                text(
+                    r.get("stateReason")
+                        .or_else(|| r.get("pendingReason"))
+                        .unwrap_or(&Value::Null),
+                ),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "TYPE",
+            "STATE",
+            "INSTANCES",
+            "DEPLOY",
+            "PENDING",
+            "NEXT RUN",
+            "REASON",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::millis;
+
+    #[test]
+    fn epoch_milliseconds_print_as_utc_times() {
+        assert_eq!(millis(&serde_json::json!(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(millis(&serde_json::json!(null)), "-");
+    }
+}
