@@ -398,6 +398,21 @@ async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
     )
     .await;
     assert!(wait_for(TIMEOUT, || async { a.tasks_of("ha").await.len() == 1 }).await);
+    // A job every two seconds, running on both sides of the failover.
+    a.post(
+        "/api/requests",
+        json!({"id": "beat", "requestType": "SCHEDULED", "schedule": "*/2 * * * * *",
+               "latenessAllowanceMillis": 60000}),
+    )
+    .await;
+    a.post(
+        "/api/deploys",
+        json!({"deploy": {"requestId": "beat", "id": "1", "command": "true",
+                          "resources": {"cpus": 0.1, "memoryMb": 32}}}),
+    )
+    .await;
+    assert!(wait_for(TIMEOUT, || async { a.runs("beat", "SUCCEEDED").await >= 2 }).await);
+    let before = a.runs("beat", "SUCCEEDED").await;
 
     let mut a = a;
     a.child.kill().await.expect("kill -9 the leader");
@@ -411,5 +426,32 @@ async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
     assert!(
         wait_for(TIMEOUT * 2, || async { b.tasks_of("ha").await.len() == 1 }).await,
         "the new leader runs the worker"
+    );
+    // The job's history came over, and every due time since the job was
+    // created is accounted for exactly once (run, skipped, or missed with
+    // the reason), across the failover.
+    assert!(
+        wait_for(TIMEOUT, || async {
+            b.runs("beat", "SUCCEEDED").await >= before + 2
+        })
+        .await,
+        "{:?}",
+        b.get("/api/history/request/beat/runs").await
+    );
+    let (_, runs) = b.get("/api/history/request/beat/runs").await;
+    let mut due: Vec<i64> = runs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["attempt"] == 0)
+        .filter_map(|r| r["scheduledFor"].as_i64())
+        .collect();
+    due.sort();
+    let n = due.len();
+    due.dedup();
+    assert_eq!(due.len(), n, "no due time handled twice: {runs}");
+    assert!(
+        due.windows(2).all(|w| w[1] - w[0] == 2000),
+        "no due time forgotten: {runs}"
     );
 }

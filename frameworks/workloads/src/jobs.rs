@@ -37,7 +37,12 @@ pub const FIRST_RETRY_DELAY_MS: u64 = 5_000;
 pub const MAX_RETRY_DELAY_MS: u64 = 300_000;
 
 /// How a run ended (or did not start).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(
+    rename_all = "SCREAMING_SNAKE_CASE",
+    tag = "outcome",
+    content = "reason"
+)]
 pub enum Outcome {
     /// Decided, not yet known to be running.
     Launching,
@@ -65,7 +70,8 @@ impl Outcome {
 }
 
 /// One run of a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Run {
     /// Unique id (also the task id's suffix).
     pub run_id: String,
@@ -79,7 +85,26 @@ pub struct Run {
     /// When it ended.
     pub finished_at: Option<Timestamp>,
     /// How it went.
+    #[serde(flatten)]
     pub outcome: Outcome,
+}
+
+/// What a job's state is stored as: a new leader imports it, so it neither
+/// starts a due run twice nor forgets one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    /// The earliest scheduled time not yet handled.
+    pub next_due: Option<Timestamp>,
+    /// Paused.
+    #[serde(default)]
+    pub paused: bool,
+    /// The runs, oldest first.
+    #[serde(default)]
+    pub runs: Vec<Run>,
+    /// A retry waiting for its time: (due, attempt, scheduled for).
+    #[serde(default)]
+    pub retry: Option<(Timestamp, u32, Timestamp)>,
 }
 
 /// What the shell must do.
@@ -233,6 +258,53 @@ impl Jobs {
             .ok_or_else(|| JobError::UnknownJob(id.to_string()))?;
         job.paused = paused;
         Ok(())
+    }
+
+    /// A job's state, to store.
+    pub fn export(&self, id: &str) -> Option<JobRecord> {
+        let j = self.jobs.get(id)?;
+        Some(JobRecord {
+            next_due: j.next_due,
+            paused: j.paused,
+            runs: j.runs.clone(),
+            retry: j.retry,
+        })
+    }
+
+    /// Takes over a job's stored state (after `upsert` of its request).
+    /// Runs the previous leader left going are recorded as failed: their
+    /// tasks are not re-attached. Due times since are handled by the next
+    /// tick — run within the lateness allowance, missed beyond it.
+    pub fn import(&mut self, id: &str, record: JobRecord, now: Timestamp) -> Result<(), JobError> {
+        let job = self
+            .jobs
+            .get_mut(id)
+            .ok_or_else(|| JobError::UnknownJob(id.to_string()))?;
+        job.paused = record.paused;
+        job.retry = record.retry;
+        if record.next_due.is_some() || job.schedule.is_none() {
+            job.next_due = record.next_due;
+        }
+        job.runs = record.runs;
+        for r in job.runs.iter_mut().filter(|r| !r.outcome.is_final()) {
+            r.outcome = Outcome::Failed(
+                "the framework's leader changed while it ran; its task was not re-attached".into(),
+            );
+            r.finished_at = Some(now);
+        }
+        let serial = job
+            .runs
+            .iter()
+            .filter_map(|r| r.run_id.rsplit('-').next()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        self.serial = self.serial.max(serial);
+        Ok(())
+    }
+
+    /// The ids of the jobs.
+    pub fn ids(&self) -> Vec<String> {
+        self.jobs.keys().cloned().collect()
     }
 
     /// The next scheduled time of a job.

@@ -177,6 +177,8 @@ struct Actor {
     queued: VecDeque<QueuedRun>,
     /// Deploys by `request/deploy` id, until they become active.
     pending_deploys: BTreeMap<String, Deploy>,
+    /// Each job's state as last written to the store.
+    job_cache: BTreeMap<String, Vec<u8>>,
     subscribed: bool,
 }
 
@@ -256,6 +258,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         owners: BTreeMap::new(),
         queued: VecDeque::new(),
         pending_deploys: BTreeMap::new(),
+        job_cache: BTreeMap::new(),
         subscribed: false,
     };
     actor.load().await;
@@ -352,11 +355,47 @@ impl Actor {
                 let _ = self.services.set_paused(&id, true);
                 let _ = self.jobs.set_paused(&id, true);
             }
+            if !long_running {
+                if let Ok(Some(v)) = self.store.get(&format!("jobs/{id}")).await {
+                    match serde_json::from_slice::<crate::jobs::JobRecord>(&v.value) {
+                        Ok(job) => {
+                            if let Err(e) = self.jobs.import(&id, job, now()) {
+                                tracing::warn!(request = %id, error = %e, "its stored job state is refused");
+                            }
+                            self.job_cache.insert(id.clone(), v.value);
+                        }
+                        Err(e) => {
+                            tracing::warn!(request = %id, error = %e, "unreadable job state skipped")
+                        }
+                    }
+                }
+            }
         }
         tracing::info!(
             requests = self.records.len(),
             "requests loaded from the store"
         );
+    }
+
+    /// Writes every job's state that changed since it was last written.
+    /// Called before the commands a change returns are carried out, so a
+    /// new leader never starts a run this one already decided.
+    async fn persist_jobs(&mut self) {
+        for id in self.jobs.ids() {
+            let Some(record) = self.jobs.export(&id) else {
+                continue;
+            };
+            let bytes = serde_json::to_vec(&record).unwrap_or_default();
+            if self.job_cache.get(&id) == Some(&bytes) {
+                continue;
+            }
+            match self.store.set(&format!("jobs/{id}"), bytes.clone()).await {
+                Ok(_) => {
+                    self.job_cache.insert(id, bytes);
+                }
+                Err(e) => tracing::error!(job = %id, error = %e, "cannot store the job's state"),
+            }
+        }
     }
 
     async fn persist(&self, id: &str) -> Result<(), ApiError> {
@@ -448,6 +487,7 @@ impl Actor {
                 let actions = self.services.tick(t);
                 self.act(actions).await;
                 let cmds = self.jobs.tick(t);
+                self.persist_jobs().await;
                 self.commands(cmds).await;
                 // Deploys that finished: the active one and the one in
                 // progress are recorded.
@@ -612,6 +652,7 @@ impl Actor {
                     ))),
                     Some(_) => match self.jobs.run_now(&id, now()) {
                         Ok(cmds) => {
+                            self.persist_jobs().await;
                             let run_id = cmds.iter().find_map(|c| match c {
                                 Command::Launch { run_id, .. } => Some(run_id.clone()),
                                 _ => None,
@@ -635,6 +676,8 @@ impl Actor {
                         } else {
                             let cmds = self.jobs.remove(&id);
                             self.commands(cmds).await;
+                            self.job_cache.remove(&id);
+                            let _ = self.store.delete(&format!("jobs/{id}"), None).await;
                         }
                         self.persist(&id).await.map(|()| {
                             serde_json::json!({"request": json_of(&record.request), "state": "DELETED"})
@@ -821,6 +864,7 @@ impl Actor {
                         ))
                     };
                     let cmds = self.jobs.run_finished(&job, &run_id, result, now());
+                    self.persist_jobs().await;
                     self.commands(cmds).await;
                 }
             }

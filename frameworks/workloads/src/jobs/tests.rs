@@ -264,6 +264,38 @@ fn paused_jobs_record_missed_runs_and_run_now_starts_one() {
 }
 
 #[test]
+fn a_new_leader_importing_the_state_runs_or_misses_what_came_due_meanwhile() {
+    let mut old = Jobs::new();
+    let request = job(
+        "j",
+        json!({"schedule": "* * * * *", "latenessAllowanceMillis": 90000}),
+    );
+    old.upsert(&request, at(T0)).expect("upsert");
+    let running = launches(&old.tick(at("2026-06-01T00:01:00Z"))).remove(0);
+    old.run_started("j", &running);
+    let stored = serde_json::to_string(&old.export("j").expect("export")).expect("json");
+    // The old leader dies; a new one starts at 00:04:10 from the store.
+    let mut new = Jobs::new();
+    new.upsert(&request, at("2026-06-01T00:04:10Z"))
+        .expect("upsert");
+    let record: JobRecord = serde_json::from_str(&stored).expect("record");
+    new.import("j", record, at("2026-06-01T00:04:10Z"))
+        .expect("import");
+    assert!(matches!(&new.runs("j")[0].outcome, Outcome::Failed(m) if m.contains("re-attached")));
+    let cmds = new.tick(at("2026-06-01T00:04:10Z"));
+    let outcomes: Vec<Outcome> = new.runs("j").iter().map(|r| r.outcome.clone()).collect();
+    // 00:02 is 130 s late: missed; 00:03 (70 s): started; 00:04 (10 s):
+    // skipped while 00:03 goes (the default SKIP policy).
+    assert!(matches!(outcomes[1], Outcome::Missed(_)), "{outcomes:?}");
+    assert_eq!(outcomes[2], Outcome::Launching);
+    assert!(matches!(outcomes[3], Outcome::Skipped(_)), "{outcomes:?}");
+    assert_eq!(launches(&cmds).len(), 1);
+    let ids: std::collections::BTreeSet<&str> =
+        new.runs("j").iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "run ids stay unique across leaders");
+}
+
+#[test]
 fn history_is_bounded_and_keeps_runs_still_going() {
     let mut jobs = Jobs::new();
     jobs.upsert(
