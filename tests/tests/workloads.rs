@@ -455,3 +455,144 @@ async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
         "no due time forgotten: {runs}"
     );
 }
+
+/// A SERVICE with HTTP health checks (a real HTTP server in each task): a
+/// rolling deploy one instance at a time never drops below the requested
+/// healthy capacity, and a deploy whose instances never pass their health
+/// check is rolled back while the old instances keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_deploys_gate_on_health_checks_and_roll_back() {
+    // One agent: agents of the test cluster share 127.0.0.1 and the same
+    // port range, so servers on two of them could collide on a port.
+    let c = Cluster::start(ClusterOptions::default()).await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let log = c.dir().join("workloads.log");
+    let f = Framework::start(&c.master, state.path(), &log).await;
+    f.post(
+        "/api/requests",
+        json!({"id": "web", "requestType": "SERVICE", "instances": 2}),
+    )
+    .await;
+    let server = |version: &str, healthy: bool| {
+        let file = if healthy { "echo ok > health && " } else { "" };
+        json!({"deploy": {
+            "requestId": "web", "id": version,
+            "command": format!("{file}exec python3 -m http.server $PORT0 --bind 127.0.0.1"),
+            "env": {"VERSION": version},
+            "resources": {"cpus": 0.1, "memoryMb": 64, "numPorts": 1},
+            "healthcheckUri": "/health", "healthcheckIntervalSeconds": 1,
+            // Generous for deploys that should succeed on a loaded machine;
+            // short for the one that must fail.
+            "deployHealthTimeoutSeconds": if healthy { 60 } else { 10 },
+            "deployInstanceCountPerStep": 1,
+        }})
+    };
+    let healthy_of = |version: &'static str| {
+        let f = &f;
+        async move {
+            f.tasks_of("web")
+                .await
+                .into_iter()
+                .filter(|t| t["taskId"]["deployId"] == version && t["healthy"] == true)
+                .collect::<Vec<Value>>()
+        }
+    };
+    let (status, body) = f.post("/api/deploys", server("v1", true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wait_for(TIMEOUT * 2, || async { healthy_of("v1").await.len() == 2 }).await,
+        "{:?}\n{}",
+        f.tasks_of("web").await,
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Each instance really answers on its port.
+    for t in healthy_of("v1").await {
+        let port = t["ports"][0].as_u64().expect("port");
+        let r = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .expect("the instance answers");
+        assert!(r.status().is_success());
+    }
+
+    // Rolling to v2: capacity never drops below two healthy instances.
+    let (status, body) = f.post("/api/deploys", server("v2", true)).await;
+    assert_eq!(status, 200, "{body}");
+    // Poll until v2 is active everywhere, keeping the lowest number of
+    // healthy instances seen on the way.
+    let mut lowest = usize::MAX;
+    let deadline = tokio::time::Instant::now() + TIMEOUT * 3;
+    let rolled = loop {
+        let tasks = f.tasks_of("web").await;
+        let healthy = tasks.iter().filter(|t| t["healthy"] == true).count();
+        lowest = lowest.min(healthy);
+        let (_, parent) = f.get("/api/requests/request/web").await;
+        if parent["activeDeploy"]["id"] == "v2"
+            && tasks.len() == 2
+            && tasks.iter().all(|t| t["taskId"]["deployId"] == "v2")
+        {
+            break true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        rolled,
+        "{:?}\n{:?}\n{}",
+        f.tasks_of("web").await,
+        f.get("/api/requests/request/web").await,
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(lowest >= 2, "healthy capacity dropped to {lowest}");
+    let (_, deploys) = f.get("/api/history/request/web/deploys").await;
+    assert_eq!(
+        deploys[1]["deployResult"]["deployState"], "SUCCEEDED",
+        "{deploys}"
+    );
+
+    // v3 never passes its health check: rolled back, v2 serves throughout.
+    let (status, body) = f.post("/api/deploys", server("v3", false)).await;
+    assert_eq!(status, 200, "{body}");
+    let failed = wait_for(TIMEOUT * 2, || async {
+        let (_, d) = f.get("/api/history/request/web/deploys").await;
+        d.as_array()
+            .and_then(|a| a.last())
+            .is_some_and(|l| l["deployResult"]["deployState"] == "FAILED")
+    })
+    .await;
+    assert!(
+        failed,
+        "{:?}",
+        f.get("/api/history/request/web/deploys").await
+    );
+    let (_, deploys) = f.get("/api/history/request/web/deploys").await;
+    let last = deploys
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["deployMarker"]["deployId"], "v3");
+    assert!(
+        last["deployResult"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("deployHealthTimeoutSeconds")),
+        "{last}"
+    );
+    assert_eq!(
+        healthy_of("v2").await.len(),
+        2,
+        "the old instances kept serving"
+    );
+    assert!(
+        wait_for(TIMEOUT, || async {
+            f.tasks_of("web")
+                .await
+                .iter()
+                .all(|t| t["taskId"]["deployId"] == "v2")
+        })
+        .await
+    );
+    let (_, parent) = f.get("/api/requests/request/web").await;
+    assert_eq!(parent["activeDeploy"]["id"], "v2");
+}

@@ -135,6 +135,10 @@ async fn run_history(State(inputs): State<Inputs>, Path(id): Path<String>) -> Re
     ask(&inputs, |r| Input::RunHistory(id, r)).await
 }
 
+async fn deploy_history(State(inputs): State<Inputs>, Path(id): Path<String>) -> Response {
+    ask(&inputs, |r| Input::DeployHistory(id, r)).await
+}
+
 async fn state(State(inputs): State<Inputs>) -> Response {
     ask(&inputs, Input::State).await
 }
@@ -217,6 +221,7 @@ pub(crate) fn router(inputs: Inputs, gate: Gate) -> Router {
         )
         .route("/api/tasks/active", get(active_tasks))
         .route("/api/history/request/{id}/runs", get(run_history))
+        .route("/api/history/request/{id}/deploys", get(deploy_history))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(gate, only_the_leader))

@@ -149,6 +149,7 @@ pub(crate) enum Input {
     ListRequests(Reply<serde_json::Value>),
     ActiveTasks(Reply<serde_json::Value>),
     RunHistory(String, Reply<serde_json::Value>),
+    DeployHistory(String, Reply<serde_json::Value>),
     State(Reply<serde_json::Value>),
 }
 
@@ -766,6 +767,32 @@ impl Actor {
                 };
                 let _ = reply.send(result);
             }
+            Input::DeployHistory(id, reply) => {
+                let result = match self.records.get(&id) {
+                    None => Err(ApiError::not_found(format!("no request {id:?}"))),
+                    Some(_) => Ok(serde_json::Value::Array(
+                        self.services
+                            .deploy_history(&id)
+                            .iter()
+                            .map(|(deploy_id, state)| {
+                                let (state, message) = match state {
+                                    crate::services::DeployState::Waiting => ("WAITING", None),
+                                    crate::services::DeployState::Succeeded => ("SUCCEEDED", None),
+                                    crate::services::DeployState::Failed(m) => {
+                                        ("FAILED", Some(m.clone()))
+                                    }
+                                    crate::services::DeployState::Canceled => ("CANCELED", None),
+                                };
+                                serde_json::json!({
+                                    "deployMarker": {"requestId": id, "deployId": deploy_id},
+                                    "deployResult": {"deployState": state, "message": message},
+                                })
+                            })
+                            .collect(),
+                    )),
+                };
+                let _ = reply.send(result);
+            }
             Input::State(reply) => {
                 let active_tasks = self
                     .records
@@ -834,6 +861,13 @@ impl Actor {
     async fn status(&mut self, status: v1::TaskStatus) {
         let task_id = status.task_id.value.clone();
         let state = v1::TaskState::try_from(status.state).unwrap_or(v1::TaskState::TaskUnknown);
+        tracing::info!(
+            task_id = %task_id,
+            state = state.as_str_name(),
+            healthy = ?status.healthy,
+            message = status.message.as_deref().unwrap_or(""),
+            "task status"
+        );
         let terminal = !matches!(
             state,
             v1::TaskState::TaskStaging
