@@ -596,3 +596,64 @@ async fn rolling_deploys_gate_on_health_checks_and_roll_back() {
     let (_, parent) = f.get("/api/requests/request/web").await;
     assert_eq!(parent["activeDeploy"]["id"], "v2");
 }
+
+/// A service that keeps crashing is replaced with backoff, goes into
+/// cooldown, and is then paused with the reason in its state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_service_cools_down_then_is_paused_saying_why() {
+    let c = Cluster::start(ClusterOptions::default()).await;
+    let log = c.dir().join("workloads.log");
+    let f = Framework::spawn(&c.master, &["--cooldown_delay=1secs".to_string()], &log);
+    assert!(f.subscribed().await);
+    f.post(
+        "/api/requests",
+        json!({"id": "crash", "requestType": "WORKER"}),
+    )
+    .await;
+    let (status, body) = f
+        .post(
+            "/api/deploys",
+            // Healthy once running (no health check), then it crashes.
+            json!({"deploy": {"requestId": "crash", "id": "1", "command": "sleep 2; exit 1",
+                              "resources": {"cpus": 0.1, "memoryMb": 32}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let paused = wait_for(Duration::from_secs(90), || {
+        let f = &f;
+        async move {
+            let (_, r) = f.get("/api/requests/request/crash").await;
+            r["state"] == "PAUSED"
+        }
+    })
+    .await;
+    let (_, r) = f.get("/api/requests/request/crash").await;
+    assert!(
+        paused,
+        "{r}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let reason = r["stateReason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("in cooldown")
+            && reason.contains("unpause crash")
+            && reason.contains("TASK_FAILED"),
+        "{r}"
+    );
+    assert!(
+        f.tasks_of("crash").await.is_empty(),
+        "a paused request runs nothing"
+    );
+    let failures = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("state=\"TASK_FAILED\"")
+        .count();
+    assert!(failures >= 6, "3 to cool down, 3 more to pause: {failures}");
+    // Unpausing starts it again.
+    let (status, _) = f
+        .post("/api/requests/request/crash/unpause", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (_, r) = f.get("/api/requests/request/crash").await;
+    assert_eq!(r["state"], "ACTIVE", "{r}");
+}

@@ -69,6 +69,24 @@ pub struct ServeArgs {
     /// API calls to it and take over when it dies).
     #[arg(long)]
     zk: Option<String>,
+    /// Failures of a service within --cooldown_window that put it in
+    /// cooldown.
+    #[arg(long = "cooldown_after_failures", default_value_t = 3)]
+    cooldown_after_failures: usize,
+    /// The window failures are counted in (Mesos duration: 10mins).
+    #[arg(long = "cooldown_window", default_value = "10mins", value_parser = duration)]
+    cooldown_window: std::time::Duration,
+    /// Wait between replacements of a service in cooldown, and the
+    /// largest backoff.
+    #[arg(long = "cooldown_delay", default_value = "1mins", value_parser = duration)]
+    cooldown_delay: std::time::Duration,
+    /// Failures in cooldown after which the service is paused.
+    #[arg(long = "pause_after_cooldown_failures", default_value_t = 3)]
+    pause_after_cooldown_failures: u32,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    corral_api::stout::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Where the framework's API is, and how to print.
@@ -119,6 +137,14 @@ pub async fn run(cmd: WorkloadsCommand) -> Result<()> {
                 principal: args.principal,
                 name: args.name,
                 zk: args.zk,
+                failures: corral_workloads::services::FailurePolicy {
+                    cooldown_after: args.cooldown_after_failures.max(1),
+                    window: jiff::SignedDuration::try_from(args.cooldown_window)
+                        .context("--cooldown_window is too long")?,
+                    cooldown_delay: jiff::SignedDuration::try_from(args.cooldown_delay)
+                        .context("--cooldown_delay is too long")?,
+                    pause_after: args.pause_after_cooldown_failures.max(1),
+                },
             };
             corral_workloads::server::run(config)
                 .await

@@ -55,6 +55,8 @@ pub struct Config {
     /// `zk://host:port/path`: keep the state in ZooKeeper and run as one of
     /// several instances, only the elected leader scheduling.
     pub zk: Option<String>,
+    /// How repeated failures of services are handled.
+    pub failures: crate::services::FailurePolicy,
 }
 
 /// Why the framework could not start.
@@ -253,7 +255,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         scheduler,
         store: Arc::clone(&store),
         role: config.role.clone(),
-        services: Services::new(),
+        services: Services::with_policy(config.failures),
         jobs: Jobs::new(),
         records: BTreeMap::new(),
         owners: BTreeMap::new(),

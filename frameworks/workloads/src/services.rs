@@ -30,6 +30,30 @@ pub const MAX_BACKOFF_SECS: i64 = 60;
 /// Default time new instances have to become healthy.
 pub const DEFAULT_DEPLOY_HEALTH_TIMEOUT_SECS: u64 = 120;
 
+/// How repeated failures are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// Failures within `window` that put a request in cooldown.
+    pub cooldown_after: usize,
+    /// The window failures are counted in.
+    pub window: SignedDuration,
+    /// Wait between replacements in cooldown (and the largest backoff).
+    pub cooldown_delay: SignedDuration,
+    /// Failures in cooldown after which the request is paused.
+    pub pause_after: u32,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        Self {
+            cooldown_after: COOLDOWN_AFTER_FAILURES,
+            window: secs(COOLDOWN_WINDOW_SECS),
+            cooldown_delay: secs(MAX_BACKOFF_SECS),
+            pause_after: PAUSE_AFTER_COOLDOWN_FAILURES,
+        }
+    }
+}
+
 /// A request's state (Singularity's `RequestState`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestState {
@@ -180,6 +204,7 @@ pub enum ServiceError {
 #[derive(Debug, Clone, Default)]
 pub struct Services {
     entries: BTreeMap<String, Entry>,
+    policy: FailurePolicy,
 }
 
 fn secs(s: i64) -> SignedDuration {
@@ -241,9 +266,17 @@ impl Entry {
 }
 
 impl Services {
-    /// Nothing yet.
+    /// Nothing yet, with the default failure policy.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Nothing yet, with `policy` for repeated failures.
+    pub fn with_policy(policy: FailurePolicy) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            policy,
+        }
     }
 
     /// Adds or updates a SERVICE or WORKER request (scaling follows).
@@ -554,7 +587,7 @@ impl Services {
                 if failed {
                     e.failed_agents.insert(task.agent_id.clone(), now);
                 }
-                record_failure(e, &id, now, why);
+                record_failure(e, &id, now, why, &self.policy);
             }
         }
         self.advance(&id, &mut out);
@@ -677,33 +710,34 @@ fn roll_back(e: &mut Entry, p: PendingDeploy, state: DeployState, out: &mut Vec<
     // replace whatever it gave up.
 }
 
-fn record_failure(e: &mut Entry, id: &str, now: Timestamp, why: String) {
+fn record_failure(e: &mut Entry, id: &str, now: Timestamp, why: String, policy: &FailurePolicy) {
     e.failures.push_back(now);
     while e
         .failures
         .front()
-        .is_some_and(|f| now.duration_since(*f) > secs(COOLDOWN_WINDOW_SECS))
+        .is_some_and(|f| now.duration_since(*f) > policy.window)
     {
         e.failures.pop_front();
     }
     e.consecutive_failures += 1;
-    let delay = (FIRST_BACKOFF_SECS << (e.consecutive_failures - 1).min(10)).min(MAX_BACKOFF_SECS);
-    e.backoff_until = now.checked_add(secs(delay)).ok();
+    let delay =
+        secs(FIRST_BACKOFF_SECS << (e.consecutive_failures - 1).min(10)).min(policy.cooldown_delay);
+    e.backoff_until = now.checked_add(delay).ok();
     match &e.state {
-        RequestState::Active if e.failures.len() >= COOLDOWN_AFTER_FAILURES => {
+        RequestState::Active if e.failures.len() >= policy.cooldown_after => {
             e.state = RequestState::SystemCooldown {
                 reason: format!(
-                    "{} failures within {} minutes; last: {why}",
+                    "{} failures within {}s; last: {why}",
                     e.failures.len(),
-                    COOLDOWN_WINDOW_SECS / 60
+                    policy.window.as_secs()
                 ),
             };
-            e.backoff_until = now.checked_add(secs(MAX_BACKOFF_SECS)).ok();
+            e.backoff_until = now.checked_add(policy.cooldown_delay).ok();
         }
         RequestState::SystemCooldown { .. } => {
             e.cooldown_failures += 1;
-            e.backoff_until = now.checked_add(secs(MAX_BACKOFF_SECS)).ok();
-            if e.cooldown_failures >= PAUSE_AFTER_COOLDOWN_FAILURES {
+            e.backoff_until = now.checked_add(policy.cooldown_delay).ok();
+            if e.cooldown_failures >= policy.pause_after {
                 e.state = RequestState::Paused {
                     reason: format!(
                         "paused after failing {} more times in cooldown; last: {why}; \
