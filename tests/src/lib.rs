@@ -197,6 +197,18 @@ pub fn command_task(id: &str, agent_id: &str, cmd: &str, cpus: f64, mem: f64) ->
     })
 }
 
+/// A gzipped tarball holding one file `name` with `content` and `mode`.
+pub fn tar_gz(name: &str, content: &[u8], mode: u32) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut b = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(content.len() as u64);
+    h.set_mode(mode);
+    h.set_cksum();
+    b.append_data(&mut h, name, content).expect("tar entry");
+    b.into_inner().expect("tar").finish().expect("gzip")
+}
+
 /// `cpus` and `mem` scalar resources (JSON), without role or allocation info.
 pub fn scalars(cpus: f64, mem: f64) -> Value {
     json!([

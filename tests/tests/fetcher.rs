@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corral_api::codec::Encoding;
-use corral_tests::{command_task, wait_for, Cluster, ClusterOptions};
+use corral_tests::{command_task, tar_gz, wait_for, Cluster, ClusterOptions};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -81,17 +81,6 @@ impl FileServer {
     }
 }
 
-fn tar_gz(name: &str, content: &[u8]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut b = tar::Builder::new(gz);
-    let mut h = tar::Header::new_gnu();
-    h.set_size(content.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, name, content).expect("tar entry");
-    b.into_inner().expect("tar").finish().expect("gzip")
-}
-
 fn with_uris(mut task: Value, uris: Value) -> Value {
     task["command"]["uris"] = uris;
     task
@@ -107,7 +96,7 @@ async fn fetches_plain_executable_extracted_and_cached_uris_and_fails_on_404() {
     );
     files.insert(
         "/bundle.tar.gz".to_string(),
-        tar_gz("bundle/inside.txt", b"extracted content\n"),
+        tar_gz("bundle/inside.txt", b"extracted content\n", 0o644),
     );
     files.insert("/cached.bin".to_string(), vec![7u8; 4096]);
     let server = FileServer::start(files).await;

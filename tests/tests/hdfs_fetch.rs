@@ -15,19 +15,8 @@
 use std::time::Duration;
 
 use corral_api::codec::Encoding;
-use corral_tests::{command_task, wait_for, Cluster, ClusterOptions};
+use corral_tests::{command_task, tar_gz, wait_for, Cluster, ClusterOptions};
 use serde_json::{json, Value};
-
-fn tar_gz(name: &str, content: &[u8], mode: u32) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut b = tar::Builder::new(gz);
-    let mut h = tar::Header::new_gnu();
-    h.set_size(content.len() as u64);
-    h.set_mode(mode);
-    h.set_cksum();
-    b.append_data(&mut h, name, content).expect("tar entry");
-    b.into_inner().expect("tar").finish().expect("gzip")
-}
 
 fn with_uris(mut task: Value, uris: Value) -> Value {
     task["command"]["uris"] = uris;

@@ -114,6 +114,16 @@ fn count_ports(ranges: &v1::value::Ranges) -> u64 {
         .sum()
 }
 
+/// The ports among `resources` (taken for a task), in order.
+pub fn ports_of(resources: &[v1::Resource]) -> Vec<u64> {
+    resources
+        .iter()
+        .filter(|r| r.name == "ports")
+        .filter_map(|r| r.ranges.as_ref())
+        .flat_map(|r| r.range.iter().flat_map(|x| x.begin..=x.end))
+        .collect()
+}
+
 /// The first `n` ports of `ranges`, lowest first; `None` if there are
 /// fewer.
 pub fn pick_ports(ranges: &v1::value::Ranges, n: usize) -> Option<Vec<u64>> {
@@ -502,17 +512,11 @@ mod tests {
             ports: 3,
         };
         let (taken, left) = take(&have, &need).expect("fits");
+        assert_eq!(ports_of(&taken), [31000, 31001, 31005]);
         let taken = Resources::from_vec(&taken);
         assert_eq!(taken.scalar("cpus"), 0.5);
         assert_eq!(taken.scalar("mem"), 256.0);
         assert_eq!(left.scalar("cpus"), 1.5);
-        let ports: Vec<u64> = taken
-            .as_slice()
-            .iter()
-            .filter_map(|r| r.ranges.as_ref())
-            .flat_map(|r| r.range.iter().flat_map(|x| x.begin..=x.end))
-            .collect();
-        assert_eq!(ports, [31000, 31001, 31005]);
         assert!(take(
             &have,
             &Need {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use corral_api::resources::Resources;
 use corral_api::v1;
 use corral_sdk::leader::{Election, Instance};
-use corral_sdk::offers::{allocation_role, take, Need};
+use corral_sdk::offers::{allocation_role, ports_of, take, Need};
 use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerConfig, SchedulerEvent};
 use corral_sdk::store::{LocalStore, MemoryStore, StateStore, ZkStore};
 use corral_zk::{Session, ZkUrl};
@@ -1041,11 +1041,7 @@ impl Actor {
                 Some((offer, taken, rest)) => {
                     left.insert(offer.id.value.clone(), rest);
                     let task_id = format!("{}-{}", q.job, q.run_id);
-                    let ports: Vec<u64> = taken
-                        .iter()
-                        .filter_map(|r| r.ranges.as_ref())
-                        .flat_map(|r| r.range.iter().flat_map(|x| x.begin..=x.end))
-                        .collect();
+                    let ports = ports_of(&taken);
                     self.owners.insert(
                         task_id.clone(),
                         Owner::Job {

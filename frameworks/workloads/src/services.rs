@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use corral_api::resources::Resources;
 use corral_api::v1;
-use corral_sdk::offers::{allocation_role, take, Constraint, Need, Placement};
+use corral_sdk::offers::{allocation_role, ports_of, take, Constraint, Need, Placement};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::model::{Deploy, Request, SlavePlacement};
@@ -870,11 +870,7 @@ fn place(
             instance,
             e.serial
         );
-        let ports: Vec<u64> = taken
-            .iter()
-            .filter_map(|r| r.ranges.as_ref())
-            .flat_map(|r| r.range.iter().flat_map(|x| x.begin..=x.end))
-            .collect();
+        let ports = ports_of(&taken);
         e.tasks.insert(
             task_id.clone(),
             Task {
