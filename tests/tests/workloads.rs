@@ -657,3 +657,79 @@ async fn a_crashing_service_cools_down_then_is_paused_saying_why() {
     let (_, r) = f.get("/api/requests/request/crash").await;
     assert_eq!(r["state"], "ACTIVE", "{r}");
 }
+
+/// Jobs A -> B -> C: B runs once A has succeeded, C once B has; a cycle is
+/// refused naming the field and changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependent_jobs_run_in_order() {
+    let c = Cluster::start(ClusterOptions::default()).await;
+    let log = c.dir().join("workloads.log");
+    let f = Framework::spawn(&c.master, &[], &log);
+    assert!(f.subscribed().await);
+    for (id, parents) in [("a", json!(null)), ("b", json!(["a"])), ("c", json!(["b"]))] {
+        let mut request = json!({"id": id, "requestType": "SCHEDULED"});
+        if parents.is_null() {
+            request["schedule"] = json!("@yearly");
+        } else {
+            request["dependsOn"] = parents;
+        }
+        let (status, body) = f.post("/api/requests", request).await;
+        assert_eq!(status, 200, "{id}: {body}");
+        let (status, body) = f
+            .post(
+                "/api/deploys",
+                json!({"deploy": {"requestId": id, "id": "1", "command": "sleep 1",
+                                  "resources": {"cpus": 0.1, "memoryMb": 32}}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{id}: {body}");
+    }
+    let (status, body) = f
+        .post(
+            "/api/requests",
+            json!({"id": "a", "requestType": "SCHEDULED", "schedule": "@yearly", "dependsOn": ["c"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("dependsOn") && body.contains("cycle"),
+        "{body}"
+    );
+    let (_, a) = f.get("/api/requests/request/a").await;
+    assert!(
+        a["request"].get("dependsOn").is_none(),
+        "the refused change changed nothing: {a}"
+    );
+
+    let (status, body) = f.post("/api/requests/request/a/run", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let all_ran = wait_for(Duration::from_secs(60), || async {
+        f.runs("a", "SUCCEEDED").await == 1
+            && f.runs("b", "SUCCEEDED").await == 1
+            && f.runs("c", "SUCCEEDED").await == 1
+    })
+    .await;
+    assert!(
+        all_ran,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let started = |id: &'static str| {
+        let f = &f;
+        async move {
+            let (_, runs) = f.get(&format!("/api/history/request/{id}/runs")).await;
+            (
+                runs[0]["startedAt"].as_i64().unwrap_or(0),
+                runs[0]["finishedAt"].as_i64().unwrap_or(0),
+            )
+        }
+    };
+    let (a_start, a_end) = started("a").await;
+    let (b_start, b_end) = started("b").await;
+    let (c_start, _) = started("c").await;
+    assert!(
+        a_start < a_end && a_end <= b_start,
+        "b after a: {a_end} {b_start}"
+    );
+    assert!(b_end <= c_start, "c after b: {b_end} {c_start}");
+}
