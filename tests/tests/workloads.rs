@@ -306,6 +306,20 @@ async fn services_and_jobs_through_the_singularity_api() {
     let (status, body) = f
         .post(
             "/api/deploys",
+            json!({"deploy": {"requestId": "adhoc", "id": "2", "command": "true",
+                              "resources": {"cpus": 64, "memoryMb": 32}}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("resources.cpus") && body.contains("more than any agent"),
+        "{body}"
+    );
+    let (_, adhoc) = f.get("/api/requests/request/adhoc").await;
+    assert_eq!(adhoc["activeDeploy"]["id"], "1", "nothing changed: {adhoc}");
+    let (status, body) = f
+        .post(
+            "/api/deploys",
             json!({"deploy": {"requestId": "nobody", "id": "1", "command": "true"}}),
         )
         .await;

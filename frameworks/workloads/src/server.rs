@@ -549,6 +549,10 @@ impl Actor {
             }
             Input::Deploy(deploy, reply) => {
                 let id = deploy.request_id.clone();
+                if let Some(why) = self.larger_than_any_agent(&deploy).await {
+                    let _ = reply.send(Err(ApiError::bad(why)));
+                    return;
+                }
                 let result = self.apply_deploy(&deploy);
                 let result = match result {
                     Ok(()) => {
@@ -813,7 +817,69 @@ impl Actor {
     }
 }
 
+/// The largest cpus, mem, disk and number of ports of any one agent, from
+/// the master's `/master/slaves` (its public API).
+fn largest_agent(slaves: &serde_json::Value) -> Option<[f64; 4]> {
+    let agents = slaves["slaves"].as_array()?;
+    let mut max = [0.0f64; 4];
+    for a in agents {
+        let r = &a["resources"];
+        let ports = r["ports"]
+            .as_str()
+            .map(|text| {
+                text.trim_matches(|c| c == '[' || c == ']')
+                    .split(',')
+                    .filter_map(|range| {
+                        let (lo, hi) = range.trim().split_once('-')?;
+                        Some(hi.trim().parse::<f64>().ok()? - lo.trim().parse::<f64>().ok()? + 1.0)
+                    })
+                    .sum::<f64>()
+            })
+            .unwrap_or(0.0);
+        let have = [
+            r["cpus"].as_f64().unwrap_or(0.0),
+            r["mem"].as_f64().unwrap_or(0.0),
+            r["disk"].as_f64().unwrap_or(0.0),
+            ports,
+        ];
+        for (m, h) in max.iter_mut().zip(have) {
+            *m = m.max(h);
+        }
+    }
+    (!agents.is_empty()).then_some(max)
+}
+
 impl Actor {
+    /// Why `deploy` asks for more than any agent of the cluster has, if it
+    /// does. Without an answer from the master, nothing is refused.
+    async fn larger_than_any_agent(&self, deploy: &Deploy) -> Option<String> {
+        let resources = deploy.resources.as_ref()?;
+        let master = self.scheduler.master()?;
+        let slaves: serde_json::Value = reqwest::Client::new()
+            .get(format!("http://{master}/master/slaves"))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let max = largest_agent(&slaves)?;
+        let asked = [
+            ("resources.cpus", resources.cpus),
+            ("resources.memoryMb", resources.memory_mb),
+            ("resources.diskMb", resources.disk_mb),
+            ("resources.numPorts", resources.num_ports as f64),
+        ];
+        asked
+            .iter()
+            .zip(max)
+            .find(|((_, want), have)| *want > *have + 1e-9)
+            .map(|((field, want), have)| {
+                format!("{field}: {want} is more than any agent of the cluster has (the largest has {have})")
+            })
+    }
+
     fn pending_or_known_deploy(&mut self, request_id: &str, deploy_id: &str) -> Option<Deploy> {
         self.pending_deploys
             .remove(&format!("{request_id}/{deploy_id}"))
@@ -1096,5 +1162,20 @@ impl Actor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::largest_agent;
+
+    #[test]
+    fn reads_the_largest_agent_from_master_slaves() {
+        let slaves = serde_json::json!({"slaves": [
+            {"resources": {"cpus": 2, "mem": 1024, "disk": 100, "ports": "[31000-31099]"}},
+            {"resources": {"cpus": 8, "mem": 512, "ports": "[1-10, 20-29]"}},
+        ]});
+        assert_eq!(largest_agent(&slaves), Some([8.0, 1024.0, 100.0, 100.0]));
+        assert_eq!(largest_agent(&serde_json::json!({"slaves": []})), None);
     }
 }
