@@ -411,7 +411,16 @@ async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
                           "resources": {"cpus": 0.1, "memoryMb": 32}}}),
     )
     .await;
-    assert!(wait_for(TIMEOUT, || async { a.tasks_of("ha").await.len() == 1 }).await);
+    assert!(
+        wait_for(TIMEOUT, || async {
+            a.tasks_of("ha")
+                .await
+                .first()
+                .is_some_and(|t| t["healthy"] == true)
+        })
+        .await
+    );
+    let ha_task = a.tasks_of("ha").await[0]["taskId"]["id"].clone();
     // A job every two seconds, running on both sides of the failover.
     a.post(
         "/api/requests",
@@ -441,6 +450,16 @@ async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
         wait_for(TIMEOUT * 2, || async { b.tasks_of("ha").await.len() == 1 }).await,
         "the new leader runs the worker"
     );
+    // The running task was taken over, not killed and started again.
+    assert_eq!(b.tasks_of("ha").await[0]["taskId"]["id"], ha_task);
+    let still_running = c.get_json("/master/tasks").await;
+    let running: Vec<&Value> = still_running["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["state"] == "TASK_RUNNING" && t["id"] == ha_task)
+        .collect();
+    assert_eq!(running.len(), 1, "{still_running}");
     // The job's history came over, and every due time since the job was
     // created is accounted for exactly once (run, skipped, or missed with
     // the reason), across the failover.

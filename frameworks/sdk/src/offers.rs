@@ -272,7 +272,7 @@ pub fn reserved_for<'a>(resources: &'a [v1::Resource], role: &str) -> Vec<&'a v1
 }
 
 /// An agent as placement sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Placement {
     /// Its hostname.
     pub hostname: String,

@@ -3,11 +3,13 @@
 //! the pure cores ([`Services`], [`Jobs`]) and carries out what they
 //! return: launches on offers, kills, store writes.
 //!
-//! Requests and their active deploys are kept in the store
-//! (`requests/<id>`), and so is the FrameworkID (`framework/id`), so a
-//! restarted instance re-subscribes as the same framework and finds its
-//! requests. Tasks it does not know after a restart are killed and the
-//! instances started again (adopting running tasks is not built yet).
+//! Requests with their deploys (`requests/<id>`), each service's tasks
+//! (`tasks/<id>`, written before they are launched), each job's state
+//! (`jobs/<id>`) and the FrameworkID (`framework/id`) are kept in the
+//! store, so a restarted instance or a new leader re-subscribes as the
+//! same framework, takes over the running service tasks (reconciling
+//! them with the master) and every job's schedule. Tasks it does not know
+//! (a job run in flight at a failover) are killed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -182,6 +184,10 @@ struct Actor {
     pending_deploys: BTreeMap<String, Deploy>,
     /// Each job's state as last written to the store.
     job_cache: BTreeMap<String, Vec<u8>>,
+    /// Each service's tasks as last written to the store.
+    task_cache: BTreeMap<String, Vec<u8>>,
+    /// Tasks taken over from the store, to reconcile once subscribed.
+    adopted: Vec<(String, Option<String>)>,
     subscribed: bool,
 }
 
@@ -262,6 +268,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         queued: VecDeque::new(),
         pending_deploys: BTreeMap::new(),
         job_cache: BTreeMap::new(),
+        task_cache: BTreeMap::new(),
+        adopted: Vec::new(),
         subscribed: false,
     };
     actor.load().await;
@@ -347,6 +355,27 @@ impl Actor {
             if let (Some(d), true) = (active, long_running) {
                 let _ = self.services.restore_active(d);
             }
+            if long_running {
+                if let Ok(Some(v)) = self.store.get(&format!("tasks/{id}")).await {
+                    match serde_json::from_slice::<Vec<crate::services::Task>>(&v.value) {
+                        Ok(tasks) => {
+                            for t in &tasks {
+                                self.owners.insert(t.task_id.clone(), Owner::Service);
+                                self.adopted
+                                    .push((t.task_id.clone(), Some(t.agent_id.clone())));
+                            }
+                            let n = tasks.len();
+                            if self.services.adopt(&id, tasks).is_ok() {
+                                tracing::info!(request = %id, tasks = n, "tasks taken over from the store");
+                            }
+                            self.task_cache.insert(id.clone(), v.value);
+                        }
+                        Err(e) => {
+                            tracing::warn!(request = %id, error = %e, "unreadable task list skipped")
+                        }
+                    }
+                }
+            }
             if let Some(d) = pending {
                 // The deploy in progress starts over on this leader.
                 if let Err(e) = self.apply_deploy(&d) {
@@ -397,6 +426,30 @@ impl Actor {
                     self.job_cache.insert(id, bytes);
                 }
                 Err(e) => tracing::error!(job = %id, error = %e, "cannot store the job's state"),
+            }
+        }
+    }
+
+    /// Writes every service's task list that changed since it was last
+    /// written (before the launches of that change are sent), so a new
+    /// leader adopts the tasks instead of starting them again.
+    async fn persist_tasks(&mut self) {
+        let ids: Vec<String> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.request.request_type.long_running())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            let bytes = serde_json::to_vec(&self.services.live_tasks(&id)).unwrap_or_default();
+            if self.task_cache.get(&id) == Some(&bytes) {
+                continue;
+            }
+            match self.store.set(&format!("tasks/{id}"), bytes.clone()).await {
+                Ok(_) => {
+                    self.task_cache.insert(id, bytes);
+                }
+                Err(e) => tracing::error!(request = %id, error = %e, "cannot store the tasks"),
             }
         }
     }
@@ -489,6 +542,7 @@ impl Actor {
                 let t = now();
                 let actions = self.services.tick(t);
                 self.act(actions).await;
+                self.persist_tasks().await;
                 let cmds = self.jobs.tick(t);
                 self.persist_jobs().await;
                 self.commands(cmds).await;
@@ -680,6 +734,8 @@ impl Actor {
                             if let Ok(actions) = self.services.delete(&id) {
                                 self.act(actions).await;
                             }
+                            self.task_cache.remove(&id);
+                            let _ = self.store.delete(&format!("tasks/{id}"), None).await;
                         } else {
                             let cmds = self.jobs.remove(&id);
                             self.commands(cmds).await;
@@ -907,8 +963,14 @@ impl Actor {
                     tracing::error!(error = %e, "cannot store the framework id");
                 }
                 // Ask for every task the master knows of: unknown ones are
-                // killed, known ones updated.
+                // killed, known ones updated; and explicitly for the tasks
+                // taken over from the store (the master answers LOST or
+                // GONE for those it does not know, and they are replaced).
                 let _ = self.scheduler.reconcile(vec![]).await;
+                let adopted = std::mem::take(&mut self.adopted);
+                if !adopted.is_empty() {
+                    let _ = self.scheduler.reconcile(adopted).await;
+                }
                 if resubscribed {
                     tracing::info!("re-subscribed; reconciling");
                 }
@@ -947,6 +1009,7 @@ impl Actor {
             Some(Owner::Service) => {
                 let actions = self.services.update(&task_id, state, status.healthy, now());
                 self.act(actions).await;
+                self.persist_tasks().await;
             }
             Some(Owner::Job { job, run_id }) => {
                 if state == v1::TaskState::TaskRunning {
@@ -1074,6 +1137,8 @@ impl Actor {
                 }
             }
         }
+        // The tasks are stored before they are launched.
+        self.persist_tasks().await;
         // Job runs on what is left.
         let mut still = VecDeque::new();
         while let Some(q) = self.queued.pop_front() {

@@ -85,7 +85,8 @@ pub enum DeployState {
 }
 
 /// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskPhase {
     /// Launched, not running yet.
     Launched,
@@ -98,7 +99,8 @@ pub enum TaskPhase {
 }
 
 /// One task of a request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Task {
     /// Mesos task id.
     pub task_id: String,
@@ -443,6 +445,34 @@ impl Services {
             .get(id)
             .map(|e| e.tasks.values().collect())
             .unwrap_or_default()
+    }
+
+    /// The request's tasks not being killed (what a new leader adopts).
+    pub fn live_tasks(&self, id: &str) -> Vec<Task> {
+        self.entries
+            .get(id)
+            .map(|e| {
+                e.tasks
+                    .values()
+                    .filter(|t| t.phase != TaskPhase::Killing)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Takes over tasks a previous leader launched: they count as they
+    /// were stored until their status says otherwise (the shell reconciles
+    /// them with the master).
+    pub fn adopt(&mut self, id: &str, tasks: Vec<Task>) -> Result<(), ServiceError> {
+        let e = self.entry(id)?;
+        for mut t in tasks {
+            if t.phase == TaskPhase::Launched {
+                t.phase = TaskPhase::Running;
+            }
+            e.tasks.insert(t.task_id.clone(), t);
+        }
+        Ok(())
     }
 
     /// Healthy instances' `host:port` of a load-balanced SERVICE (its
