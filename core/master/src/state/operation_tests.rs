@@ -622,6 +622,35 @@ fn operation_feedback_update_acknowledge_and_reconcile() {
     assert_eq!(acks[0].1.operation_uuid, apply.operation_uuid);
     assert_eq!(acks[0].1.status_uuid, status_uuid);
     assert!(m.operations.is_empty());
+    // The agent's retry of that update, crossing the acknowledgement, does
+    // not bring the operation back: it is acknowledged again, and the
+    // framework hears nothing more.
+    m.agent_message(
+        &aid,
+        internal::agent_message::Message::OperationUpdate(internal::OperationStatusUpdate {
+            framework_id: apply.framework_id.clone(),
+            status: v1::OperationStatus {
+                operation_id: apply.info.id.clone(),
+                state: OperationState::OperationFinished as i32,
+                uuid: Some(v1::Uuid {
+                    value: status_uuid.clone(),
+                }),
+                ..Default::default()
+            },
+            operation_uuid: apply.operation_uuid.clone(),
+            total_resources: m.agents[&aid].total.to_vec(),
+        }),
+        at(7),
+    );
+    let effects = m.take_effects();
+    assert!(m.operations.is_empty(), "not tracked again");
+    assert!(
+        op_updates(&effects, &fid).is_empty(),
+        "no update to the framework"
+    );
+    assert!(effects.iter().any(|e| matches!(e,
+        Effect::Agent { message: ToAgent::AcknowledgeOperation(a), .. }
+            if a.status_uuid == status_uuid)));
     let u = reconcile(&mut m, &[("r1", Some(&aid))]);
     assert_eq!(u[0].state, OperationState::OperationUnknown as i32);
     // The reservation stays.

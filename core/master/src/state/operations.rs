@@ -64,7 +64,15 @@ pub struct Operations {
     by_uuid: BTreeMap<Vec<u8>, TrackedOperation>,
     by_id: BTreeMap<(String, String), Vec<u8>>,
     next_seq: u64,
+    /// Operations whose terminal status a framework acknowledged, newest
+    /// last (bounded): a retried update of one of them from its agent,
+    /// crossing the acknowledgement, must not bring it back.
+    acknowledged: std::collections::VecDeque<Vec<u8>>,
+    acknowledged_set: std::collections::BTreeSet<Vec<u8>>,
 }
+
+/// Acknowledged operations remembered.
+const REMEMBERED_ACKNOWLEDGEMENTS: usize = 10_000;
 
 impl Operations {
     /// Every tracked operation.
@@ -113,6 +121,22 @@ impl Operations {
             }
         }
         Some(op)
+    }
+
+    fn remember_acknowledged(&mut self, uuid: Vec<u8>) {
+        if self.acknowledged_set.insert(uuid.clone()) {
+            self.acknowledged.push_back(uuid);
+            while self.acknowledged.len() > REMEMBERED_ACKNOWLEDGEMENTS {
+                if let Some(old) = self.acknowledged.pop_front() {
+                    self.acknowledged_set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether a framework acknowledged this operation's terminal status.
+    pub fn was_acknowledged(&self, uuid: &[u8]) -> bool {
+        self.acknowledged_set.contains(uuid)
     }
 
     /// Forgets a removed framework's operations.
@@ -669,6 +693,21 @@ impl Master {
             OperationState::try_from(status.state).unwrap_or(OperationState::OperationUnknown);
         let uuid = u.operation_uuid;
         let framework_id = u.framework_id.map(|f| f.value);
+        if self.operations.was_acknowledged(&uuid) {
+            // The agent retried this update before our acknowledgement
+            // reached it: acknowledge again instead of tracking it anew.
+            if let Some(status_uuid) = status.uuid.as_ref().map(|u| u.value.clone()) {
+                self.emit_agent(
+                    agent_id,
+                    ToAgent::AcknowledgeOperation(internal::AcknowledgeOperationStatus {
+                        framework_id: framework_id.clone().map(|value| v1::FrameworkId { value }),
+                        operation_uuid: uuid.clone(),
+                        status_uuid,
+                    }),
+                );
+            }
+            return;
+        }
         if self.operations.get(&uuid).is_none() {
             // Not applied by this master (e.g. before a failover, with the
             // agent not listing it when it registered): learned now.
@@ -958,6 +997,7 @@ impl Master {
             && latest.uuid.as_ref().is_some_and(|u| u.value == ack.uuid)
         {
             self.operations.remove(&uuid);
+            self.operations.remember_acknowledged(uuid);
         }
         Ok(())
     }
