@@ -18,6 +18,9 @@ export CORRAL_PYTHON
 step "installing ZooKeeper 3.8 (Debian package; tests start and stop their own servers)"
 scripts/zookeeper.sh install
 
+step "installing HAProxy 2.6 and curl (Debian packages; the workloads framework runs HAProxy itself in its tests)"
+scripts/haproxy.sh install
+
 step "building the local Docker test image (idempotent)"
 CORRAL_TEST_IMAGE="$(scripts/docker-test-image.sh | tail -n 1)"
 export CORRAL_TEST_IMAGE

@@ -493,27 +493,104 @@ async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
 /// rolling deploy one instance at a time never drops below the requested
 /// healthy capacity, and a deploy whose instances never pass their health
 /// check is rolled back while the old instances keep serving.
+/// HAProxy run by the framework (`--haproxy`), stopped at the end of the
+/// test through its pid file.
+struct Haproxy {
+    dir: std::path::PathBuf,
+    bind: String,
+}
+
+impl Haproxy {
+    fn new(dir: std::path::PathBuf) -> Haproxy {
+        Haproxy {
+            dir,
+            bind: format!("127.0.0.1:{}", free_port()),
+        }
+    }
+
+    fn flags(&self) -> Vec<String> {
+        let bin = std::env::var("CORRAL_HAPROXY").unwrap_or_else(|_| "haproxy".into());
+        vec![
+            format!("--haproxy={bin}"),
+            format!("--haproxy_dir={}", self.dir.display()),
+            format!("--haproxy_bind={}", self.bind),
+            "--load_balancer_drain=1secs".into(),
+        ]
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(self.dir.join("haproxy.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+/// `curl` in a loop through HAProxy, one connection per request, each
+/// answer's status and body on a line of `out`.
+fn curl_traffic(url: &str, out: &std::path::Path) -> tokio::process::Child {
+    let script = format!(
+        "while :; do curl -s -m 5 -o body -w '%{{http_code}} ' '{url}'; cat body 2>/dev/null || echo; done"
+    );
+    let dir = out.parent().expect("dir").to_path_buf();
+    tokio::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(dir)
+        .stdout(std::fs::File::create(out).expect("traffic log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("curl loop")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rolling_deploys_gate_on_health_checks_and_roll_back() {
+async fn rolling_deploys_under_haproxy_traffic_gate_on_health_and_roll_back() {
     // One agent: agents of the test cluster share 127.0.0.1 and the same
     // port range, so servers on two of them could collide on a port.
     let c = Cluster::start(ClusterOptions::default()).await;
     let state = tempfile::tempdir().expect("tempdir");
     let log = c.dir().join("workloads.log");
-    let f = Framework::start(&c.master, state.path(), &log).await;
-    f.post(
-        "/api/requests",
-        json!({"id": "web", "requestType": "SERVICE", "instances": 2}),
-    )
-    .await;
+    let lb = Haproxy::new(c.dir().join("haproxy"));
+    let mut flags = lb.flags();
+    flags.push(format!("--state_dir={}", state.path().display()));
+    let f = Framework::spawn(&c.master, &flags, &log);
+    assert!(
+        f.subscribed().await,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let (status, body) = f
+        .post(
+            "/api/requests",
+            json!({"id": "web", "requestType": "SERVICE", "instances": 2, "loadBalanced": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // A load-balanced deploy must say which path it is routed by.
+    let (status, body) = f
+        .post(
+            "/api/deploys",
+            json!({"deploy": {"requestId": "web", "id": "v0", "command": "true",
+                              "resources": {"cpus": 0.1, "memoryMb": 32, "numPorts": 1}}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("serviceBasePath"), "{body}");
     let server = |version: &str, healthy: bool| {
         let file = if healthy { "echo ok > health && " } else { "" };
         json!({"deploy": {
             "requestId": "web", "id": version,
-            "command": format!("{file}exec python3 -m http.server $PORT0 --bind 127.0.0.1"),
+            "command": format!("mkdir -p web && echo $VERSION > web/index.html && {file}exec python3 -m http.server $PORT0 --bind 127.0.0.1"),
             "env": {"VERSION": version},
             "resources": {"cpus": 0.1, "memoryMb": 64, "numPorts": 1},
             "healthcheckUri": "/health", "healthcheckIntervalSeconds": 1,
+            "serviceBasePath": "/web",
             // Generous for deploys that should succeed on a loaded machine;
             // short for the one that must fail.
             "deployHealthTimeoutSeconds": if healthy { 60 } else { 10 },
@@ -546,6 +623,21 @@ async fn rolling_deploys_gate_on_health_checks_and_roll_back() {
             .expect("the instance answers");
         assert!(r.status().is_success());
     }
+    // Both are in HAProxy's rotation; curl traffic runs from here on.
+    let url = format!("http://{}/web/", lb.bind);
+    assert!(
+        wait_for(TIMEOUT, || async {
+            let (_, v) = f.get("/api/loadbalancer/upstreams").await;
+            v[0]["upstreams"].as_array().is_some_and(|u| u.len() == 2)
+                && reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await,
+        "{:?}\n{}",
+        f.get("/api/loadbalancer/upstreams").await,
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let traffic_log = c.dir().join("traffic.log");
+    let mut traffic = curl_traffic(&url, &traffic_log);
 
     // Rolling to v2: capacity never drops below two healthy instances.
     let (status, body) = f.post("/api/deploys", server("v2", true)).await;
@@ -628,6 +720,54 @@ async fn rolling_deploys_gate_on_health_checks_and_roll_back() {
     );
     let (_, parent) = f.get("/api/requests/request/web").await;
     assert_eq!(parent["activeDeploy"]["id"], "v2");
+    // HAProxy routes to v2 only now.
+    assert!(
+        wait_for(TIMEOUT, || async {
+            let text = std::fs::read_to_string(&traffic_log).unwrap_or_default();
+            text.lines().rev().nth(1).is_some_and(|l| l == "200 v2")
+        })
+        .await
+    );
+    let _ = traffic.kill().await;
+    let text = std::fs::read_to_string(&traffic_log).unwrap_or_default();
+    let answers: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    // The last line may be cut by the kill.
+    let complete = &answers[..answers.len().saturating_sub(1)];
+    let failed: Vec<&&str> = complete
+        .iter()
+        .filter(|l| !(**l == "200 v1" || **l == "200 v2"))
+        .collect();
+    assert!(
+        complete.len() >= 20,
+        "too little traffic: {} requests",
+        complete.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed through HAProxy during the deploys: {:?}",
+        failed.len(),
+        complete.len(),
+        &failed[..failed.len().min(10)]
+    );
+    assert!(complete.contains(&"200 v1") && complete.contains(&"200 v2"));
+    eprintln!(
+        "{} requests through haproxy during the deploys, none failed",
+        complete.len()
+    );
+    let (_, v) = f.get("/api/loadbalancer/upstreams").await;
+    let upstreams = v[0]["upstreams"].as_array().cloned().unwrap_or_default();
+    assert_eq!(upstreams.len(), 2, "{v}");
+    assert!(upstreams.iter().all(|u| u["taskId"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("web-v2-"))));
+    // The replaced instances are in the request's task history.
+    let (_, history) = f.get("/api/history/request/web/tasks").await;
+    let ended: Vec<&Value> = history.as_array().into_iter().flatten().collect();
+    assert!(
+        ended.iter().filter(|t| t["deployId"] == "v1").count() == 2
+            && ended.iter().all(|t| t["killedByFramework"] == true),
+        "{history}"
+    );
 }
 
 /// A service that keeps crashing is replaced with backoff, goes into

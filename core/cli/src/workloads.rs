@@ -83,6 +83,21 @@ pub struct ServeArgs {
     /// Failures in cooldown after which the service is paused.
     #[arg(long = "pause_after_cooldown_failures", default_value_t = 3)]
     pause_after_cooldown_failures: u32,
+    /// Run HAProxy (this binary, e.g. /usr/sbin/haproxy) and route
+    /// load-balanced SERVICE requests through it by serviceBasePath; the
+    /// framework writes its configuration and reloads it.
+    #[arg(long)]
+    haproxy: Option<PathBuf>,
+    /// Where HAProxy's configuration, pid file and sockets go.
+    #[arg(long = "haproxy_dir", default_value = "/var/lib/corral/haproxy")]
+    haproxy_dir: PathBuf,
+    /// The address HAProxy's HTTP frontend binds.
+    #[arg(long = "haproxy_bind", default_value = "0.0.0.0:8080")]
+    haproxy_bind: String,
+    /// How long a load-balanced instance stays out of rotation before it is
+    /// killed, for its connections to finish (Mesos duration).
+    #[arg(long = "load_balancer_drain", default_value = "2secs", value_parser = duration)]
+    load_balancer_drain: std::time::Duration,
 }
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {
@@ -145,6 +160,16 @@ pub async fn run(cmd: WorkloadsCommand) -> Result<()> {
                         .context("--cooldown_delay is too long")?,
                     pause_after: args.pause_after_cooldown_failures.max(1),
                 },
+                load_balancer: args
+                    .haproxy
+                    .map(|bin| corral_workloads::server::LoadBalancer {
+                        haproxy: corral_workloads::lb::LbConfig {
+                            bin,
+                            dir: args.haproxy_dir,
+                            bind: args.haproxy_bind,
+                        },
+                        drain: args.load_balancer_drain,
+                    }),
             };
             corral_workloads::server::run(config)
                 .await

@@ -1,5 +1,7 @@
 //! The REST API, shaped like Singularity's (`/api/requests`,
-//! `/api/deploys`, `/api/tasks/active`, `/api/state`), plus `/health`.
+//! `/api/deploys`, `/api/tasks/active`, `/api/history/...`, `/api/state`),
+//! the load balancer's upstreams as JSON (`/api/loadbalancer/upstreams`),
+//! plus `/health`.
 //! Every call is answered by the actor; refusals are 4xx with a message
 //! naming the field, and change nothing. Bodies are bounded.
 
@@ -139,6 +141,14 @@ async fn deploy_history(State(inputs): State<Inputs>, Path(id): Path<String>) ->
     ask(&inputs, |r| Input::DeployHistory(id, r)).await
 }
 
+async fn task_history(State(inputs): State<Inputs>, Path(id): Path<String>) -> Response {
+    ask(&inputs, |r| Input::TaskHistory(id, r)).await
+}
+
+async fn upstreams(State(inputs): State<Inputs>) -> Response {
+    ask(&inputs, Input::Upstreams).await
+}
+
 async fn state(State(inputs): State<Inputs>) -> Response {
     ask(&inputs, Input::State).await
 }
@@ -222,6 +232,8 @@ pub(crate) fn router(inputs: Inputs, gate: Gate) -> Router {
         .route("/api/tasks/active", get(active_tasks))
         .route("/api/history/request/{id}/runs", get(run_history))
         .route("/api/history/request/{id}/deploys", get(deploy_history))
+        .route("/api/history/request/{id}/tasks", get(task_history))
+        .route("/api/loadbalancer/upstreams", get(upstreams))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(gate, only_the_leader))

@@ -13,10 +13,15 @@
 //! * [`schedule`] — the schedules of SCHEDULED requests: cron expressions
 //!   (5 fields, or 6 with seconds) in an IANA time zone, correct across
 //!   daylight-saving changes, and Chronos' ISO 8601 repeating intervals
-//!   (`R[n]/start/period`).
+//!   (`R[n]/start/period`);
+//! * [`lb`] — load balancing of SERVICE requests through a real HAProxy
+//!   (configuration written, checked and reloaded without dropping
+//!   connections);
+//! * [`server`] and its REST API — the shell running the cores.
 
 mod api;
 pub mod jobs;
+pub mod lb;
 pub mod model;
 pub mod schedule;
 pub mod server;

@@ -480,6 +480,35 @@ impl Request {
 }
 
 impl Deploy {
+    /// Refuses what cannot run for `request`, naming the field: a deploy
+    /// of a load-balanced request needs a `serviceBasePath` and a port.
+    pub fn validate_for(&self, request: &Request) -> Result<(), Invalid> {
+        if request.load_balanced == Some(true) {
+            match self.service_base_path.as_deref() {
+                None => {
+                    return Err(invalid(
+                        "serviceBasePath",
+                        "a deploy of a load-balanced request needs the path it is routed by",
+                    ))
+                }
+                Some(p) if !p.starts_with('/') || p.contains(char::is_whitespace) => {
+                    return Err(invalid(
+                        "serviceBasePath",
+                        "must be a path starting with '/', without spaces",
+                    ))
+                }
+                Some(_) => {}
+            }
+            if self.resources.as_ref().is_none_or(|r| r.num_ports == 0) {
+                return Err(invalid(
+                    "resources.numPorts",
+                    "a load-balanced request needs at least one port",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses what cannot run, naming the field.
     pub fn validate(&self) -> Result<(), Invalid> {
         validate_id("requestId", &self.request_id)?;

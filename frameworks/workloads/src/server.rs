@@ -59,6 +59,18 @@ pub struct Config {
     pub zk: Option<String>,
     /// How repeated failures of services are handled.
     pub failures: crate::services::FailurePolicy,
+    /// Load-balanced SERVICE requests through HAProxy (`None`: no load
+    /// balancer; the upstream list is still served as JSON).
+    pub load_balancer: Option<LoadBalancer>,
+}
+
+/// The framework's HAProxy.
+#[derive(Debug, Clone)]
+pub struct LoadBalancer {
+    /// How HAProxy is run.
+    pub haproxy: crate::lb::LbConfig,
+    /// How long an instance is out of rotation before it is killed.
+    pub drain: Duration,
 }
 
 /// Why the framework could not start.
@@ -76,6 +88,9 @@ pub enum ServerError {
     /// This instance's ZooKeeper session expired: another may lead now.
     #[error("lost leadership (the ZooKeeper session expired); exiting so that a supervisor restarts this instance")]
     LostLeadership,
+    /// HAProxy could not be started.
+    #[error("load balancer: {0}")]
+    LoadBalancer(#[from] crate::lb::LbError),
     /// The API could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -154,6 +169,8 @@ pub(crate) enum Input {
     ActiveTasks(Reply<serde_json::Value>),
     RunHistory(String, Reply<serde_json::Value>),
     DeployHistory(String, Reply<serde_json::Value>),
+    TaskHistory(String, Reply<serde_json::Value>),
+    Upstreams(Reply<serde_json::Value>),
     State(Reply<serde_json::Value>),
 }
 
@@ -189,6 +206,8 @@ struct Actor {
     /// Tasks taken over from the store, to reconcile once subscribed.
     adopted: Vec<(String, Option<String>)>,
     subscribed: bool,
+    /// What HAProxy should route (the load balancer task applies it).
+    backends: Option<tokio::sync::watch::Sender<Vec<crate::lb::Backend>>>,
 }
 
 fn now() -> Timestamp {
@@ -257,11 +276,21 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     }
     let (scheduler, mut events) =
         Scheduler::start(SchedulerConfig::new(config.master.clone(), info))?;
+    let backends = match &config.load_balancer {
+        Some(lb) => Some(start_load_balancer(lb).await?),
+        None => None,
+    };
+    let mut services = Services::with_policy(config.failures);
+    if let Some(lb) = &config.load_balancer {
+        services = services.with_load_balancer_drain(
+            jiff::SignedDuration::try_from(lb.drain).unwrap_or(jiff::SignedDuration::ZERO),
+        );
+    }
     let mut actor = Actor {
         scheduler,
         store: Arc::clone(&store),
         role: config.role.clone(),
-        services: Services::with_policy(config.failures),
+        services,
         jobs: Jobs::new(),
         records: BTreeMap::new(),
         owners: BTreeMap::new(),
@@ -271,6 +300,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         task_cache: BTreeMap::new(),
         adopted: Vec::new(),
         subscribed: false,
+        backends,
     };
     actor.load().await;
     gate.set_leading();
@@ -302,7 +332,10 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         };
         tokio::select! {
             input = rx.recv() => match input {
-                Some(input) => actor.handle(input).await,
+                Some(input) => {
+                    actor.handle(input).await;
+                    actor.publish_backends();
+                }
                 None => return Ok(()),
             },
             () = lost => {
@@ -311,6 +344,27 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             }
         }
     }
+}
+
+/// Starts (or takes over) HAProxy and a task that applies each new set of
+/// backends to it, the latest winning.
+async fn start_load_balancer(
+    lb: &LoadBalancer,
+) -> Result<tokio::sync::watch::Sender<Vec<crate::lb::Backend>>, ServerError> {
+    let mut haproxy = crate::lb::Haproxy::start(lb.haproxy.clone()).await?;
+    let (tx, mut rx) = tokio::sync::watch::channel(Vec::<crate::lb::Backend>::new());
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let backends = rx.borrow_and_update().clone();
+            let servers: usize = backends.iter().map(|b| b.upstreams.len()).sum();
+            match haproxy.apply(&backends).await {
+                Ok(true) => tracing::info!(backends = backends.len(), servers, "haproxy reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "haproxy not updated"),
+            }
+        }
+    });
+    Ok(tx)
 }
 
 fn json_of<T: Serialize>(v: &T) -> serde_json::Value {
@@ -326,6 +380,36 @@ fn state_name(s: Option<&RequestState>) -> (&'static str, Option<String>) {
 }
 
 impl Actor {
+    /// Every load-balanced SERVICE with its healthy instances.
+    fn backends(&self) -> Vec<crate::lb::Backend> {
+        self.records
+            .keys()
+            .filter_map(|id| {
+                let path = self.services.service_base_path(id)?;
+                Some(crate::lb::Backend {
+                    request_id: id.clone(),
+                    service_base_path: path.to_string(),
+                    upstreams: self.services.upstreams(id),
+                })
+            })
+            .collect()
+    }
+
+    /// Hands the backends to the load balancer task when they changed.
+    fn publish_backends(&self) {
+        if let Some(tx) = &self.backends {
+            let now = self.backends();
+            tx.send_if_modified(|b| {
+                if *b == now {
+                    false
+                } else {
+                    *b = now;
+                    true
+                }
+            });
+        }
+    }
+
     async fn load(&mut self) {
         let keys = match self.store.list("requests").await {
             Ok(k) => k,
@@ -492,6 +576,23 @@ impl Actor {
                 deploy.request_id
             )));
         };
+        deploy
+            .validate_for(&record.request)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        if let Some(path) = deploy.service_base_path.as_deref() {
+            let taken = self.records.keys().find(|id| {
+                **id != deploy.request_id
+                    && self
+                        .services
+                        .service_base_path(id)
+                        .is_some_and(|p| p.trim_end_matches('/') == path.trim_end_matches('/'))
+            });
+            if let Some(other) = taken {
+                return Err(ApiError::bad(format!(
+                    "serviceBasePath: {path} is already routed to request {other}"
+                )));
+            }
+        }
         if record.request.request_type.long_running() {
             self.services
                 .deploy(deploy.clone(), now())
@@ -854,6 +955,16 @@ impl Actor {
                     )),
                 };
                 let _ = reply.send(result);
+            }
+            Input::TaskHistory(id, reply) => {
+                let result = match self.records.get(&id) {
+                    None => Err(ApiError::not_found(format!("no request {id:?}"))),
+                    Some(_) => Ok(json_of(&self.services.task_history(&id))),
+                };
+                let _ = reply.send(result);
+            }
+            Input::Upstreams(reply) => {
+                let _ = reply.send(Ok(json_of(&self.backends())));
             }
             Input::State(reply) => {
                 let active_tasks = self

@@ -94,6 +94,9 @@ pub enum TaskPhase {
     Running,
     /// Running and healthy (or running long enough without a check).
     Healthy,
+    /// Out of the load balancer, waiting for its connections to finish
+    /// before it is killed.
+    Draining,
     /// Being killed.
     Killing,
 }
@@ -183,6 +186,36 @@ struct Entry {
     why_pending: Option<String>,
     deploy_history: Vec<(String, DeployState)>,
     serial: u64,
+    /// Draining tasks and since when (set at the next tick).
+    draining: BTreeMap<String, Option<Timestamp>>,
+    /// Finished tasks, newest last (at most [`TASK_HISTORY`]).
+    history: VecDeque<TaskEnd>,
+}
+
+/// Finished tasks kept per request.
+pub const TASK_HISTORY: usize = 100;
+
+/// How a task of a request ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskEnd {
+    /// The task.
+    pub task_id: String,
+    /// Its deploy.
+    pub deploy_id: String,
+    /// Its instance number.
+    pub instance: u32,
+    /// Its agent's hostname.
+    pub host: String,
+    /// The final state (`TASK_FINISHED`, `TASK_FAILED`, ...).
+    pub last_task_state: String,
+    /// When it was launched (ms since the epoch).
+    pub launched_at: i64,
+    /// When it ended (ms since the epoch).
+    pub updated_at: i64,
+    /// Whether it was killed by the framework (a deploy, a scale-down, a
+    /// pause) rather than ending on its own.
+    pub killed_by_framework: bool,
 }
 
 /// Why an operation was refused.
@@ -207,6 +240,9 @@ pub enum ServiceError {
 pub struct Services {
     entries: BTreeMap<String, Entry>,
     policy: FailurePolicy,
+    /// How long a load-balanced instance stays out of rotation before it
+    /// is killed (`None`: no load balancer, killed at once).
+    lb_drain: Option<SignedDuration>,
 }
 
 fn secs(s: i64) -> SignedDuration {
@@ -222,12 +258,21 @@ impl Entry {
         let deploy_id = deploy_id.to_string();
         self.tasks
             .values()
-            .filter(move |t| t.deploy_id == deploy_id && t.phase != TaskPhase::Killing)
+            .filter(move |t| t.deploy_id == deploy_id && t.phase.live())
     }
 
-    fn kill(&mut self, task_id: &str, out: &mut Vec<Action>) {
+    /// Kills a task; a healthy instance of a load-balanced request is
+    /// drained first (`drain`): out of rotation now, killed later.
+    fn kill(&mut self, task_id: &str, drain: bool, out: &mut Vec<Action>) {
+        let lb = self.request.load_balanced == Some(true);
         if let Some(t) = self.tasks.get_mut(task_id) {
+            if drain && lb && t.phase == TaskPhase::Healthy {
+                t.phase = TaskPhase::Draining;
+                self.draining.insert(task_id.to_string(), None);
+                return;
+            }
             if t.phase != TaskPhase::Killing {
+                self.draining.remove(task_id);
                 t.phase = TaskPhase::Killing;
                 out.push(Action::Kill {
                     task_id: t.task_id.clone(),
@@ -267,6 +312,13 @@ impl Entry {
     }
 }
 
+impl TaskPhase {
+    /// Counted as a running instance (not leaving).
+    pub fn live(self) -> bool {
+        !matches!(self, TaskPhase::Draining | TaskPhase::Killing)
+    }
+}
+
 impl Services {
     /// Nothing yet, with the default failure policy.
     pub fn new() -> Self {
@@ -278,7 +330,15 @@ impl Services {
         Self {
             entries: BTreeMap::new(),
             policy,
+            lb_drain: None,
         }
+    }
+
+    /// Load-balanced instances leave rotation `drain` before they are
+    /// killed (the shell takes them out of the load balancer meanwhile).
+    pub fn with_load_balancer_drain(mut self, drain: SignedDuration) -> Self {
+        self.lb_drain = Some(drain);
+        self
     }
 
     /// Adds or updates a SERVICE or WORKER request (scaling follows).
@@ -308,6 +368,8 @@ impl Services {
                         why_pending: None,
                         deploy_history: Vec::new(),
                         serial: 0,
+                        draining: BTreeMap::new(),
+                        history: VecDeque::new(),
                     },
                 );
             }
@@ -361,6 +423,7 @@ impl Services {
     /// Cancels the pending deploy: its instances are killed, the active
     /// deploy keeps (or gets back) its instances.
     pub fn cancel_deploy(&mut self, request_id: &str) -> Result<Vec<Action>, ServiceError> {
+        let drain = self.lb_drain.is_some();
         let e = self.entry(request_id)?;
         let Some(p) = e.pending.take() else {
             return Err(ServiceError::Conflict(format!(
@@ -368,12 +431,13 @@ impl Services {
             )));
         };
         let mut out = Vec::new();
-        roll_back(e, p, DeployState::Canceled, &mut out);
+        roll_back(e, p, DeployState::Canceled, drain, &mut out);
         Ok(out)
     }
 
     /// Pauses (killing the tasks) or unpauses a request.
     pub fn set_paused(&mut self, id: &str, paused: bool) -> Result<Vec<Action>, ServiceError> {
+        let drain = self.lb_drain.is_some();
         let e = self.entry(id)?;
         let mut out = Vec::new();
         if paused {
@@ -382,7 +446,7 @@ impl Services {
             };
             let ids: Vec<String> = e.tasks.keys().cloned().collect();
             for t in ids {
-                e.kill(&t, &mut out);
+                e.kill(&t, drain, &mut out);
             }
         } else {
             e.state = RequestState::Active;
@@ -403,7 +467,7 @@ impl Services {
         let mut out = Vec::new();
         let ids: Vec<String> = e.tasks.keys().cloned().collect();
         for t in ids {
-            e.kill(&t, &mut out);
+            e.kill(&t, false, &mut out);
         }
         Ok(out)
     }
@@ -447,6 +511,14 @@ impl Services {
             .unwrap_or_default()
     }
 
+    /// The request's finished tasks, newest last.
+    pub fn task_history(&self, id: &str) -> Vec<&TaskEnd> {
+        self.entries
+            .get(id)
+            .map(|e| e.history.iter().collect())
+            .unwrap_or_default()
+    }
+
     /// The request's tasks not being killed (what a new leader adopts).
     pub fn live_tasks(&self, id: &str) -> Vec<Task> {
         self.entries
@@ -454,7 +526,7 @@ impl Services {
             .map(|e| {
                 e.tasks
                     .values()
-                    .filter(|t| t.phase != TaskPhase::Killing)
+                    .filter(|t| t.phase.live())
                     .cloned()
                     .collect()
             })
@@ -475,9 +547,10 @@ impl Services {
         Ok(())
     }
 
-    /// Healthy instances' `host:port` of a load-balanced SERVICE (its
-    /// first port, or the deploy's `loadBalancerPortIndex`).
-    pub fn upstreams(&self, id: &str) -> Vec<String> {
+    /// Healthy instances of a load-balanced SERVICE, in rotation: `host:port`
+    /// (its first port, or the deploy's `loadBalancerPortIndex`), task id
+    /// and the agent's `rack` attribute. Draining instances are not.
+    pub fn upstreams(&self, id: &str) -> Vec<crate::lb::Upstream> {
         let Some(e) = self.entries.get(id) else {
             return Vec::new();
         };
@@ -485,16 +558,29 @@ impl Services {
             .values()
             .filter(|t| t.phase == TaskPhase::Healthy)
             .filter_map(|t| {
-                let deploy = [e.active.as_ref(), e.pending.as_ref().map(|p| &p.deploy)]
-                    .into_iter()
-                    .flatten()
-                    .find(|d| d.id == t.deploy_id)?;
+                let deploy = deploy_of(e, &t.task_id)?;
                 let index = deploy.load_balancer_port_index.unwrap_or(0) as usize;
-                t.ports
-                    .get(index)
-                    .map(|p| format!("{}:{p}", t.placement.hostname))
+                t.ports.get(index).map(|p| crate::lb::Upstream {
+                    upstream: format!("{}:{p}", t.placement.hostname),
+                    request_id: id.to_string(),
+                    task_id: t.task_id.clone(),
+                    rack_id: t.placement.attributes.get("rack").cloned(),
+                })
             })
             .collect()
+    }
+
+    /// The `serviceBasePath` a load-balanced SERVICE is routed by (its
+    /// active deploy's, else the pending one's).
+    pub fn service_base_path(&self, id: &str) -> Option<&str> {
+        let e = self.entries.get(id)?;
+        if e.request.load_balanced != Some(true) {
+            return None;
+        }
+        [e.active.as_ref(), e.pending.as_ref().map(|p| &p.deploy)]
+            .into_iter()
+            .flatten()
+            .find_map(|d| d.service_base_path.as_deref())
     }
 
     /// Places what is missing on `offers`. Each offer is used at most once
@@ -562,6 +648,7 @@ impl Services {
         now: Timestamp,
     ) -> Vec<Action> {
         let mut out = Vec::new();
+        let drain = self.lb_drain.is_some();
         let Some((id, e)) = self
             .entries
             .iter_mut()
@@ -575,7 +662,7 @@ impl Services {
             S::TaskRunning => {
                 let has_check = deploy_of(e, task_id).is_some_and(|d| d.healthcheck_uri.is_some());
                 if let Some(t) = e.tasks.get_mut(task_id) {
-                    if t.phase == TaskPhase::Killing {
+                    if !t.phase.live() {
                         return out;
                     }
                     t.phase = match (has_check, healthy) {
@@ -594,7 +681,21 @@ impl Services {
                 let Some(task) = e.tasks.remove(task_id) else {
                     return out;
                 };
-                if task.phase == TaskPhase::Killing {
+                e.draining.remove(task_id);
+                e.history.push_back(TaskEnd {
+                    task_id: task.task_id.clone(),
+                    deploy_id: task.deploy_id.clone(),
+                    instance: task.instance,
+                    host: task.placement.hostname.clone(),
+                    last_task_state: state.as_str_name().to_string(),
+                    launched_at: task.launched_at.as_millisecond(),
+                    updated_at: now.as_millisecond(),
+                    killed_by_framework: !task.phase.live(),
+                });
+                while e.history.len() > TASK_HISTORY {
+                    e.history.pop_front();
+                }
+                if !task.phase.live() {
                     return out;
                 }
                 let failed = !matches!(state, S::TaskFinished);
@@ -610,7 +711,7 @@ impl Services {
                     .is_some_and(|p| p.deploy.id == task.deploy_id)
                 {
                     if let Some(p) = e.pending.take() {
-                        roll_back(e, p, DeployState::Failed(why), &mut out);
+                        roll_back(e, p, DeployState::Failed(why), drain, &mut out);
                     }
                     return out;
                 }
@@ -627,9 +728,22 @@ impl Services {
     /// Deploy progress, health timeouts, and health without checks.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Action> {
         let mut out = Vec::new();
+        let drain = self.lb_drain.is_some();
+        let drain_for = self.lb_drain.unwrap_or_default();
         let ids: Vec<String> = self.entries.keys().cloned().collect();
         for id in ids {
             if let Some(e) = self.entries.get_mut(&id) {
+                // Drained instances are killed once out of rotation long
+                // enough.
+                let mut done = Vec::new();
+                for (task, since) in &e.draining {
+                    if since.is_some_and(|s| s.checked_add(drain_for).is_ok_and(|at| at <= now)) {
+                        done.push(task.clone());
+                    }
+                }
+                for task in done {
+                    e.kill(&task, false, &mut out);
+                }
                 // Tasks without a health check count as healthy after
                 // running `considerHealthyAfterRunningForSeconds` (0).
                 let promote: Vec<String> = e
@@ -669,12 +783,18 @@ impl Services {
                             let why = format!(
                                 "new instances were not healthy within {timeout}s (deployHealthTimeoutSeconds)"
                             );
-                            roll_back(e, p, DeployState::Failed(why), &mut out);
+                            roll_back(e, p, DeployState::Failed(why), drain, &mut out);
                         }
                     }
                 }
             }
             self.advance(&id, &mut out);
+            // Drains that started since the last tick start counting now.
+            if let Some(e) = self.entries.get_mut(&id) {
+                for since in e.draining.values_mut() {
+                    since.get_or_insert(now);
+                }
+            }
         }
         out
     }
@@ -683,6 +803,7 @@ impl Services {
     /// same number of old ones are killed; once all are, the deploy
     /// succeeds. Instances beyond what is wanted (scaling down) go too.
     fn advance(&mut self, id: &str, out: &mut Vec<Action>) {
+        let drain = self.lb_drain.is_some();
         let Some(e) = self.entries.get_mut(id) else {
             return;
         };
@@ -703,7 +824,7 @@ impl Services {
             live.sort();
             while live.len() as u32 > n {
                 if let Some((_, t)) = live.pop() {
-                    e.kill(&t, out);
+                    e.kill(&t, drain, out);
                 }
             }
         }
@@ -725,7 +846,13 @@ fn deploy_of<'a>(e: &'a Entry, task_id: &str) -> Option<&'a Deploy> {
         .find(|d| d.id == *deploy_id)
 }
 
-fn roll_back(e: &mut Entry, p: PendingDeploy, state: DeployState, out: &mut Vec<Action>) {
+fn roll_back(
+    e: &mut Entry,
+    p: PendingDeploy,
+    state: DeployState,
+    drain: bool,
+    out: &mut Vec<Action>,
+) {
     let new_tasks: Vec<String> = e
         .tasks
         .values()
@@ -733,7 +860,7 @@ fn roll_back(e: &mut Entry, p: PendingDeploy, state: DeployState, out: &mut Vec<
         .map(|t| t.task_id.clone())
         .collect();
     for t in new_tasks {
-        e.kill(&t, out);
+        e.kill(&t, drain, out);
     }
     e.deploy_history.push((p.deploy.id.clone(), state));
     // The active deploy is wanted at full strength again: the next offers
@@ -821,7 +948,7 @@ fn place(
     let placed: Vec<Placement> = e
         .tasks
         .values()
-        .filter(|t| t.phase != TaskPhase::Killing)
+        .filter(|t| t.phase.live())
         .map(|t| t.placement.clone())
         .chain(
             available

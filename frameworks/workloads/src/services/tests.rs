@@ -368,3 +368,62 @@ fn scaling_down_kills_the_highest_instances_and_pausing_kills_all() {
         "already killing"
     );
 }
+
+#[test]
+fn a_load_balanced_instance_leaves_rotation_and_is_killed_only_after_draining() {
+    let mut s = Services::new().with_load_balancer_drain(SignedDuration::from_secs(5));
+    s.upsert(request(
+        json!({"id": "web", "requestType": "SERVICE", "instances": 1,
+                             "loadBalanced": true}),
+    ))
+    .expect("upsert");
+    s.deploy(deploy("d1", json!({"serviceBasePath": "/web"})), at(0))
+        .expect("deploy");
+    let offers: Vec<v1::Offer> = (0..2).map(|i| offer(i, "r1")).collect();
+    let first = launched(&s.offers(&offers, at(1)));
+    s.update(&first[0].task_id, v1::TaskState::TaskRunning, None, at(2));
+    s.tick(at(3));
+    assert_eq!(s.upstreams("web").len(), 1);
+    assert_eq!(s.service_base_path("web"), Some("/web"));
+    s.deploy(deploy("d2", json!({"serviceBasePath": "/web"})), at(10))
+        .expect("deploy");
+    let new = launched(&s.offers(&offers, at(11)));
+    s.update(&new[0].task_id, v1::TaskState::TaskRunning, None, at(12));
+    // The new instance is healthy: the old one leaves rotation, alive.
+    let kills = killed(&s.tick(at(13)));
+    assert!(kills.is_empty(), "not killed before draining: {kills:?}");
+    let rotation: Vec<String> = s.upstreams("web").into_iter().map(|u| u.task_id).collect();
+    assert_eq!(rotation, vec![new[0].task_id.clone()]);
+    assert_eq!(s.active_deploy("web"), Some("d2"));
+    // A status of the draining task changes nothing.
+    s.update(
+        &first[0].task_id,
+        v1::TaskState::TaskRunning,
+        Some(true),
+        at(14),
+    );
+    assert!(killed(&s.tick(at(17))).is_empty(), "drained 4s of 5");
+    assert_eq!(killed(&s.tick(at(19))), vec![first[0].task_id.clone()]);
+    s.update(&first[0].task_id, v1::TaskState::TaskKilled, None, at(20));
+    let history = s.task_history("web");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].task_id, first[0].task_id);
+    assert_eq!(history[0].last_task_state, "TASK_KILLED");
+    assert!(history[0].killed_by_framework);
+    assert_eq!(
+        s.state("web"),
+        Some(&RequestState::Active),
+        "no failure counted"
+    );
+}
+
+#[test]
+fn a_crashed_instance_is_recorded_in_the_task_history_as_not_killed() {
+    let mut s = running_service(1, json!({}));
+    let task = s.tasks("web")[0].task_id.clone();
+    s.update(&task, v1::TaskState::TaskFailed, None, at(5));
+    let history = s.task_history("web");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].last_task_state, "TASK_FAILED");
+    assert!(!history[0].killed_by_framework);
+}
