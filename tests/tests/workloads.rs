@@ -317,6 +317,31 @@ async fn services_and_jobs_through_the_singularity_api() {
     );
     let (_, adhoc) = f.get("/api/requests/request/adhoc").await;
     assert_eq!(adhoc["activeDeploy"]["id"], "1", "nothing changed: {adhoc}");
+    // Constraints no agent of the cluster can satisfy are refused when
+    // the request is submitted (or scaled), not left pending.
+    for (doc, field) in [
+        (
+            json!({"id": "nowhere", "requestType": "WORKER",
+                   "constraints": [["hostname", "CLUSTER", "no-such-host"]]}),
+            "constraints: no agent of the cluster",
+        ),
+        (
+            json!({"id": "nowhere", "requestType": "WORKER", "instances": 3,
+                   "constraints": [["hostname", "UNIQUE"]]}),
+            "constraints: 3 instances under [hostname, UNIQUE]",
+        ),
+        (
+            json!({"id": "nowhere", "requestType": "WORKER",
+                   "requiredSlaveAttributes": {"rack": "r9"}}),
+            "requiredSlaveAttributes: ",
+        ),
+    ] {
+        let (status, body) = f.post("/api/requests", doc).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.starts_with(field), "{body}");
+    }
+    let (status, _) = f.get("/api/requests/request/nowhere").await;
+    assert_eq!(status, 404, "a refused request is not stored");
     let (status, body) = f
         .post(
             "/api/deploys",

@@ -485,6 +485,81 @@ impl Constraint {
     }
 }
 
+/// Why `instances` instances under `constraints` can never be placed on
+/// `agents` (the whole cluster), if they cannot: no agent passes the
+/// value constraints (CLUSTER, LIKE, UNLIKE, and a field UNIQUE, MAX_PER or
+/// GROUP_BY needs), or too few distinct values remain for UNIQUE or
+/// MAX_PER. Resources are not considered.
+pub fn unsatisfiable(
+    constraints: &[Constraint],
+    instances: usize,
+    agents: &[Placement],
+) -> Option<String> {
+    if agents.is_empty() {
+        return None;
+    }
+    // Whether an agent could ever take an instance under `c`.
+    let passes = |c: &Constraint, a: &Placement| match c {
+        Constraint::Cluster(..) | Constraint::Like(..) | Constraint::Unlike(..) => {
+            c.admits(a, &[], &[]).is_ok()
+        }
+        Constraint::Unique(f) | Constraint::MaxPer(f, _) | Constraint::GroupBy(f, _) => {
+            a.field(f).is_some()
+        }
+    };
+    let fits: Vec<&Placement> = agents
+        .iter()
+        .filter(|a| constraints.iter().all(|c| passes(c, a)))
+        .collect();
+    if fits.is_empty() {
+        let why: Vec<String> = constraints
+            .iter()
+            .filter(|c| agents.iter().all(|a| !passes(c, a)))
+            .map(ToString::to_string)
+            .collect();
+        let why = if why.is_empty() {
+            "the constraints together".to_string()
+        } else {
+            why.join(", ")
+        };
+        return Some(format!(
+            "no agent of the cluster ({} known) satisfies {why}",
+            agents.len()
+        ));
+    }
+    for c in constraints {
+        let (f, per) = match c {
+            Constraint::Unique(f) => (f, 1),
+            Constraint::MaxPer(f, n) => (f, *n),
+            _ => continue,
+        };
+        let values: std::collections::BTreeSet<&str> =
+            fits.iter().filter_map(|a| a.field(f)).collect();
+        if values.len().saturating_mul(per) < instances {
+            return Some(format!(
+                "{instances} instances under {c} need {} distinct values of {f}, the agents that fit have {}",
+                instances.div_ceil(per),
+                values.len()
+            ));
+        }
+    }
+    None
+}
+
+impl std::fmt::Display for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Constraint::Unique(k) => write!(f, "[{k}, UNIQUE]"),
+            Constraint::Cluster(k, v) => write!(f, "[{k}, CLUSTER, {v}]"),
+            Constraint::GroupBy(k, None) => write!(f, "[{k}, GROUP_BY]"),
+            Constraint::GroupBy(k, Some(n)) => write!(f, "[{k}, GROUP_BY, {n}]"),
+            Constraint::Like(k, re) => write!(f, "[{k}, LIKE, {}]", re.as_str()),
+            Constraint::Unlike(k, re) => write!(f, "[{k}, UNLIKE, {}]", re.as_str()),
+            Constraint::MaxPer(k, n) => write!(f, "[{k}, MAX_PER, {n}]"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,6 +658,39 @@ mod tests {
     fn c(parts: &[&str]) -> Constraint {
         Constraint::parse(&parts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .expect("constraint")
+    }
+
+    #[test]
+    fn constraints_no_agent_can_ever_satisfy_are_found() {
+        let agents = [at("a", "r1"), at("b", "r1"), at("c", "r2")];
+        assert_eq!(
+            unsatisfiable(&[c(&["rack", "CLUSTER", "r2"])], 1, &agents),
+            None
+        );
+        let why = unsatisfiable(&[c(&["rack", "CLUSTER", "r9"])], 1, &agents).expect("none");
+        assert!(why.contains("[rack, CLUSTER, r9]"), "{why}");
+        let why = unsatisfiable(&[c(&["zone", "UNIQUE"])], 1, &agents).expect("no zone");
+        assert!(why.contains("[zone, UNIQUE]"), "{why}");
+        assert_eq!(
+            unsatisfiable(&[c(&["hostname", "UNIQUE"])], 3, &agents),
+            None
+        );
+        let why = unsatisfiable(&[c(&["hostname", "UNIQUE"])], 4, &agents).expect("4 > 3");
+        assert!(why.contains("need 4 distinct values of hostname"), "{why}");
+        // Only the agents that pass CLUSTER count for UNIQUE.
+        let both = [c(&["rack", "CLUSTER", "r1"]), c(&["hostname", "UNIQUE"])];
+        assert!(unsatisfiable(&both, 3, &agents).is_some());
+        assert_eq!(
+            unsatisfiable(&[c(&["rack", "MAX_PER", "2"])], 4, &agents),
+            None
+        );
+        assert!(unsatisfiable(&[c(&["rack", "MAX_PER", "2"])], 5, &agents).is_some());
+        assert!(unsatisfiable(&[c(&["hostname", "LIKE", "z.*"])], 1, &agents).is_some());
+        // Nothing is known of the cluster: nothing is refused.
+        assert_eq!(
+            unsatisfiable(&[c(&["rack", "CLUSTER", "r9"])], 1, &[]),
+            None
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! naming the field, and change nothing. Bodies are bounded.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -17,6 +17,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::ClusterSource;
 use crate::model::{DeployRequest, Request};
 use crate::server::{ApiError, Input, Reply};
 
@@ -64,9 +65,16 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-async fn save_request(State(inputs): State<Inputs>, body: Bytes) -> Response {
+async fn save_request(
+    State(inputs): State<Inputs>,
+    Extension(cluster): Extension<ClusterSource>,
+    body: Bytes,
+) -> Response {
     match parse::<Request>(&body) {
-        Ok(request) => ask(&inputs, |r| Input::SaveRequest(request, r)).await,
+        Ok(request) => {
+            let view = cluster.view().await;
+            ask(&inputs, |r| Input::SaveRequest(request, view, r)).await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -89,10 +97,16 @@ struct Scale {
     instances: Option<u32>,
 }
 
-async fn scale(State(inputs): State<Inputs>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn scale(
+    State(inputs): State<Inputs>,
+    Extension(cluster): Extension<ClusterSource>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     match parse::<Scale>(&body) {
         Ok(Scale { instances: Some(n) }) if n > 0 && n <= crate::model::MAX_INSTANCES => {
-            ask(&inputs, |r| Input::Scale(id, n, r)).await
+            let view = cluster.view().await;
+            ask(&inputs, |r| Input::Scale(id, n, view, r)).await
         }
         Ok(_) => ApiError::bad(format!(
             "instances: must be a number from 1 to {}",
@@ -115,9 +129,16 @@ async fn run_now(State(inputs): State<Inputs>, Path(id): Path<String>) -> Respon
     ask(&inputs, |r| Input::Run(id, r)).await
 }
 
-async fn deploy(State(inputs): State<Inputs>, body: Bytes) -> Response {
+async fn deploy(
+    State(inputs): State<Inputs>,
+    Extension(cluster): Extension<ClusterSource>,
+    body: Bytes,
+) -> Response {
     match parse::<DeployRequest>(&body) {
-        Ok(d) => ask(&inputs, |r| Input::Deploy(d.deploy, r)).await,
+        Ok(d) => {
+            let view = cluster.view().await;
+            ask(&inputs, |r| Input::Deploy(d.deploy, view, r)).await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -211,7 +232,7 @@ async fn only_the_leader(
 }
 
 /// The API's routes.
-pub(crate) fn router(inputs: Inputs, gate: Gate) -> Router {
+pub(crate) fn router(inputs: Inputs, gate: Gate, cluster: ClusterSource) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/api/state", get(state))
@@ -235,6 +256,7 @@ pub(crate) fn router(inputs: Inputs, gate: Gate) -> Router {
         .route("/api/history/request/{id}/tasks", get(task_history))
         .route("/api/loadbalancer/upstreams", get(upstreams))
         .fallback(not_found)
+        .layer(Extension(cluster))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(gate, only_the_leader))
         .with_state(inputs)

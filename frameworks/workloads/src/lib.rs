@@ -20,6 +20,7 @@
 //! * [`server`] and its REST API — the shell running the cores.
 
 mod api;
+pub mod cluster;
 pub mod jobs;
 pub mod lb;
 pub mod model;

@@ -27,6 +27,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::{ClusterSource, ClusterView};
 use crate::jobs::{Command, Jobs, Outcome};
 use crate::model::{Deploy, Request};
 use crate::services::{Action, RequestState, Services, TaskPhase};
@@ -157,10 +158,10 @@ impl ApiError {
 pub(crate) enum Input {
     Event(SchedulerEvent),
     Tick,
-    SaveRequest(Request, Reply<serde_json::Value>),
-    Deploy(Deploy, Reply<serde_json::Value>),
+    SaveRequest(Request, Option<ClusterView>, Reply<serde_json::Value>),
+    Deploy(Deploy, Option<ClusterView>, Reply<serde_json::Value>),
     CancelDeploy(String, String, Reply<serde_json::Value>),
-    Scale(String, u32, Reply<serde_json::Value>),
+    Scale(String, u32, Option<ClusterView>, Reply<serde_json::Value>),
     Pause(String, bool, Reply<serde_json::Value>),
     Run(String, Reply<serde_json::Value>),
     Delete(String, Reply<serde_json::Value>),
@@ -250,7 +251,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
     // The API answers at once: a standby redirects to the leader.
     let gate = crate::api::Gate::new(election.as_ref().map(Election::leader));
-    let app = crate::api::router(tx.clone(), gate.clone());
+    let cluster = ClusterSource::default();
+    let app = crate::api::router(tx.clone(), gate.clone(), cluster.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the api server failed");
@@ -276,6 +278,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     }
     let (scheduler, mut events) =
         Scheduler::start(SchedulerConfig::new(config.master.clone(), info))?;
+    cluster.set(scheduler.clone());
     let backends = match &config.load_balancer {
         Some(lb) => Some(start_load_balancer(lb).await?),
         None => None,
@@ -682,7 +685,11 @@ impl Actor {
                     }
                 }
             }
-            Input::SaveRequest(request, reply) => {
+            Input::SaveRequest(request, cluster, reply) => {
+                if let Some(why) = cluster.and_then(|c| c.refuse_request(&request)) {
+                    let _ = reply.send(Err(ApiError::bad(why)));
+                    return;
+                }
                 let id = request.id.clone();
                 let result = match self.apply_request(&request) {
                     Ok(()) => {
@@ -702,9 +709,9 @@ impl Actor {
                 };
                 let _ = reply.send(result);
             }
-            Input::Deploy(deploy, reply) => {
+            Input::Deploy(deploy, cluster, reply) => {
                 let id = deploy.request_id.clone();
-                if let Some(why) = self.larger_than_any_agent(&deploy).await {
+                if let Some(why) = cluster.and_then(|c| c.refuse_deploy(&deploy)) {
                     let _ = reply.send(Err(ApiError::bad(why)));
                     return;
                 }
@@ -760,12 +767,15 @@ impl Actor {
                     };
                 let _ = reply.send(result);
             }
-            Input::Scale(id, instances, reply) => {
+            Input::Scale(id, instances, cluster, reply) => {
                 let result = match self.records.get(&id).map(|r| r.request.clone()) {
                     None => Err(ApiError::not_found(format!("no request {id:?}"))),
                     Some(mut request) => {
                         request.instances = Some(instances);
-                        match self.apply_request(&request) {
+                        let refused = cluster
+                            .and_then(|c| c.refuse_request(&request))
+                            .map(|why| Err(ApiError::bad(why)));
+                        match refused.unwrap_or_else(|| self.apply_request(&request)) {
                             Ok(()) => {
                                 if let Some(r) = self.records.get_mut(&id) {
                                     r.request = request;
@@ -984,69 +994,7 @@ impl Actor {
     }
 }
 
-/// The largest cpus, mem, disk and number of ports of any one agent, from
-/// the master's `/master/slaves` (its public API).
-fn largest_agent(slaves: &serde_json::Value) -> Option<[f64; 4]> {
-    let agents = slaves["slaves"].as_array()?;
-    let mut max = [0.0f64; 4];
-    for a in agents {
-        let r = &a["resources"];
-        let ports = r["ports"]
-            .as_str()
-            .map(|text| {
-                text.trim_matches(|c| c == '[' || c == ']')
-                    .split(',')
-                    .filter_map(|range| {
-                        let (lo, hi) = range.trim().split_once('-')?;
-                        Some(hi.trim().parse::<f64>().ok()? - lo.trim().parse::<f64>().ok()? + 1.0)
-                    })
-                    .sum::<f64>()
-            })
-            .unwrap_or(0.0);
-        let have = [
-            r["cpus"].as_f64().unwrap_or(0.0),
-            r["mem"].as_f64().unwrap_or(0.0),
-            r["disk"].as_f64().unwrap_or(0.0),
-            ports,
-        ];
-        for (m, h) in max.iter_mut().zip(have) {
-            *m = m.max(h);
-        }
-    }
-    (!agents.is_empty()).then_some(max)
-}
-
 impl Actor {
-    /// Why `deploy` asks for more than any agent of the cluster has, if it
-    /// does. Without an answer from the master, nothing is refused.
-    async fn larger_than_any_agent(&self, deploy: &Deploy) -> Option<String> {
-        let resources = deploy.resources.as_ref()?;
-        let master = self.scheduler.master()?;
-        let slaves: serde_json::Value = reqwest::Client::new()
-            .get(format!("http://{master}/master/slaves"))
-            .timeout(Duration::from_secs(3))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let max = largest_agent(&slaves)?;
-        let asked = [
-            ("resources.cpus", resources.cpus),
-            ("resources.memoryMb", resources.memory_mb),
-            ("resources.diskMb", resources.disk_mb),
-            ("resources.numPorts", resources.num_ports as f64),
-        ];
-        asked
-            .iter()
-            .zip(max)
-            .find(|((_, want), have)| *want > *have + 1e-9)
-            .map(|((field, want), have)| {
-                format!("{field}: {want} is more than any agent of the cluster has (the largest has {have})")
-            })
-    }
-
     fn pending_or_known_deploy(&mut self, request_id: &str, deploy_id: &str) -> Option<Deploy> {
         self.pending_deploys
             .remove(&format!("{request_id}/{deploy_id}"))
@@ -1338,20 +1286,5 @@ impl Actor {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::largest_agent;
-
-    #[test]
-    fn reads_the_largest_agent_from_master_slaves() {
-        let slaves = serde_json::json!({"slaves": [
-            {"resources": {"cpus": 2, "mem": 1024, "disk": 100, "ports": "[31000-31099]"}},
-            {"resources": {"cpus": 8, "mem": 512, "ports": "[1-10, 20-29]"}},
-        ]});
-        assert_eq!(largest_agent(&slaves), Some([8.0, 1024.0, 100.0, 100.0]));
-        assert_eq!(largest_agent(&serde_json::json!({"slaves": []})), None);
     }
 }
