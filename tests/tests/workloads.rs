@@ -459,8 +459,32 @@ async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
                           "resources": {"cpus": 0.1, "memoryMb": 32}}}),
     )
     .await;
+    // And one whose runs take three seconds, so that one is running when
+    // the leader dies: the new leader re-attaches it.
+    a.post(
+        "/api/requests",
+        json!({"id": "slow", "requestType": "SCHEDULED", "schedule": "*/5 * * * * *",
+               "latenessAllowanceMillis": 60000}),
+    )
+    .await;
+    a.post(
+        "/api/deploys",
+        json!({"deploy": {"requestId": "slow", "id": "1", "command": "sleep 3",
+                          "resources": {"cpus": 0.1, "memoryMb": 32}}}),
+    )
+    .await;
     assert!(wait_for(TIMEOUT, || async { a.runs("beat", "SUCCEEDED").await >= 2 }).await);
     let before = a.runs("beat", "SUCCEEDED").await;
+    let in_flight = || async {
+        let (_, runs) = a.get("/api/history/request/slow/runs").await;
+        runs.as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["outcome"] == "RUNNING")
+            .map(|r| r["runId"].clone())
+    };
+    assert!(wait_for(TIMEOUT, || async { in_flight().await.is_some() }).await);
+    let slow_run = in_flight().await.expect("a slow run is going");
 
     let mut a = a;
     a.child.kill().await.expect("kill -9 the leader");
@@ -496,6 +520,31 @@ async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
         "{:?}",
         b.get("/api/history/request/beat/runs").await
     );
+    // The slow run going at the failover was re-attached and finished as
+    // its task did, not failed nor run again.
+    let slow_done = wait_for(TIMEOUT, || async {
+        let (_, runs) = b.get("/api/history/request/slow/runs").await;
+        runs.as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["runId"] == slow_run && r["outcome"] == "SUCCEEDED")
+    })
+    .await;
+    assert!(
+        slow_done,
+        "{:?}",
+        b.get("/api/history/request/slow/runs").await
+    );
+    for job in ["beat", "slow"] {
+        let (_, runs) = b.get(&format!("/api/history/request/{job}/runs")).await;
+        let failed: Vec<&Value> = runs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["outcome"] == "FAILED")
+            .collect();
+        assert!(failed.is_empty(), "{job}: {failed:?}");
+    }
     let (_, runs) = b.get("/api/history/request/beat/runs").await;
     let mut due: Vec<i64> = runs
         .as_array()
@@ -514,10 +563,6 @@ async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
     );
 }
 
-/// A SERVICE with HTTP health checks (a real HTTP server in each task): a
-/// rolling deploy one instance at a time never drops below the requested
-/// healthy capacity, and a deploy whose instances never pass their health
-/// check is rolled back while the old instances keep serving.
 /// HAProxy run by the framework (`--haproxy`), stopped at the end of the
 /// test through its pid file.
 struct Haproxy {
@@ -574,6 +619,12 @@ fn curl_traffic(url: &str, out: &std::path::Path) -> tokio::process::Child {
         .expect("curl loop")
 }
 
+/// A load-balanced SERVICE with HTTP health checks (a real HTTP server in
+/// each task) behind the framework's HAProxy, requested by a `curl` loop
+/// throughout: a rolling deploy one instance at a time never drops below
+/// the requested healthy capacity, and a deploy whose instances never pass
+/// their health check is rolled back while the old instances keep serving;
+/// no request fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_deploys_under_haproxy_traffic_gate_on_health_and_roll_back() {
     // One agent: agents of the test cluster share 127.0.0.1 and the same

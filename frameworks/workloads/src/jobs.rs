@@ -272,10 +272,18 @@ impl Jobs {
     }
 
     /// Takes over a job's stored state (after `upsert` of its request).
-    /// Runs the previous leader left going are recorded as failed: their
-    /// tasks are not re-attached. Due times since are handled by the next
-    /// tick — run within the lateness allowance, missed beyond it.
-    pub fn import(&mut self, id: &str, record: JobRecord, now: Timestamp) -> Result<(), JobError> {
+    /// Runs the previous leader left going are kept as they were and
+    /// returned: the shell re-attaches their tasks (reconciling them with
+    /// the master; see [`Jobs::run_unknown`]). Due times since are handled
+    /// by the next tick — run within the lateness allowance, missed beyond
+    /// it.
+    pub fn import(
+        &mut self,
+        id: &str,
+        record: JobRecord,
+        now: Timestamp,
+    ) -> Result<Vec<String>, JobError> {
+        let _ = now;
         let job = self
             .jobs
             .get_mut(id)
@@ -286,12 +294,12 @@ impl Jobs {
             job.next_due = record.next_due;
         }
         job.runs = record.runs;
-        for r in job.runs.iter_mut().filter(|r| !r.outcome.is_final()) {
-            r.outcome = Outcome::Failed(
-                "the framework's leader changed while it ran; its task was not re-attached".into(),
-            );
-            r.finished_at = Some(now);
-        }
+        let in_flight = job
+            .runs
+            .iter()
+            .filter(|r| !r.outcome.is_final())
+            .map(|r| r.run_id.clone())
+            .collect();
         let serial = job
             .runs
             .iter()
@@ -299,7 +307,29 @@ impl Jobs {
             .max()
             .unwrap_or(0);
         self.serial = self.serial.max(serial);
-        Ok(())
+        Ok(in_flight)
+    }
+
+    /// The master does not know a re-attached run's task: a run that was
+    /// decided but never launched (the old leader died first) is launched
+    /// now, under the same run id; one that was running has been lost and
+    /// fails (and is retried if the job allows).
+    pub fn run_unknown(&mut self, id: &str, run_id: &str, now: Timestamp) -> Vec<Command> {
+        match self.run_mut(id, run_id).map(|r| r.outcome.clone()) {
+            Some(Outcome::Launching) => vec![Command::Launch {
+                job: id.to_string(),
+                run_id: run_id.to_string(),
+            }],
+            Some(Outcome::Running) => self.run_finished(
+                id,
+                run_id,
+                Err(
+                    "its task is unknown to the master after the framework's leader changed".into(),
+                ),
+                now,
+            ),
+            _ => Vec::new(),
+        }
     }
 
     /// The ids of the jobs.

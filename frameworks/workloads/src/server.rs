@@ -8,8 +8,9 @@
 //! (`jobs/<id>`) and the FrameworkID (`framework/id`) are kept in the
 //! store, so a restarted instance or a new leader re-subscribes as the
 //! same framework, takes over the running service tasks (reconciling
-//! them with the master) and every job's schedule. Tasks it does not know
-//! (a job run in flight at a failover) are killed.
+//! them with the master), every job's schedule and the job runs in flight
+//! (re-attached: reconciled, and launched if the master never had them).
+//! Tasks it does not know at all are killed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -478,8 +479,26 @@ impl Actor {
                 if let Ok(Some(v)) = self.store.get(&format!("jobs/{id}")).await {
                     match serde_json::from_slice::<crate::jobs::JobRecord>(&v.value) {
                         Ok(job) => {
-                            if let Err(e) = self.jobs.import(&id, job, now()) {
-                                tracing::warn!(request = %id, error = %e, "its stored job state is refused");
+                            match self.jobs.import(&id, job, now()) {
+                                Ok(in_flight) => {
+                                    // Runs the previous leader left going are
+                                    // re-attached and reconciled.
+                                    for run_id in in_flight {
+                                        let task_id = format!("{id}-{run_id}");
+                                        tracing::info!(job = %id, %run_id, "re-attaching a run in flight");
+                                        self.owners.insert(
+                                            task_id.clone(),
+                                            Owner::Job {
+                                                job: id.clone(),
+                                                run_id,
+                                            },
+                                        );
+                                        self.adopted.push((task_id, None));
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(request = %id, error = %e, "its stored job state is refused")
+                                }
                             }
                             self.job_cache.insert(id.clone(), v.value);
                         }
@@ -1069,6 +1088,12 @@ impl Actor {
                 let actions = self.services.update(&task_id, state, status.healthy, now());
                 self.act(actions).await;
                 self.persist_tasks().await;
+            }
+            Some(Owner::Job { job, run_id }) if state == v1::TaskState::TaskUnknown => {
+                // A re-attached run the master does not know.
+                let cmds = self.jobs.run_unknown(&job, &run_id, now());
+                self.persist_jobs().await;
+                self.commands(cmds).await;
             }
             Some(Owner::Job { job, run_id }) => {
                 if state == v1::TaskState::TaskRunning {

@@ -279,20 +279,61 @@ fn a_new_leader_importing_the_state_runs_or_misses_what_came_due_meanwhile() {
     new.upsert(&request, at("2026-06-01T00:04:10Z"))
         .expect("upsert");
     let record: JobRecord = serde_json::from_str(&stored).expect("record");
-    new.import("j", record, at("2026-06-01T00:04:10Z"))
+    let in_flight = new
+        .import("j", record, at("2026-06-01T00:04:10Z"))
         .expect("import");
-    assert!(matches!(&new.runs("j")[0].outcome, Outcome::Failed(m) if m.contains("re-attached")));
+    // The run going at the failover is re-attached, not failed.
+    assert_eq!(in_flight, vec![running.clone()]);
+    assert_eq!(new.runs("j")[0].outcome, Outcome::Running);
     let cmds = new.tick(at("2026-06-01T00:04:10Z"));
     let outcomes: Vec<Outcome> = new.runs("j").iter().map(|r| r.outcome.clone()).collect();
-    // 00:02 is 130 s late: missed; 00:03 (70 s): started; 00:04 (10 s):
-    // skipped while 00:03 goes (the default SKIP policy).
+    // 00:02 is 130 s late: missed; 00:03 (70 s) and 00:04 (10 s): skipped
+    // while 00:01's run still goes (the default SKIP policy).
     assert!(matches!(outcomes[1], Outcome::Missed(_)), "{outcomes:?}");
-    assert_eq!(outcomes[2], Outcome::Launching);
+    assert!(matches!(outcomes[2], Outcome::Skipped(_)), "{outcomes:?}");
     assert!(matches!(outcomes[3], Outcome::Skipped(_)), "{outcomes:?}");
+    assert!(launches(&cmds).is_empty());
+    // The re-attached run ends as its task reports.
+    new.run_finished("j", &running, Ok(()), at("2026-06-01T00:04:20Z"));
+    assert_eq!(new.runs("j")[0].outcome, Outcome::Succeeded);
+    // 00:05 runs.
+    let cmds = new.tick(at("2026-06-01T00:05:00Z"));
     assert_eq!(launches(&cmds).len(), 1);
     let ids: std::collections::BTreeSet<&str> =
         new.runs("j").iter().map(|r| r.run_id.as_str()).collect();
-    assert_eq!(ids.len(), 4, "run ids stay unique across leaders");
+    assert_eq!(ids.len(), 5, "run ids stay unique across leaders");
+}
+
+#[test]
+fn re_attached_runs_the_master_does_not_know_are_launched_or_failed() {
+    let mut old = Jobs::new();
+    let request = job("j", json!({"schedule": "* * * * *"}));
+    old.upsert(&request, at(T0)).expect("upsert");
+    let decided = launches(&old.tick(at("2026-06-01T00:01:00Z"))).remove(0);
+    let record = old.export("j").expect("export");
+    let mut new = Jobs::new();
+    new.upsert(&request, at("2026-06-01T00:01:05Z"))
+        .expect("upsert");
+    assert_eq!(
+        new.import("j", record.clone(), at("2026-06-01T00:01:05Z"))
+            .expect("import"),
+        vec![decided.clone()]
+    );
+    // Decided but never launched: launched now, under the same run id.
+    let cmds = new.run_unknown("j", &decided, at("2026-06-01T00:01:06Z"));
+    assert_eq!(launches(&cmds), vec![decided.clone()]);
+    assert_eq!(new.runs("j").len(), 1, "no second run");
+    // Running, then unknown to the master: lost, so failed.
+    new.run_started("j", &decided);
+    let cmds = new.run_unknown("j", &decided, at("2026-06-01T00:01:07Z"));
+    assert!(launches(&cmds).is_empty());
+    assert!(
+        matches!(&new.runs("j")[0].outcome, Outcome::Failed(m) if m.contains("unknown to the master"))
+    );
+    // A finished run is left alone.
+    assert!(new
+        .run_unknown("j", &decided, at("2026-06-01T00:01:08Z"))
+        .is_empty());
 }
 
 #[test]
