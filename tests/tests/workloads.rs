@@ -982,3 +982,95 @@ async fn dependent_jobs_run_in_order() {
     );
     assert!(b_end <= c_start, "c after b: {b_end} {c_start}");
 }
+
+/// A stateful WORKER (`persistentVolume`, the framework in role `db`): its
+/// first launch reserves resources and creates a volume in the same ACCEPT;
+/// a new deploy replaces the instance in place and finds the data the old
+/// one wrote; deleting the request destroys the volume and releases the
+/// reservation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_service_comes_back_to_its_data_across_deploys() {
+    let c = Cluster::start(ClusterOptions::default()).await;
+    let log = c.dir().join("workloads.log");
+    let f = Framework::spawn(&c.master, &["--role=db".to_string()], &log);
+    assert!(f.subscribed().await);
+    let (status, body) = f
+        .post(
+            "/api/requests",
+            json!({"id": "kv", "requestType": "WORKER"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deploy = |id: &str| {
+        json!({"deploy": {"requestId": "kv", "id": id,
+            "command": "echo $TASK_DEPLOY_ID >> data/history && exec sleep 300",
+            "resources": {"cpus": 0.1, "memoryMb": 32},
+            "persistentVolume": {"containerPath": "data", "sizeMb": 32}}})
+    };
+    let history = c.agents[0]
+        .work_dir
+        .join("volumes/roles/db/wl-kv-1/history");
+    let (status, body) = f.post("/api/deploys", deploy("d1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wait_for(TIMEOUT * 2, || async {
+            std::fs::read_to_string(&history).is_ok_and(|h| h == "d1\n")
+        })
+        .await,
+        "{:?}\n{}",
+        f.get("/api/requests/request/kv").await,
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let reserved = || async {
+        let slaves = c.get_json("/master/slaves").await;
+        slaves["slaves"][0]["reserved_resources"]["db"]["disk"]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    assert_eq!(reserved().await, 32.0);
+    assert!(
+        wait_for(TIMEOUT, || async {
+            f.get("/api/requests/request/kv").await.1["activeDeploy"]["id"] == "d1"
+        })
+        .await
+    );
+
+    // d2 replaces the instance in place, on the same volume.
+    let (status, body) = f.post("/api/deploys", deploy("d2")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wait_for(TIMEOUT * 2, || async {
+            std::fs::read_to_string(&history).is_ok_and(|h| h == "d1\nd2\n")
+        })
+        .await,
+        "{:?}\n{}",
+        std::fs::read_to_string(&history),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        wait_for(TIMEOUT, || async {
+            let tasks = f.tasks_of("kv").await;
+            tasks.len() == 1 && tasks[0]["taskId"]["deployId"] == "d2"
+        })
+        .await
+    );
+    assert_eq!(reserved().await, 32.0, "reserved once, not twice");
+
+    // Deleted: the volume is destroyed and the reservation released.
+    let (status, _) = f
+        .send(
+            reqwest::Method::DELETE,
+            "/api/requests/request/kv",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        wait_for(TIMEOUT * 2, || async {
+            reserved().await == 0.0 && !history.exists()
+        })
+        .await,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}

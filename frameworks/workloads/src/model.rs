@@ -341,6 +341,39 @@ pub struct Deploy {
     /// Load balancer groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_groups: Option<Vec<String>>,
+    /// Corral: each instance of a SERVICE or WORKER keeps its data in a
+    /// persistent volume on reserved resources, and comes back to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume: Option<PersistentVolume>,
+}
+
+/// A stateful instance's volume (Corral's addition to the deploy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PersistentVolume {
+    /// Where it is mounted, relative to the sandbox (`data`).
+    pub container_path: String,
+    /// Its size.
+    pub size_mb: f64,
+    /// `local` (the agent's disk, the default) or `hdfs` (kept in HDFS by
+    /// the agent's storage backend, so it can come back elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+}
+
+impl PersistentVolume {
+    /// The persistence id of `instance` of `request`: stable across
+    /// deploys, so every deploy finds the instance's data.
+    pub fn persistence_id(request_id: &str, instance: u32) -> String {
+        format!("wl-{request_id}-{instance}")
+    }
+
+    /// Whether it is kept in HDFS.
+    pub fn hdfs(&self) -> bool {
+        self.backend
+            .as_deref()
+            .is_some_and(|b| b.eq_ignore_ascii_case("hdfs"))
+    }
 }
 
 /// `POST /api/deploys` (Singularity's `SingularityDeployRequest`).
@@ -483,6 +516,12 @@ impl Deploy {
     /// Refuses what cannot run for `request`, naming the field: a deploy
     /// of a load-balanced request needs a `serviceBasePath` and a port.
     pub fn validate_for(&self, request: &Request) -> Result<(), Invalid> {
+        if self.persistent_volume.is_some() && !request.request_type.long_running() {
+            return Err(invalid(
+                "persistentVolume",
+                "only SERVICE and WORKER requests keep data in a persistent volume",
+            ));
+        }
         if request.load_balanced == Some(true) {
             match self.service_base_path.as_deref() {
                 None => {
@@ -552,6 +591,28 @@ impl Deploy {
             }
             if r.num_ports > 1000 {
                 return Err(invalid("resources.numPorts", "at most 1000"));
+            }
+        }
+        if let Some(v) = &self.persistent_volume {
+            let path = v.container_path.as_str();
+            if path.is_empty()
+                || path.starts_with('/')
+                || path.split('/').any(|part| part == ".." || part.is_empty())
+            {
+                return Err(invalid(
+                    "persistentVolume.containerPath",
+                    "must be a relative path inside the sandbox, without '..'",
+                ));
+            }
+            if !v.size_mb.is_finite() || v.size_mb <= 0.0 {
+                return Err(invalid("persistentVolume.sizeMb", "must be more than 0"));
+            }
+            match v.backend.as_deref() {
+                None => {}
+                Some(b) if b.eq_ignore_ascii_case("local") || b.eq_ignore_ascii_case("hdfs") => {}
+                Some(_) => {
+                    return Err(invalid("persistentVolume.backend", "must be local or hdfs"))
+                }
             }
         }
         let ports = self.resources.as_ref().map_or(0, |r| r.num_ports);

@@ -17,10 +17,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_api::resources::Resources;
 use corral_api::v1;
 use corral_sdk::leader::{Election, Instance};
-use corral_sdk::offers::{allocation_role, ports_of, take, Need};
+use corral_sdk::offers::{ports_of, take, Need};
 use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerConfig, SchedulerEvent};
 use corral_sdk::store::{LocalStore, MemoryStore, StateStore, ZkStore};
 use corral_zk::{Session, ZkUrl};
@@ -116,6 +115,9 @@ pub(crate) struct Record {
     pub pending_deploy: Option<Deploy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<String>,
+    /// Stateful instances: the agent holding each one's volume.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<u32, String>,
 }
 
 /// An API call answered by the actor.
@@ -193,7 +195,6 @@ struct QueuedRun {
 struct Actor {
     scheduler: Scheduler,
     store: Arc<dyn StateStore>,
-    role: String,
     services: Services,
     jobs: Jobs,
     records: BTreeMap<String, Record>,
@@ -284,7 +285,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         Some(lb) => Some(start_load_balancer(lb).await?),
         None => None,
     };
-    let mut services = Services::with_policy(config.failures);
+    let mut services = Services::with_policy(config.failures)
+        .with_reservations(&config.role, config.principal.as_deref());
     if let Some(lb) = &config.load_balancer {
         services = services.with_load_balancer_drain(
             jiff::SignedDuration::try_from(lb.drain).unwrap_or(jiff::SignedDuration::ZERO),
@@ -293,7 +295,6 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let mut actor = Actor {
         scheduler,
         store: Arc::clone(&store),
-        role: config.role.clone(),
         services,
         jobs: Jobs::new(),
         records: BTreeMap::new(),
@@ -443,6 +444,11 @@ impl Actor {
             if let (Some(d), true) = (active, long_running) {
                 let _ = self.services.restore_active(d);
             }
+            if let Some(r) = self.records.get(&id) {
+                if !r.volumes.is_empty() {
+                    let _ = self.services.restore_volumes(&id, r.volumes.clone());
+                }
+            }
             if long_running {
                 if let Ok(Some(v)) = self.store.get(&format!("tasks/{id}")).await {
                     match serde_json::from_slice::<Vec<crate::services::Task>>(&v.value) {
@@ -556,6 +562,24 @@ impl Actor {
                     self.task_cache.insert(id, bytes);
                 }
                 Err(e) => tracing::error!(request = %id, error = %e, "cannot store the tasks"),
+            }
+        }
+    }
+
+    /// Stores where stateful instances' volumes are, with their request,
+    /// whenever that changed (before the launches that create them).
+    async fn persist_volumes(&mut self) {
+        let ids: Vec<String> = self.records.keys().cloned().collect();
+        for id in ids {
+            let volumes = self.services.volumes(&id);
+            let changed = self.records.get(&id).is_some_and(|r| r.volumes != volumes);
+            if changed {
+                if let Some(r) = self.records.get_mut(&id) {
+                    r.volumes = volumes;
+                }
+                if let Err(e) = self.persist(&id).await {
+                    tracing::error!(request = %id, error = %e.message, "cannot store the volumes");
+                }
             }
         }
     }
@@ -717,6 +741,7 @@ impl Actor {
                             active_deploy: None,
                             pending_deploy: None,
                             paused: None,
+                            volumes: BTreeMap::new(),
                         });
                         record.request = request;
                         match self.persist(&id).await {
@@ -1141,8 +1166,8 @@ impl Actor {
                         tracing::warn!(error = %e, task_id = %task_id, "kill failed");
                     }
                 }
-                Action::Launch { .. } => {
-                    // Launches come only from `offers`, which sends them.
+                Action::Launch { .. } | Action::Operations { .. } => {
+                    // These come only from `offers`, which sends them.
                 }
             }
         }
@@ -1177,50 +1202,59 @@ impl Actor {
     async fn offers(&mut self, offers: Vec<v1::Offer>) {
         let t = now();
         let mut launches: BTreeMap<String, Vec<v1::TaskInfo>> = BTreeMap::new();
-        let mut left: BTreeMap<String, Resources> = offers
-            .iter()
-            .map(|o| {
-                let r: Vec<v1::Resource> = o
-                    .resources
-                    .iter()
-                    .filter(|r| allocation_role(r) == self.role || allocation_role(r) == "*")
-                    .cloned()
-                    .collect();
-                (o.id.value.clone(), Resources::from_vec(&r))
-            })
-            .collect();
-        for action in self.services.offers(&offers, t) {
-            if let Action::Launch {
-                offer_id,
-                agent_id,
-                tasks,
-            } = action
-            {
-                for spec in tasks {
-                    if let Some(l) = left.get_mut(&offer_id.value) {
-                        l.subtract_all(&Resources::from_vec(&spec.resources));
+        // Operations to run before each offer's launches (a stateful
+        // instance's RESERVE and CREATE, the cleanup of deleted requests).
+        let mut operations: BTreeMap<String, Vec<v1::offer::Operation>> = BTreeMap::new();
+        let actions = self.services.offers(&offers, t);
+        // What services left of each offer is for job runs.
+        let mut left = self.services.left_of_offers();
+        for action in actions {
+            match action {
+                Action::Launch {
+                    offer_id,
+                    agent_id,
+                    tasks,
+                } => {
+                    for spec in tasks {
+                        self.owners.insert(spec.task_id.clone(), Owner::Service);
+                        operations
+                            .entry(offer_id.value.clone())
+                            .or_default()
+                            .extend(spec.operations);
+                        let env = [
+                            ("INSTANCE_NO".to_string(), spec.instance.to_string()),
+                            ("TASK_REQUEST_ID".to_string(), spec.request_id.clone()),
+                            ("TASK_DEPLOY_ID".to_string(), spec.deploy.id.clone()),
+                        ];
+                        launches
+                            .entry(offer_id.value.clone())
+                            .or_default()
+                            .push(task_info(
+                                &spec.task_id,
+                                &spec.request_id,
+                                &spec.deploy,
+                                &agent_id,
+                                spec.resources,
+                                &spec.ports,
+                                &env,
+                            ));
                     }
-                    self.owners.insert(spec.task_id.clone(), Owner::Service);
-                    let env = [
-                        ("INSTANCE_NO".to_string(), spec.instance.to_string()),
-                        ("TASK_REQUEST_ID".to_string(), spec.request_id.clone()),
-                        ("TASK_DEPLOY_ID".to_string(), spec.deploy.id.clone()),
-                    ];
-                    launches
+                }
+                Action::Operations {
+                    offer_id,
+                    operations: ops,
+                } => {
+                    tracing::info!(offer = %offer_id.value, operations = ops.len(), "releasing the volumes of deleted requests");
+                    operations
                         .entry(offer_id.value.clone())
                         .or_default()
-                        .push(task_info(
-                            &spec.task_id,
-                            &spec.request_id,
-                            &spec.deploy,
-                            &agent_id,
-                            spec.resources,
-                            &spec.ports,
-                            &env,
-                        ));
+                        .extend(ops);
                 }
+                Action::Kill { .. } => {}
             }
         }
+        // Stateful instances' volumes are stored with their request.
+        self.persist_volumes().await;
         // The tasks are stored before they are launched.
         self.persist_tasks().await;
         // Job runs on what is left.
@@ -1286,29 +1320,33 @@ impl Actor {
         }
         self.queued = still;
         for offer in &offers {
-            match launches.remove(&offer.id.value) {
-                Some(tasks) => {
-                    let n = tasks.len();
-                    let op = v1::offer::Operation {
-                        r#type: Some(v1::offer::operation::Type::Launch as i32),
-                        launch: Some(v1::offer::operation::Launch { task_infos: tasks }),
-                        ..Default::default()
-                    };
-                    match self
-                        .scheduler
-                        .accept(vec![offer.id.clone()], vec![op], Some(1.0))
-                        .await
-                    {
-                        Ok(()) => tracing::info!(tasks = n, host = %offer.hostname, "launched"),
-                        Err(e) => tracing::warn!(error = %e, "accept failed"),
-                    }
+            let mut ops = operations.remove(&offer.id.value).unwrap_or_default();
+            let tasks = launches.remove(&offer.id.value).unwrap_or_default();
+            let n = tasks.len();
+            if !tasks.is_empty() {
+                ops.push(v1::offer::Operation {
+                    r#type: Some(v1::offer::operation::Type::Launch as i32),
+                    launch: Some(v1::offer::operation::Launch { task_infos: tasks }),
+                    ..Default::default()
+                });
+            }
+            if ops.is_empty() {
+                let _ = self
+                    .scheduler
+                    .decline(vec![offer.id.clone()], Some(1.0))
+                    .await;
+                continue;
+            }
+            let count = ops.len();
+            match self
+                .scheduler
+                .accept(vec![offer.id.clone()], ops, Some(1.0))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(tasks = n, operations = count, host = %offer.hostname, "accepted")
                 }
-                None => {
-                    let _ = self
-                        .scheduler
-                        .decline(vec![offer.id.clone()], Some(1.0))
-                        .await;
-                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
             }
         }
     }

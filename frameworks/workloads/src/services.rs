@@ -136,6 +136,14 @@ pub enum Action {
         /// The tasks.
         tasks: Vec<TaskSpec>,
     },
+    /// Run operations on an offer (DESTROY and UNRESERVE of the volumes
+    /// of deleted requests).
+    Operations {
+        /// The offer.
+        offer_id: v1::OfferId,
+        /// The operations.
+        operations: Vec<v1::offer::Operation>,
+    },
     /// Kill a task.
     Kill {
         /// The task.
@@ -160,6 +168,9 @@ pub struct TaskSpec {
     pub resources: Vec<v1::Resource>,
     /// The ports among them.
     pub ports: Vec<u64>,
+    /// Operations to run before the launch, in the same ACCEPT (RESERVE
+    /// and CREATE of a stateful instance's first launch).
+    pub operations: Vec<v1::offer::Operation>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +201,8 @@ struct Entry {
     draining: BTreeMap<String, Option<Timestamp>>,
     /// Finished tasks, newest last (at most [`TASK_HISTORY`]).
     history: VecDeque<TaskEnd>,
+    /// Stateful instances: the agent holding each one's volume.
+    volumes: BTreeMap<u32, String>,
 }
 
 /// Finished tasks kept per request.
@@ -243,6 +256,18 @@ pub struct Services {
     /// How long a load-balanced instance stays out of rotation before it
     /// is killed (`None`: no load balancer, killed at once).
     lb_drain: Option<SignedDuration>,
+    /// The role and principal stateful instances reserve with.
+    reservation: Option<Reservation>,
+    /// What the last offers left (see [`Services::left_of_offers`]).
+    left: BTreeMap<String, Resources>,
+}
+
+/// The request a volume's persistence id (`wl-<request>-<instance>`) is
+/// for.
+fn request_of_volume(pid: &str) -> Option<&str> {
+    let rest = pid.strip_prefix("wl-")?;
+    let (request, instance) = rest.rsplit_once('-')?;
+    instance.parse::<u32>().ok().map(|_| request)
 }
 
 fn secs(s: i64) -> SignedDuration {
@@ -302,7 +327,14 @@ impl Entry {
                 let new_wanted = (p.promoted + step).min(target);
                 let mut v = vec![(p.deploy.clone(), new_wanted)];
                 if let Some(a) = active {
-                    v.push((a.clone(), target - p.promoted.min(target)));
+                    // A stateful instance is replaced in place: the old
+                    // task frees its volume before the new one starts.
+                    let old = if p.deploy.persistent_volume.is_some() {
+                        target - new_wanted
+                    } else {
+                        target - p.promoted.min(target)
+                    };
+                    v.push((a.clone(), old));
                 }
                 v
             }
@@ -331,7 +363,37 @@ impl Services {
             entries: BTreeMap::new(),
             policy,
             lb_drain: None,
+            reservation: None,
+            left: BTreeMap::new(),
         }
+    }
+
+    /// Stateful instances reserve their resources for `role` (which must
+    /// not be `*`) with `principal`.
+    pub fn with_reservations(mut self, role: &str, principal: Option<&str>) -> Self {
+        self.reservation = (role != "*").then(|| Reservation {
+            role: role.to_string(),
+            principal: principal.map(str::to_string),
+        });
+        self
+    }
+
+    /// Where each stateful instance's volume is (instance -> agent id).
+    pub fn volumes(&self, id: &str) -> BTreeMap<u32, String> {
+        self.entries
+            .get(id)
+            .map(|e| e.volumes.clone())
+            .unwrap_or_default()
+    }
+
+    /// Restores where stateful instances' volumes are (from the store).
+    pub fn restore_volumes(
+        &mut self,
+        id: &str,
+        volumes: BTreeMap<u32, String>,
+    ) -> Result<(), ServiceError> {
+        self.entry(id)?.volumes = volumes;
+        Ok(())
     }
 
     /// Load-balanced instances leave rotation `drain` before they are
@@ -370,6 +432,7 @@ impl Services {
                         serial: 0,
                         draining: BTreeMap::new(),
                         history: VecDeque::new(),
+                        volumes: BTreeMap::new(),
                     },
                 );
             }
@@ -389,6 +452,11 @@ impl Services {
         deploy
             .validate()
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        if deploy.persistent_volume.is_some() && self.reservation.is_none() {
+            return Err(ServiceError::Invalid(
+                "persistentVolume: a stateful deploy needs the framework to run in a role of its own (--role), not *".into(),
+            ));
+        }
         let e = self.entry(&deploy.request_id)?;
         if e.pending.is_some() {
             return Err(ServiceError::Conflict(format!(
@@ -594,16 +662,20 @@ impl Services {
             .enumerate()
             .map(|(i, o)| {
                 let role = o.resources.first().map(allocation_role).unwrap_or("*");
+                // Resources reserved for an instance's volume (and the
+                // volumes) are only for that instance.
                 let r: Vec<v1::Resource> = o
                     .resources
                     .iter()
                     .filter(|r| allocation_role(r) == role)
+                    .filter(|r| volume_label(r).is_none() && r.disk.is_none())
                     .cloned()
                     .collect();
                 (i, Resources::from_vec(&r), Vec::new())
             })
             .collect();
         let known: Vec<Placement> = offers.iter().map(Placement::of_offer).collect();
+        let reservation = self.reservation.clone();
         let ids: Vec<String> = self.entries.keys().cloned().collect();
         for id in ids {
             let Some(e) = self.entries.get_mut(&id) else {
@@ -616,7 +688,15 @@ impl Services {
             for (deploy, wanted) in e.wanted() {
                 let mut running = e.live(&deploy.id).count() as u32;
                 while running < wanted {
-                    match place(e, &deploy, offers, &mut available, &known, now) {
+                    match place(
+                        e,
+                        &deploy,
+                        offers,
+                        &mut available,
+                        &known,
+                        reservation.as_ref(),
+                        now,
+                    ) {
                         Ok(()) => running += 1,
                         Err(why) => {
                             e.why_pending = Some(why);
@@ -626,7 +706,8 @@ impl Services {
                 }
             }
         }
-        for (i, _, tasks) in available {
+        for (i, left, tasks) in available {
+            self.left.insert(offers[i].id.value.clone(), left);
             if !tasks.is_empty() {
                 out.push(Action::Launch {
                     offer_id: offers[i].id.clone(),
@@ -635,7 +716,55 @@ impl Services {
                 });
             }
         }
+        // The volumes of deleted requests are destroyed and their
+        // reservations released.
+        for offer in offers {
+            let orphans: Vec<&v1::Resource> = offer
+                .resources
+                .iter()
+                .filter(|r| {
+                    volume_label(r)
+                        .and_then(request_of_volume)
+                        .is_some_and(|request| !self.entries.contains_key(request))
+                })
+                .collect();
+            if orphans.is_empty() {
+                continue;
+            }
+            let (volumes, rest): (Vec<v1::Resource>, Vec<v1::Resource>) = orphans
+                .into_iter()
+                .cloned()
+                .partition(|r| r.disk.as_ref().is_some_and(|d| d.persistence.is_some()));
+            let mut operations = Vec::new();
+            let mut released = rest;
+            if !volumes.is_empty() {
+                operations.push(corral_sdk::offers::destroy_volumes(&volumes));
+                // A destroyed volume is reserved disk again.
+                released.extend(volumes.into_iter().map(|mut v| {
+                    if let Some(d) = v.disk.as_mut() {
+                        d.persistence = None;
+                        d.volume = None;
+                    }
+                    if v.disk.as_ref().is_some_and(|d| d.source.is_none()) {
+                        v.disk = None;
+                    }
+                    v
+                }));
+            }
+            operations.push(corral_sdk::offers::unreserve(&released));
+            out.push(Action::Operations {
+                offer_id: offer.id.clone(),
+                operations,
+            });
+        }
         out
+    }
+
+    /// What is left of each offer (by offer id) after the last
+    /// [`Services::offers`]: unreserved resources and those reserved for
+    /// the role without a volume label, for other tasks (job runs).
+    pub fn left_of_offers(&mut self) -> BTreeMap<String, Resources> {
+        std::mem::take(&mut self.left)
     }
 
     /// A task's status: `state` and, for RUNNING, whether it is `healthy`
@@ -908,27 +1037,15 @@ fn record_failure(e: &mut Entry, id: &str, now: Timestamp, why: String, policy: 
     }
 }
 
-/// Places one instance of `deploy` on the first offer that takes it.
-fn place(
-    e: &mut Entry,
-    deploy: &Deploy,
+/// What the agent behind each offer is: `Ok` when `e` may place an
+/// instance there, the reason otherwise (attributes, SEPARATE, constraints,
+/// rack spreading).
+fn admissions(
+    e: &Entry,
     offers: &[v1::Offer],
-    available: &mut [(usize, Resources, Vec<TaskSpec>)],
+    available: &[(usize, Resources, Vec<TaskSpec>)],
     known: &[Placement],
-    now: Timestamp,
-) -> Result<(), String> {
-    let res = deploy.resources.clone().unwrap_or(crate::model::Resources {
-        cpus: 0.1,
-        memory_mb: 64.0,
-        num_ports: 0,
-        disk_mb: 0.0,
-    });
-    let need = Need {
-        cpus: res.cpus,
-        mem: res.memory_mb,
-        disk: res.disk_mb,
-        ports: res.num_ports as usize,
-    };
+) -> Vec<Result<(), String>> {
     let constraints: Vec<Constraint> = e
         .request
         .constraints
@@ -950,18 +1067,134 @@ fn place(
         .values()
         .filter(|t| t.phase.live())
         .map(|t| t.placement.clone())
-        .chain(
-            available
+        .chain(available.iter().flat_map(|(i, _, specs)| {
+            specs
                 .iter()
-                .flat_map(|(i, _, specs)| {
-                    specs
-                        .iter()
-                        .filter(|s| s.request_id == e.request.id)
-                        .map(|_| Placement::of_offer(&offers[*i]))
-                })
-                .collect::<Vec<_>>(),
-        )
+                .filter(|s| s.request_id == e.request.id)
+                .map(|_| Placement::of_offer(&offers[*i]))
+        }))
         .collect();
+    available
+        .iter()
+        .map(|(i, _, _)| {
+            let offer = &offers[*i];
+            let here = Placement::of_offer(offer);
+            if let Some(required) = &e.request.required_slave_attributes {
+                if let Some((attr, want)) = required
+                    .iter()
+                    .find(|(a, v)| here.attributes.get(*a) != Some(*v))
+                {
+                    return Err(format!("{}: {attr} is not {want}", offer.hostname));
+                }
+            }
+            if separate && placed.iter().any(|p| p.hostname == here.hostname) {
+                return Err(format!(
+                    "{}: an instance already runs there (SEPARATE)",
+                    offer.hostname
+                ));
+            }
+            if let Some(why) = constraints
+                .iter()
+                .chain(rack.iter())
+                .find_map(|c| c.admits(&here, &placed, known).err())
+            {
+                return Err(format!("{}: {why}", offer.hostname));
+            }
+            Ok(())
+        })
+        .collect()
+}
+
+/// What a launch takes: the task's resources, its ports, and the
+/// operations (RESERVE, CREATE) that must run before it.
+struct Taken {
+    resources: Vec<v1::Resource>,
+    ports: Vec<u64>,
+    operations: Vec<v1::offer::Operation>,
+}
+
+/// Records a task placed on `offer` and adds it to the offer's launches.
+fn record_launch(
+    e: &mut Entry,
+    deploy: &Deploy,
+    instance: u32,
+    offer: &v1::Offer,
+    taken: Taken,
+    specs: &mut Vec<TaskSpec>,
+    now: Timestamp,
+) {
+    e.serial += 1;
+    let task_id = format!(
+        "{}-{}-{}-{}-{}",
+        e.request.id,
+        deploy.id,
+        now.as_millisecond(),
+        instance,
+        e.serial
+    );
+    e.tasks.insert(
+        task_id.clone(),
+        Task {
+            task_id: task_id.clone(),
+            deploy_id: deploy.id.clone(),
+            instance,
+            agent_id: offer.agent_id.value.clone(),
+            placement: Placement::of_offer(offer),
+            ports: taken.ports.clone(),
+            phase: TaskPhase::Launched,
+            launched_at: now,
+        },
+    );
+    specs.push(TaskSpec {
+        task_id,
+        request_id: e.request.id.clone(),
+        deploy: deploy.clone(),
+        instance,
+        resources: taken.resources,
+        ports: taken.ports,
+        operations: taken.operations,
+    });
+}
+
+fn need_of(deploy: &Deploy) -> Need {
+    let res = deploy.resources.clone().unwrap_or(crate::model::Resources {
+        cpus: 0.1,
+        memory_mb: 64.0,
+        num_ports: 0,
+        disk_mb: 0.0,
+    });
+    Need {
+        cpus: res.cpus,
+        mem: res.memory_mb,
+        disk: res.disk_mb,
+        ports: res.num_ports as usize,
+    }
+}
+
+/// Places one instance of `deploy` on the first offer that takes it.
+fn place(
+    e: &mut Entry,
+    deploy: &Deploy,
+    offers: &[v1::Offer],
+    available: &mut [(usize, Resources, Vec<TaskSpec>)],
+    known: &[Placement],
+    reservation: Option<&Reservation>,
+    now: Timestamp,
+) -> Result<(), String> {
+    if let (Some(volume), Some(reservation)) = (&deploy.persistent_volume, reservation) {
+        return place_stateful(
+            e,
+            deploy,
+            volume,
+            offers,
+            available,
+            known,
+            reservation,
+            now,
+        );
+    }
+    let need = need_of(deploy);
+    let verdicts = admissions(e, offers, available, known);
     let mut reasons: Vec<String> = Vec::new();
     // Agents where this request never failed first, then those where it
     // failed longest ago.
@@ -972,33 +1205,12 @@ fn place(
             .copied()
     });
     for k in order {
+        if let Err(why) = &verdicts[k] {
+            reasons.push(why.clone());
+            continue;
+        }
         let (i, resources, specs) = &mut available[k];
         let offer = &offers[*i];
-        let here = Placement::of_offer(offer);
-        if let Some(required) = &e.request.required_slave_attributes {
-            if let Some((attr, want)) = required
-                .iter()
-                .find(|(a, v)| here.attributes.get(*a) != Some(*v))
-            {
-                reasons.push(format!("{}: {attr} is not {want}", offer.hostname));
-                continue;
-            }
-        }
-        if separate && placed.iter().any(|p| p.hostname == here.hostname) {
-            reasons.push(format!(
-                "{}: an instance already runs there (SEPARATE)",
-                offer.hostname
-            ));
-            continue;
-        }
-        if let Some(why) = constraints
-            .iter()
-            .chain(rack.iter())
-            .find_map(|c| c.admits(&here, &placed, known).err())
-        {
-            reasons.push(format!("{}: {why}", offer.hostname));
-            continue;
-        }
         let Some((taken, left)) = take(resources, &need) else {
             reasons.push(format!(
                 "{}: not enough resources for cpus {} mem {} disk {} ports {}",
@@ -1007,7 +1219,6 @@ fn place(
             continue;
         };
         *resources = left;
-        e.serial += 1;
         let used: BTreeSet<u32> = e
             .live(&deploy.id)
             .map(|t| t.instance)
@@ -1019,36 +1230,194 @@ fn place(
             )
             .collect();
         let instance = (1..).find(|n| !used.contains(n)).unwrap_or(1);
-        let task_id = format!(
-            "{}-{}-{}-{}-{}",
-            e.request.id,
-            deploy.id,
-            now.as_millisecond(),
-            instance,
-            e.serial
-        );
         let ports = ports_of(&taken);
-        e.tasks.insert(
-            task_id.clone(),
-            Task {
-                task_id: task_id.clone(),
-                deploy_id: deploy.id.clone(),
-                instance,
-                agent_id: offer.agent_id.value.clone(),
-                placement: here,
-                ports: ports.clone(),
-                phase: TaskPhase::Launched,
-                launched_at: now,
-            },
-        );
-        specs.push(TaskSpec {
-            task_id,
-            request_id: e.request.id.clone(),
-            deploy: deploy.clone(),
-            instance,
+        let taken = Taken {
             resources: taken,
             ports,
-        });
+            operations: Vec::new(),
+        };
+        record_launch(e, deploy, instance, offer, taken, specs, now);
+        return Ok(());
+    }
+    if reasons.is_empty() {
+        Err("waiting for offers".into())
+    } else {
+        Err(format!("cannot place an instance: {}", reasons.join("; ")))
+    }
+}
+
+/// The role and principal stateful instances reserve with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The framework's role (not `*`).
+    pub role: String,
+    /// Its principal.
+    pub principal: Option<String>,
+}
+
+/// Reservation label naming the instance volume reserved resources are for.
+pub const VOLUME_LABEL: &str = "corral.workloads/volume";
+
+/// The instance volume an offered resource is reserved for, if any.
+pub fn volume_label(r: &v1::Resource) -> Option<&str> {
+    r.reservations
+        .last()?
+        .labels
+        .as_ref()?
+        .labels
+        .iter()
+        .find(|l| l.key == VOLUME_LABEL)?
+        .value
+        .as_deref()
+}
+
+/// Places one instance of a stateful deploy: back on the agent that holds
+/// its volume, on the resources reserved for it; or, the first time, on
+/// unreserved resources it reserves (labelled with the volume) and a
+/// volume it creates, in the same ACCEPT as the launch.
+fn place_stateful(
+    e: &mut Entry,
+    deploy: &Deploy,
+    volume: &crate::model::PersistentVolume,
+    offers: &[v1::Offer],
+    available: &mut [(usize, Resources, Vec<TaskSpec>)],
+    known: &[Placement],
+    reservation: &Reservation,
+    now: Timestamp,
+) -> Result<(), String> {
+    use corral_sdk::offers::{create_volume, find_volume, reserve};
+    let target = e.target().max(1);
+    // An instance's volume is used by one task at a time: a number is free
+    // once no task (of any deploy) holds it.
+    let busy: BTreeSet<u32> = e
+        .tasks
+        .values()
+        .map(|t| t.instance)
+        .chain(available.iter().flat_map(|(_, _, specs)| {
+            specs
+                .iter()
+                .filter(|s| s.request_id == e.request.id)
+                .map(|s| s.instance)
+        }))
+        .collect();
+    let Some(instance) = (1..=target).find(|n| !busy.contains(n)) else {
+        return Err("waiting for instances to release their volumes".into());
+    };
+    let pid = crate::model::PersistentVolume::persistence_id(&e.request.id, instance);
+    let need = need_of(deploy);
+    let ports_only = Need {
+        cpus: 0.0,
+        mem: 0.0,
+        disk: 0.0,
+        ports: need.ports,
+    };
+    if let Some(agent) = e.volumes.get(&instance).cloned() {
+        let Some(k) = available
+            .iter()
+            .position(|(i, _, _)| offers[*i].agent_id.value == agent)
+        else {
+            return Err(format!(
+                "instance {instance} waits for an offer from agent {agent}, which holds its volume {pid}"
+            ));
+        };
+        let (i, resources, specs) = &mut available[k];
+        let offer = &offers[*i];
+        let Some(vol) = find_volume(&offer.resources, &pid).cloned() else {
+            // Offered without it: it was never created (the operation
+            // failed) or was destroyed. It is created again.
+            e.volumes.remove(&instance);
+            return Err(format!(
+                "volume {pid} is not on {} any more; it is created again",
+                offer.hostname
+            ));
+        };
+        let Some((ports, left)) = take(resources, &ports_only) else {
+            return Err(format!(
+                "{}: not enough free ports for instance {instance}",
+                offer.hostname
+            ));
+        };
+        *resources = left;
+        let mut task_resources: Vec<v1::Resource> = offer
+            .resources
+            .iter()
+            .filter(|r| r.disk.is_none() && volume_label(r) == Some(pid.as_str()))
+            .cloned()
+            .collect();
+        task_resources.push(vol);
+        let port_numbers = ports_of(&ports);
+        task_resources.extend(ports);
+        let taken = Taken {
+            resources: task_resources,
+            ports: port_numbers,
+            operations: Vec::new(),
+        };
+        record_launch(e, deploy, instance, offer, taken, specs, now);
+        return Ok(());
+    }
+    let verdicts = admissions(e, offers, available, known);
+    let mut reasons = Vec::new();
+    let with_disk = Need {
+        disk: volume.size_mb,
+        ..need
+    };
+    for (k, verdict) in verdicts.into_iter().enumerate() {
+        if let Err(why) = verdict {
+            reasons.push(why);
+            continue;
+        }
+        let (i, resources, specs) = &mut available[k];
+        let offer = &offers[*i];
+        let unreserved: Vec<v1::Resource> = resources
+            .as_slice()
+            .iter()
+            .filter(|r| r.reservations.is_empty())
+            .cloned()
+            .collect();
+        let Some((taken, _)) = take(&Resources::from_vec(&unreserved), &with_disk) else {
+            reasons.push(format!(
+                "{}: not enough unreserved resources for cpus {} mem {} disk {} ports {} to reserve",
+                offer.hostname, need.cpus, need.mem, volume.size_mb, need.ports
+            ));
+            continue;
+        };
+        resources.subtract_all(&Resources::from_vec(&taken));
+        let (scalars, ports): (Vec<v1::Resource>, Vec<v1::Resource>) =
+            taken.into_iter().partition(|r| r.name != "ports");
+        let mut labels = vec![(VOLUME_LABEL, pid.as_str())];
+        if volume.hdfs() {
+            labels.push(("corral.storage/backend", "hdfs"));
+        }
+        let (reserve_op, reserved) = reserve(
+            &scalars,
+            &reservation.role,
+            reservation.principal.as_deref(),
+            &labels,
+        );
+        let Some(disk) = reserved.iter().find(|r| r.name == "disk") else {
+            continue;
+        };
+        let (create_op, vol) = create_volume(
+            disk,
+            &pid,
+            &volume.container_path,
+            reservation.principal.as_deref(),
+        );
+        let mut task_resources: Vec<v1::Resource> = reserved
+            .iter()
+            .filter(|r| r.name != "disk")
+            .cloned()
+            .collect();
+        task_resources.push(vol);
+        let port_numbers = ports_of(&ports);
+        task_resources.extend(ports);
+        e.volumes.insert(instance, offer.agent_id.value.clone());
+        let taken = Taken {
+            resources: task_resources,
+            ports: port_numbers,
+            operations: vec![reserve_op, create_op],
+        };
+        record_launch(e, deploy, instance, offer, taken, specs, now);
         return Ok(());
     }
     if reasons.is_empty() {

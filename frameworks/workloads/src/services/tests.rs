@@ -427,3 +427,122 @@ fn a_crashed_instance_is_recorded_in_the_task_history_as_not_killed() {
     assert_eq!(history[0].last_task_state, "TASK_FAILED");
     assert!(!history[0].killed_by_framework);
 }
+
+/// An offer of agent `a<n>` to role `db`: unreserved resources, plus
+/// `reserved` as the agent offers them again (reservations, volumes).
+fn db_offer(n: usize, reserved: &[v1::Resource]) -> v1::Offer {
+    let mut o = offer(n, "r1");
+    o.id.value = format!("o{n}-{}", reserved.len());
+    o.resources.extend(reserved.iter().cloned());
+    for r in &mut o.resources {
+        r.allocation_info = Some(v1::resource::AllocationInfo {
+            role: Some("db".into()),
+        });
+    }
+    o
+}
+
+fn stateful(id: &str) -> Deploy {
+    let mut d = deploy(
+        id,
+        json!({"persistentVolume": {"containerPath": "data", "sizeMb": 100}}),
+    );
+    d.request_id = "db".into();
+    d
+}
+
+#[test]
+fn a_stateful_instance_reserves_once_and_comes_back_to_its_volume() {
+    let mut s = Services::new();
+    s.upsert(request(json!({"id": "db", "requestType": "WORKER"})))
+        .expect("upsert");
+    let refused = s.deploy(stateful("d1"), at(0));
+    assert!(
+        matches!(&refused, Err(ServiceError::Invalid(m)) if m.starts_with("persistentVolume")),
+        "{refused:?}"
+    );
+    let mut s = Services::new().with_reservations("db", Some("ops"));
+    s.upsert(request(json!({"id": "db", "requestType": "WORKER"})))
+        .expect("upsert");
+    s.deploy(stateful("d1"), at(0)).expect("deploy");
+
+    // First launch: RESERVE + CREATE + LAUNCH on unreserved resources.
+    let actions = s.offers(&[db_offer(0, &[])], at(1));
+    let first = launched(&actions).remove(0);
+    assert_eq!(first.operations.len(), 2);
+    assert_eq!(
+        first.operations[0].r#type,
+        Some(v1::offer::operation::Type::Reserve as i32)
+    );
+    assert_eq!(
+        first.operations[1].r#type,
+        Some(v1::offer::operation::Type::Create as i32)
+    );
+    let volume = corral_sdk::offers::find_volume(&first.resources, "wl-db-1")
+        .expect("the task uses its volume")
+        .clone();
+    let reserved: Vec<v1::Resource> = first
+        .resources
+        .iter()
+        .filter(|r| volume_label(r) == Some("wl-db-1"))
+        .cloned()
+        .collect();
+    assert_eq!(reserved.len(), 3, "cpus, mem and the volume: {reserved:?}");
+    assert_eq!(s.volumes("db"), [(1, "a0".to_string())].into());
+
+    // It runs (the deploy succeeds), then fails; the replacement waits
+    // for the agent holding the volume.
+    s.update(&first.task_id, v1::TaskState::TaskRunning, None, at(2));
+    s.tick(at(3));
+    assert_eq!(s.active_deploy("db"), Some("d1"));
+    s.update(&first.task_id, v1::TaskState::TaskFailed, None, at(4));
+    let elsewhere = s.offers(&[db_offer(1, &[])], at(10));
+    assert!(launched(&elsewhere).is_empty());
+    assert!(
+        s.why_pending("db").is_some_and(|w| w.contains("agent a0")),
+        "{:?}",
+        s.why_pending("db")
+    );
+    // The reserved resources are never used by another instance or job.
+    let back = db_offer(0, &reserved);
+    let again = launched(&s.offers(std::slice::from_ref(&back), at(11))).remove(0);
+    assert!(again.operations.is_empty(), "nothing reserved twice");
+    assert!(again.resources.contains(&volume));
+    let left = s.left_of_offers();
+    assert!(left[&back.id.value]
+        .as_slice()
+        .iter()
+        .all(|r| volume_label(r).is_none()));
+
+    // A new deploy replaces it in place: the old task goes first.
+    s.update(&again.task_id, v1::TaskState::TaskRunning, None, at(12));
+    s.tick(at(13));
+    s.deploy(stateful("d2"), at(20)).expect("deploy");
+    let kills = killed(&s.tick(at(21)));
+    assert_eq!(kills, vec![again.task_id.clone()]);
+    assert!(launched(&s.offers(std::slice::from_ref(&back), at(22))).is_empty());
+    s.update(&again.task_id, v1::TaskState::TaskKilled, None, at(23));
+    let new = launched(&s.offers(std::slice::from_ref(&back), at(24))).remove(0);
+    assert_eq!(new.deploy.id, "d2");
+    assert!(new.resources.contains(&volume), "same volume, same data");
+
+    // Deleted: its volume is destroyed and the reservation released.
+    s.delete("db").expect("delete");
+    let actions = s.offers(std::slice::from_ref(&back), at(30));
+    let ops: Vec<i32> = actions
+        .iter()
+        .flat_map(|a| match a {
+            Action::Operations { operations, .. } => {
+                operations.iter().filter_map(|o| o.r#type).collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            v1::offer::operation::Type::Destroy as i32,
+            v1::offer::operation::Type::Unreserve as i32
+        ]
+    );
+}
