@@ -428,6 +428,10 @@ pub struct ClusterOptions {
     /// Environment variables set for every agent process, on top of the
     /// test's own (e.g. `CLASSPATH` with a Hadoop configuration directory).
     pub agent_env: Vec<(String, String)>,
+    /// Flags of agent `i` only (`per_agent_flags[i]`), overriding the
+    /// others of the same name (e.g. its own `--resources` port range, or
+    /// `--attributes`).
+    pub per_agent_flags: Vec<Vec<String>>,
 }
 
 impl Default for ClusterOptions {
@@ -438,6 +442,7 @@ impl Default for ClusterOptions {
             master_flags: Vec::new(),
             agent_flags: Vec::new(),
             agent_env: Vec::new(),
+            per_agent_flags: Vec::new(),
         }
     }
 }
@@ -678,7 +683,17 @@ impl Cluster {
             defaults.push(format!("--resources={r}"));
         }
         let defaults: Vec<&str> = defaults.iter().map(String::as_str).collect();
-        // `extra` overrides the cluster's agent flags of the same name.
+        // `extra` overrides this agent's own flags, which override the
+        // cluster's agent flags of the same name.
+        let own = opts.per_agent_flags.get(i).cloned().unwrap_or_default();
+        let extra_names: BTreeSet<&str> = extra.iter().map(|f| flag_name(f)).collect();
+        let extra: Vec<String> = own
+            .iter()
+            .filter(|f| !extra_names.contains(flag_name(f)))
+            .chain(extra)
+            .cloned()
+            .collect();
+        let extra = extra.as_slice();
         let overridden: BTreeSet<&str> = extra.iter().map(|f| flag_name(f)).collect();
         let flags: Vec<String> = opts
             .agent_flags

@@ -1074,3 +1074,142 @@ async fn a_stateful_service_comes_back_to_its_data_across_deploys() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+/// Three agents (each with its own port range and `rack`), shared by two
+/// load-balanced SERVICEs spread over racks (rackSensitive; UNIQUE rack), a
+/// WORKER, a cron job every three seconds and on-demand runs, with HAProxy
+/// in front of the services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_a_worker_cron_and_on_demand_jobs_share_three_agents() {
+    let per_agent_flags: Vec<Vec<String>> = (0..3)
+        .map(|i| {
+            vec![
+                format!(
+                    "--resources=cpus:2;mem:1024;disk:1024;ports:[{}-{}]",
+                    31000 + i * 100,
+                    31099 + i * 100
+                ),
+                format!("--attributes=rack:r{}", i + 1),
+            ]
+        })
+        .collect();
+    let c = Cluster::start(ClusterOptions {
+        agents: 3,
+        per_agent_flags,
+        ..Default::default()
+    })
+    .await;
+    let rack_of = |agent: &str| {
+        c.agents
+            .iter()
+            .position(|a| a.id == agent)
+            .map(|i| format!("r{}", i + 1))
+    };
+    let log = c.dir().join("workloads.log");
+    let lb = Haproxy::new(c.dir().join("haproxy"));
+    let f = Framework::spawn(&c.master, &lb.flags(), &log);
+    assert!(f.subscribed().await);
+    let server = |request: &str| {
+        json!({"deploy": {"requestId": request, "id": "1",
+            "command": format!("mkdir -p {request} && echo $TASK_REQUEST_ID > {request}/index.html && echo ok > health && exec python3 -m http.server $PORT0 --bind 127.0.0.1"),
+            "resources": {"cpus": 0.1, "memoryMb": 64, "numPorts": 1},
+            "healthcheckUri": "/health", "healthcheckIntervalSeconds": 1,
+            "serviceBasePath": format!("/{request}")}})
+    };
+    let requests = [
+        json!({"id": "web", "requestType": "SERVICE", "instances": 2,
+               "loadBalanced": true, "rackSensitive": true}),
+        json!({"id": "api", "requestType": "SERVICE", "instances": 2,
+               "loadBalanced": true, "constraints": [["rack", "UNIQUE"]]}),
+        json!({"id": "worker", "requestType": "WORKER"}),
+        json!({"id": "tick", "requestType": "SCHEDULED", "schedule": "*/3 * * * * *"}),
+        json!({"id": "adhoc", "requestType": "ON_DEMAND"}),
+    ];
+    for r in requests {
+        let (status, body) = f.post("/api/requests", r).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let job = |request: &str, command: &str| {
+        json!({"deploy": {"requestId": request, "id": "1", "command": command,
+                          "resources": {"cpus": 0.1, "memoryMb": 32}}})
+    };
+    for d in [
+        server("web"),
+        server("api"),
+        job("worker", "exec sleep 300"),
+        job("tick", "true"),
+        job("adhoc", "echo on demand"),
+    ] {
+        let (status, body) = f.post("/api/deploys", d).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for _ in 0..2 {
+        let (status, body) = f.post("/api/requests/request/adhoc/run", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Every long-running instance is up and healthy.
+    let healthy = |request: &'static str, n: usize| {
+        let f = &f;
+        async move {
+            let tasks = f.tasks_of(request).await;
+            tasks.len() == n && tasks.iter().all(|t| t["healthy"] == true)
+        }
+    };
+    let up = wait_for(TIMEOUT * 3, || async {
+        healthy("web", 2).await && healthy("api", 2).await && healthy("worker", 1).await
+    })
+    .await;
+    assert!(
+        up,
+        "{:?}\n{}",
+        f.get("/api/tasks/active").await,
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Spread: each service's two instances on two racks.
+    for request in ["web", "api"] {
+        let racks: std::collections::BTreeSet<String> = f
+            .tasks_of(request)
+            .await
+            .iter()
+            .filter_map(|t| t["agentId"].as_str().and_then(rack_of))
+            .collect();
+        assert_eq!(racks.len(), 2, "{request} on racks {racks:?}");
+    }
+    let (_, all) = f.get("/api/tasks/active").await;
+    let agents: std::collections::BTreeSet<&str> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["agentId"].as_str())
+        .collect();
+    assert!(agents.len() >= 2, "the agents share the work: {all}");
+    // Both services answer through HAProxy, by path.
+    for request in ["web", "api"] {
+        let url = format!("http://{}/{request}/", lb.bind);
+        let answered = wait_for(TIMEOUT, || async {
+            match reqwest::get(&url).await {
+                Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t.trim() == request),
+                _ => false,
+            }
+        })
+        .await;
+        assert!(
+            answered,
+            "{url}: {:?}",
+            f.get("/api/loadbalancer/upstreams").await
+        );
+    }
+    // The cron job keeps running, the on-demand runs ran.
+    assert!(
+        wait_for(TIMEOUT * 2, || async {
+            f.runs("tick", "SUCCEEDED").await >= 2 && f.runs("adhoc", "SUCCEEDED").await == 2
+        })
+        .await,
+        "{:?}\n{:?}",
+        f.get("/api/history/request/tick/runs").await,
+        f.get("/api/history/request/adhoc/runs").await
+    );
+    for job in ["tick", "adhoc"] {
+        assert_eq!(f.runs(job, "FAILED").await, 0, "{job}");
+    }
+}

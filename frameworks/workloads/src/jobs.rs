@@ -219,7 +219,15 @@ impl Jobs {
         let job = Job {
             schedule,
             parents,
-            policy: request.concurrency_policy.unwrap_or_default(),
+            // Every asked-for run of an ON_DEMAND request runs (as in
+            // Singularity); a schedule skips a run while one still goes.
+            policy: request.concurrency_policy.unwrap_or(
+                if request.request_type == crate::model::RequestType::OnDemand {
+                    crate::model::ConcurrencyPolicy::Allow
+                } else {
+                    crate::model::ConcurrencyPolicy::Skip
+                },
+            ),
             lateness: ms(request
                 .lateness_allowance_millis
                 .unwrap_or(DEFAULT_LATENESS_MS)),
