@@ -545,20 +545,24 @@ mod hdfs_archive {
 
         fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
             let prefix = normalize_prefix(prefix)?;
+            // Hadoop lists a file as itself: a prefix naming a file (or
+            // nothing) has nothing below it.
+            let top = self.abs(&encode(prefix));
+            match self.client.metadata(&top) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Ok(Vec::new()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(self.err(&top, "cannot stat", e)),
+            }
             let mut out = Vec::new();
             let mut pending = vec![prefix.to_string()];
             while let Some(rel) = pending.pop() {
                 let abs = self.abs(&encode(&rel));
                 let entries = match self.client.read_dir(&abs) {
                     Ok(entries) => entries,
+                    // Removed meanwhile.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => {
-                        // A file where a directory was asked for.
-                        if self.client.metadata(&abs).is_ok_and(|m| m.is_file()) {
-                            continue;
-                        }
-                        return Err(self.err(&abs, "cannot list directory", e));
-                    }
+                    Err(e) => return Err(self.err(&abs, "cannot list directory", e)),
                 };
                 for meta in entries.into_inner() {
                     let Some(stored) = meta.path().trim_end_matches('/').rsplit('/').next() else {
