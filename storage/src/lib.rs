@@ -44,7 +44,14 @@
 //!
 //! All calls block; the agent runs them on `tokio::task::spawn_blocking`.
 //! Every backend passes the same [`conformance`] suite.
+//!
+//! # Log archive
+//!
+//! [`archive`] keeps finished tasks' log files by key ([`archive::LogArchive`]:
+//! put, list, read, size) in a local directory or in HDFS; its module docs
+//! describe the layout the agent writes.
 
+pub mod archive;
 mod backend;
 mod clock;
 pub mod conformance;
@@ -202,6 +209,12 @@ pub enum StorageError {
          record; retry later"
     )]
     Contended { volume: VolumeId, attempts: u32 },
+    /// A log archive key the rules refuse (see [`archive`]).
+    #[error("invalid archive key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    /// Nothing is stored in the log archive under this key.
+    #[error("no archived file under key {0:?}")]
+    NoSuchKey(String),
     /// Something this backend does not store (e.g. a file name that is not
     /// UTF-8).
     #[error("unsupported: {0}")]

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use crate::checkpoint::{Checkpoint, ContainerRecord, RunKind};
-use crate::containerizer::{self, LaunchSpec, ProcessHandle};
+use crate::containerizer::{self, ContainerLogger, LaunchSpec, ProcessHandle};
 use crate::fetcher::Fetcher;
 use crate::isolation::{CgroupSpec, Isolation};
 use crate::launcher::RLimit;
@@ -106,6 +106,10 @@ pub struct Config {
     pub hdfs_writeback_interval: Duration,
     /// `--gc_delay`.
     pub gc_delay: Duration,
+    /// `--container_logger` with its `--logrotate_*` settings.
+    pub container_logger: containerizer::ContainerLogger,
+    /// `--task_log_archive`, opened.
+    pub task_log_archive: Option<crate::task_logs::TaskLogArchive>,
 }
 
 impl Config {
@@ -205,6 +209,9 @@ pub struct Executor {
     pub disk_used: Option<u64>,
     /// Persistent volumes bind-mounted into the sandbox (mount points).
     pub volume_mounts: Vec<PathBuf>,
+    /// The `corral logger` processes of its stdout and stderr (logrotate
+    /// container logger).
+    pub loggers: Vec<ProcessHandle>,
 }
 
 /// Resources a container is limited to.
@@ -431,6 +438,8 @@ pub struct Agent {
     pub(crate) work_pending: AtomicUsize,
     /// HDFS-backed volumes (leases, write-back).
     pub hdfs: crate::hdfs_volumes::HdfsVolumes,
+    /// Archivings of finished runs' logs in progress.
+    pub(crate) archiving: Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -473,6 +482,7 @@ impl Agent {
             master: Mutex::new(None),
             work: Mutex::new(None),
             work_pending: AtomicUsize::new(0),
+            archiving: Mutex::new(tokio::task::JoinSet::new()),
         })
     }
 

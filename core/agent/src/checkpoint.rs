@@ -102,6 +102,19 @@ pub struct ContainerRecord {
     /// Persistent volumes bind-mounted into the sandbox (mount points).
     #[serde(default)]
     pub volume_mounts: Vec<PathBuf>,
+    /// The `corral logger` processes of its stdout and stderr (logrotate
+    /// container logger), to wait for before archiving its logs.
+    #[serde(default)]
+    pub loggers: Vec<LoggerRecord>,
+}
+
+/// A logger process of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggerRecord {
+    /// Its pid.
+    pub pid: i32,
+    /// Its start time in clock ticks since boot.
+    pub start_time: Option<u64>,
 }
 
 /// A task recovered from its checkpoint.
@@ -759,6 +772,10 @@ mod tests {
             mem_mb: 64.0,
             disk_mb: 0.0,
             volume_mounts: vec!["/sandbox/data".into()],
+            loggers: vec![LoggerRecord {
+                pid: 43,
+                start_time: Some(8),
+            }],
         }
     }
 

@@ -1,8 +1,9 @@
 //! The process side of the Mesos containerizer: starts an executor in its
 //! own session and process group, with cwd = sandbox and stdout/stderr to
-//! sandbox files (through the launcher when one is given: cgroups, rlimits,
-//! user), reaps it, and signals its whole group. A recovered executor (not
-//! our child any more) is watched through a pidfd.
+//! sandbox files, or to pipes read by `corral logger` processes under the
+//! logrotate container logger (through the launcher when one is given:
+//! cgroups, rlimits, user), reaps it, and signals its whole group. A
+//! recovered executor (not our child any more) is watched through a pidfd.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,23 @@ use tokio::sync::watch;
 
 use crate::isolation::CgroupSpec;
 use crate::launcher::{LaunchConfig, RLimit};
+use crate::logrotate::{self, LogrotateSettings};
+
+/// Where an executor's stdout and stderr go.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum ContainerLogger {
+    /// Straight into `<sandbox>/stdout` and `<sandbox>/stderr`, unbounded.
+    #[default]
+    Sandbox,
+    /// Through pipes to one `<corral> logger` process per stream, which
+    /// rotates the sandbox files by size.
+    Logrotate {
+        /// The corral binary that runs `logger`.
+        corral: PathBuf,
+        /// Sizes and rotated files kept, per stream.
+        settings: LogrotateSettings,
+    },
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -39,6 +57,8 @@ pub struct LaunchSpec {
     pub rlimits: Vec<RLimit>,
     /// cgroups the launcher creates and enters.
     pub cgroup: Option<CgroupSpec>,
+    /// Where stdout and stderr go.
+    pub logger: ContainerLogger,
 }
 
 impl LaunchSpec {
@@ -54,6 +74,7 @@ impl LaunchSpec {
             user: None,
             rlimits: Vec::new(),
             cgroup: None,
+            logger: ContainerLogger::Sandbox,
         }
     }
 
@@ -149,8 +170,38 @@ pub fn launch(
     spec: &LaunchSpec,
     on_exit: impl FnOnce(Option<i32>) + Send + 'static,
 ) -> std::io::Result<ProcessHandle> {
-    let stdout = std::fs::File::create(spec.sandbox.join("stdout"))?;
-    let stderr = std::fs::File::create(spec.sandbox.join("stderr"))?;
+    launch_logged(spec, on_exit).map(|(process, _)| process)
+}
+
+/// [`launch`], also returning the logger processes of the logrotate
+/// container logger (none for the sandbox logger). The loggers exit once
+/// the last process holding the executor's stdout/stderr is gone.
+pub fn launch_logged(
+    spec: &LaunchSpec,
+    on_exit: impl FnOnce(Option<i32>) + Send + 'static,
+) -> std::io::Result<(ProcessHandle, Vec<ProcessHandle>)> {
+    let mut loggers = Vec::new();
+    let (stdout, stderr): (Stdio, Stdio) = match &spec.logger {
+        ContainerLogger::Sandbox => (
+            std::fs::File::create(spec.sandbox.join("stdout"))?.into(),
+            std::fs::File::create(spec.sandbox.join("stderr"))?.into(),
+        ),
+        ContainerLogger::Logrotate { corral, settings } => {
+            let out =
+                logrotate::spawn_logger(corral, &spec.sandbox.join("stdout"), settings.stdout)
+                    .map_err(|e| {
+                        std::io::Error::other(format!("cannot start the stdout logger: {e}"))
+                    })?;
+            loggers.push(out.process);
+            let err =
+                logrotate::spawn_logger(corral, &spec.sandbox.join("stderr"), settings.stderr)
+                    .map_err(|e| {
+                        std::io::Error::other(format!("cannot start the stderr logger: {e}"))
+                    })?;
+            loggers.push(err.process);
+            (out.pipe.into(), err.pipe.into())
+        }
+    };
     let mut cmd = match &spec.launcher {
         Some(launcher) => {
             let config = serde_json::to_string(&spec.launch_config())
@@ -170,8 +221,8 @@ pub fn launch(
     };
     cmd.current_dir(&spec.sandbox)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
+        .stdout(stdout)
+        .stderr(stderr)
         .kill_on_drop(false);
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
@@ -191,7 +242,22 @@ pub fn launch(
                 .map_err(std::io::Error::from)
         });
     }
-    let mut child = cmd.spawn()?;
+    let child = cmd.spawn()?;
+    // Our copies of the pipes' write ends go with the command, so the
+    // loggers see EOF once the executor's processes are gone.
+    drop(cmd);
+    let process = reap_child(child, true, on_exit)?;
+    Ok((process, loggers))
+}
+
+/// Reaps a child in the background: `on_exit` runs with its raw wait
+/// status; with `kill_group`, whatever is left in its process group is
+/// killed first.
+pub(crate) fn reap_child(
+    mut child: tokio::process::Child,
+    kill_group: bool,
+    on_exit: impl FnOnce(Option<i32>) + Send + 'static,
+) -> std::io::Result<ProcessHandle> {
     let pid = child
         .id()
         .and_then(|p| i32::try_from(p).ok())
@@ -204,12 +270,14 @@ pub fn launch(
                 Some(s.into_raw())
             }
             Err(e) => {
-                tracing::warn!(pid, error = %e, "failed to wait for executor process");
+                tracing::warn!(pid, error = %e, "failed to wait for a child process");
                 None
             }
         };
-        // Whatever the executor left behind in its group goes with it.
-        signal_group(pid, Signal::SIGKILL);
+        if kill_group {
+            // Whatever the executor left behind in its group goes with it.
+            signal_group(pid, Signal::SIGKILL);
+        }
         let _ = tx.send(Some(status));
         on_exit(status);
     });
@@ -221,6 +289,20 @@ pub fn launch(
 /// gone (with no wait status: only its parent could reap it).
 pub fn adopt(
     pid: i32,
+    on_exit: impl FnOnce(Option<i32>) + Send + 'static,
+) -> std::io::Result<ProcessHandle> {
+    watch_pid(pid, true, on_exit)
+}
+
+/// Watches a live process that is not our child (a logger started by a
+/// previous run of the agent) until it is gone; nothing else is signalled.
+pub fn watch(pid: i32) -> std::io::Result<ProcessHandle> {
+    watch_pid(pid, false, |_| {})
+}
+
+fn watch_pid(
+    pid: i32,
+    kill_group: bool,
     on_exit: impl FnOnce(Option<i32>) + Send + 'static,
 ) -> std::io::Result<ProcessHandle> {
     use std::os::fd::{FromRawFd, OwnedFd};
@@ -241,7 +323,9 @@ pub fn adopt(
     tokio::spawn(async move {
         // A pidfd becomes readable when the process exits.
         let _ = afd.readable().await;
-        signal_group(pid, Signal::SIGKILL);
+        if kill_group {
+            signal_group(pid, Signal::SIGKILL);
+        }
         let _ = tx.send(Some(None));
         on_exit(None);
     });

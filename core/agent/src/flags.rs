@@ -266,6 +266,68 @@ pub struct AgentFlags {
     )]
     pub hdfs_lease_timeout: Duration,
 
+    /// Where executors' stdout and stderr go: `sandbox` (the files
+    /// `stdout` and `stderr` in the sandbox, unbounded) or `logrotate`
+    /// (pipes read by a `corral logger` process per stream, which rotates
+    /// the sandbox files by size: `stdout` -> `stdout.1` -> ...). Mesos'
+    /// module name `org_apache_mesos_LogrotateContainerLogger` is accepted
+    /// for `logrotate`.
+    #[arg(
+        long = "container_logger",
+        env = "MESOS_CONTAINER_LOGGER",
+        default_value = "sandbox",
+        value_parser = parse_container_logger
+    )]
+    pub container_logger: String,
+
+    /// With `--container_logger=logrotate`: largest size of `stdout` before
+    /// it is rotated (Mesos byte size: `10MB`, `512KB`, `2097152B`). A task
+    /// may set its own in CONTAINER_LOGGER_MAX_STDOUT_SIZE.
+    #[arg(
+        long = "logrotate_max_stdout_size",
+        env = "MESOS_LOGROTATE_MAX_STDOUT_SIZE",
+        default_value = "10MB",
+        value_parser = crate::logrotate::parse_max_size
+    )]
+    pub logrotate_max_stdout_size: u64,
+
+    /// Likewise for `stderr` (CONTAINER_LOGGER_MAX_STDERR_SIZE).
+    #[arg(
+        long = "logrotate_max_stderr_size",
+        env = "MESOS_LOGROTATE_MAX_STDERR_SIZE",
+        default_value = "10MB",
+        value_parser = crate::logrotate::parse_max_size
+    )]
+    pub logrotate_max_stderr_size: u64,
+
+    /// logrotate-style options for `stdout`: `rotate N` (rotated files
+    /// kept, default 9) is understood; any other option is refused at
+    /// start. A task may set its own in
+    /// CONTAINER_LOGGER_LOGROTATE_STDOUT_OPTIONS.
+    #[arg(
+        long = "logrotate_stdout_options",
+        env = "MESOS_LOGROTATE_STDOUT_OPTIONS",
+        value_parser = crate::logrotate::LogrotateOptions::parse
+    )]
+    pub logrotate_stdout_options: Option<crate::logrotate::LogrotateOptions>,
+
+    /// Likewise for `stderr` (CONTAINER_LOGGER_LOGROTATE_STDERR_OPTIONS).
+    #[arg(
+        long = "logrotate_stderr_options",
+        env = "MESOS_LOGROTATE_STDERR_OPTIONS",
+        value_parser = crate::logrotate::LogrotateOptions::parse
+    )]
+    pub logrotate_stderr_options: Option<crate::logrotate::LogrotateOptions>,
+
+    /// Where the logs of finished executor runs are archived: `file:///dir`
+    /// or an absolute path (a local directory), or `hdfs://namenode:port/dir`
+    /// (needs an agent built with the cargo feature `hdfs`). When a run
+    /// ends, its sandbox's `stdout*` and `stderr*` (and those of its task
+    /// sandboxes under `tasks/<task_id>/`) are copied to
+    /// `<archive>/<framework_id>/<executor_id>/<container_id>/`.
+    #[arg(long = "task_log_archive", env = "MESOS_TASK_LOG_ARCHIVE")]
+    pub task_log_archive: Option<String>,
+
     /// How long the sandbox of a finished executor run is kept before it is
     /// removed (volumes mounted in it are unmounted first; their data
     /// stays).
@@ -300,6 +362,16 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+fn parse_container_logger(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" | "sandbox" => Ok("sandbox".into()),
+        "logrotate" | "org_apache_mesos_LogrotateContainerLogger" => Ok("logrotate".into()),
+        other => Err(format!(
+            "unknown container logger '{other}' (sandbox, logrotate)"
+        )),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -415,6 +487,29 @@ impl AgentFlags {
         ]);
         if let Some(r) = &self.hdfs_volume_root {
             v.push(("hdfs_volume_root".into(), r.clone()));
+        }
+        v.extend([
+            (
+                "container_logger".to_string(),
+                self.container_logger.clone(),
+            ),
+            (
+                "logrotate_max_stdout_size".to_string(),
+                self.logrotate_max_stdout_size.to_string(),
+            ),
+            (
+                "logrotate_max_stderr_size".to_string(),
+                self.logrotate_max_stderr_size.to_string(),
+            ),
+        ]);
+        if let Some(o) = &self.logrotate_stdout_options {
+            v.push(("logrotate_stdout_options".into(), o.text.clone()));
+        }
+        if let Some(o) = &self.logrotate_stderr_options {
+            v.push(("logrotate_stderr_options".into(), o.text.clone()));
+        }
+        if let Some(a) = &self.task_log_archive {
+            v.push(("task_log_archive".into(), a.clone()));
         }
         v.sort();
         v
@@ -574,6 +669,60 @@ mod tests {
         assert_eq!(parse_bytes("1024").unwrap(), 1024);
         assert_eq!(parse_bytes("3KB").unwrap(), 3072);
         assert!(parse_bytes("5PB").is_err());
+    }
+
+    #[test]
+    fn container_logger_flags() {
+        let f = parse(&["--work_dir=/w"]).unwrap();
+        assert_eq!(f.container_logger, "sandbox");
+        assert_eq!(f.logrotate_max_stdout_size, 10 << 20);
+        assert_eq!(f.logrotate_max_stderr_size, 10 << 20);
+        assert!(f.logrotate_stdout_options.is_none());
+        assert!(f.task_log_archive.is_none());
+        let f = parse(&[
+            "--work_dir=/w",
+            "--container_logger=logrotate",
+            "--logrotate_max_stdout_size=64KB",
+            "--logrotate_max_stderr_size=2097152B",
+            "--logrotate_stdout_options=rotate 3",
+            "--logrotate_stderr_options=rotate 0",
+            "--task_log_archive=file:///tmp/archive",
+        ])
+        .unwrap();
+        assert_eq!(f.container_logger, "logrotate");
+        assert_eq!(f.logrotate_max_stdout_size, 64 << 10);
+        assert_eq!(f.logrotate_max_stderr_size, 2_097_152);
+        assert_eq!(f.logrotate_stdout_options.as_ref().unwrap().rotate, Some(3));
+        assert_eq!(f.logrotate_stderr_options.as_ref().unwrap().rotate, Some(0));
+        assert_eq!(f.task_log_archive.as_deref(), Some("file:///tmp/archive"));
+        let f = parse(&[
+            "--work_dir=/w",
+            "--container_logger=org_apache_mesos_LogrotateContainerLogger",
+        ])
+        .unwrap();
+        assert_eq!(f.container_logger, "logrotate");
+        for (bad, flag) in [
+            ("--container_logger=journald", "--container_logger"),
+            (
+                "--logrotate_max_stdout_size=lots",
+                "--logrotate_max_stdout_size",
+            ),
+            (
+                "--logrotate_max_stderr_size=0",
+                "--logrotate_max_stderr_size",
+            ),
+            (
+                "--logrotate_stdout_options=compress",
+                "--logrotate_stdout_options",
+            ),
+            (
+                "--logrotate_stderr_options=rotate many",
+                "--logrotate_stderr_options",
+            ),
+        ] {
+            let e = parse(&["--work_dir=/w", bad]).unwrap_err().to_string();
+            assert!(e.contains(flag), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -15,9 +15,14 @@
 //!   cgroups-rs) and reading usage back.
 //! * [`launcher`] – `corral launcher`: enters the cgroups, sets rlimits, cwd
 //!   and user, then execs the executor.
+//! * [`logrotate`] – the logrotate container logger: its settings, the
+//!   rotating writer `corral logger` runs, and starting a logger per stream.
 //! * [`containerizer`] – starting an executor process through the launcher
-//!   (own session, cwd = sandbox, stdout/stderr files), reaping it,
-//!   signalling its group, adopting a recovered one through a pidfd.
+//!   (own session, cwd = sandbox, stdout/stderr files or logger pipes),
+//!   reaping it, signalling its group, adopting a recovered one through a
+//!   pidfd.
+//! * [`task_logs`] – archiving finished runs' `stdout*`/`stderr*` to
+//!   `--task_log_archive`.
 //! * [`fetcher`] – `CommandInfo.uris` into the sandbox, with the LRU cache.
 //! * [`docker`] – the agent's side of the Docker containerizer (bollard).
 //! * [`checkpoint`] – atomic checkpoints of checkpointing frameworks, the
@@ -56,6 +61,7 @@ pub mod flags;
 pub mod hdfs_volumes;
 pub mod isolation;
 pub mod launcher;
+pub mod logrotate;
 pub mod master;
 pub mod monitor;
 pub mod operations;
@@ -64,6 +70,7 @@ pub mod recovery;
 pub mod resources;
 pub mod status_updates;
 mod sync;
+pub mod task_logs;
 pub mod volumes;
 
 #[cfg(test)]
@@ -185,6 +192,48 @@ pub fn build_config(flags: &AgentFlags, address: SocketAddr) -> Result<Config, A
         }
         tracing::warn!(launcher = %launcher.display(), "--launcher is not a corral binary: executors start without the container launcher");
     }
+    let container_logger = match flags.container_logger.as_str() {
+        "logrotate" => {
+            let Some(corral) = container_launcher.clone() else {
+                return Err(AgentError::InvalidFlag(format!(
+                    "--container_logger=logrotate needs --launcher to be a corral binary (it \
+                     runs `{} logger`)",
+                    launcher.display()
+                )));
+            };
+            let keep = |o: &Option<logrotate::LogrotateOptions>| {
+                o.as_ref()
+                    .and_then(|o| o.rotate)
+                    .unwrap_or(logrotate::DEFAULT_KEEP)
+            };
+            containerizer::ContainerLogger::Logrotate {
+                corral,
+                settings: logrotate::LogrotateSettings {
+                    stdout: logrotate::StreamSettings {
+                        max_size: flags.logrotate_max_stdout_size,
+                        keep: keep(&flags.logrotate_stdout_options),
+                    },
+                    stderr: logrotate::StreamSettings {
+                        max_size: flags.logrotate_max_stderr_size,
+                        keep: keep(&flags.logrotate_stderr_options),
+                    },
+                },
+            }
+        }
+        _ => containerizer::ContainerLogger::Sandbox,
+    };
+    let task_log_archive = match flags
+        .task_log_archive
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        Some(uri) => Some(
+            task_logs::TaskLogArchive::open(uri)
+                .map_err(|e| AgentError::InvalidFlag(format!("--task_log_archive={uri}: {e}")))?,
+        ),
+        None => None,
+    };
     let hostname = match &flags.hostname {
         Some(h) if !h.trim().is_empty() => h.trim().to_string(),
         _ => system_hostname().unwrap_or_else(|| flags.ip.to_string()),
@@ -219,6 +268,8 @@ pub fn build_config(flags: &AgentFlags, address: SocketAddr) -> Result<Config, A
         hdfs_lease_timeout: flags.hdfs_lease_timeout,
         hdfs_writeback_interval: flags.hdfs_writeback_interval,
         gc_delay: flags.gc_delay,
+        container_logger,
+        task_log_archive,
         work_dir,
     })
 }
@@ -336,6 +387,8 @@ pub async fn run(flags: AgentFlags, shutdown: impl Future<Output = ()>) -> Resul
     shutdown.await;
     tracing::info!("agent shutting down");
     agent.kill_all_executors().await;
+    // Their logs go to the archive before the agent exits (bounded).
+    agent.finish_archiving().await;
     // Every executor is gone (their exits may still be on their way).
     agent.sweep_volume_mounts(false);
     let _ = stop_tx.send(true);

@@ -177,6 +177,17 @@ impl Agent {
                         recovered: true,
                         disk_used: None,
                         volume_mounts: c.volume_mounts.clone(),
+                        loggers: c
+                            .loggers
+                            .iter()
+                            .filter(|l| {
+                                !rec.rebooted
+                                    && containerizer::is_alive(l.pid)
+                                    && (l.start_time.is_none()
+                                        || l.start_time == containerizer::start_time(l.pid))
+                            })
+                            .filter_map(|l| containerizer::watch(l.pid).ok())
+                            .collect(),
                     };
                     for t in &rex.tasks {
                         tasks += 1;

@@ -5,6 +5,8 @@
 //! * `corral executor` – Corral's command/default executor (started by agents).
 //! * `corral launcher` – sets up a container (cgroups, rlimits, user) and
 //!   execs the executor (started by agents).
+//! * `corral logger` – copies an executor's stdout or stderr into a sandbox
+//!   file rotated by size (started by agents with the logrotate logger).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -82,6 +84,22 @@ enum Command {
         #[arg(long)]
         config: String,
     },
+    /// Copy stdin into a log file rotated by size, until EOF (started by
+    /// agents with --container_logger=logrotate, one per stream, like
+    /// Mesos' mesos-logrotate-logger).
+    #[command(hide = true)]
+    Logger {
+        /// The file written (`<sandbox>/stdout`); rotated files are
+        /// `<file>.1` (newest) to `<file>.<keep>`.
+        #[arg(long = "log_filename")]
+        log_filename: PathBuf,
+        /// Largest size of the file before it is rotated (Mesos byte size).
+        #[arg(long = "max_size", value_parser = corral_agent::logrotate::parse_max_size)]
+        max_size: u64,
+        /// Rotated files kept.
+        #[arg(long = "keep", default_value_t = corral_agent::logrotate::DEFAULT_KEEP)]
+        keep: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -144,6 +162,26 @@ fn main() -> std::process::ExitCode {
         eprintln!("corral launcher: {e}");
         return std::process::ExitCode::from(corral_agent::launcher::LAUNCH_FAILED_STATUS as u8);
     }
+    if let Command::Logger {
+        log_filename,
+        max_size,
+        keep,
+    } = &cli.command
+    {
+        // No runtime and no logging of its own: it copies until EOF.
+        return match corral_agent::logrotate::run_logger(
+            log_filename,
+            *max_size,
+            *keep,
+            std::io::stdin().lock(),
+        ) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("corral logger: {}: {e}", log_filename.display());
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -181,7 +219,7 @@ fn run(cli: Cli) -> Result<()> {
                 _ = terminated() => Ok(()),
             }
         }),
-        Command::Launcher { .. } => Ok(()),
+        Command::Launcher { .. } | Command::Logger { .. } => Ok(()),
     }
 }
 

@@ -279,6 +279,21 @@ impl Agent {
         // stays where it lives), its cgroups, its Docker container.
         let mounts = std::mem::take(&mut ex.volume_mounts);
         self.unmount_volumes(&mounts);
+        // Its logs go to the archive once its loggers have flushed.
+        let loggers = std::mem::take(&mut ex.loggers);
+        if let Some(archive) = self.config.task_log_archive.clone() {
+            let job = crate::task_logs::ArchiveJob {
+                framework_id: fw_id.to_string(),
+                executor_id: ex_id.to_string(),
+                container_id: container_id.to_string(),
+                sandbox: ex.directory.clone(),
+                loggers,
+            };
+            let mut archiving = lock(&self.archiving);
+            // Forget the archivings that are done.
+            while archiving.try_join_next().is_some() {}
+            archiving.spawn(crate::task_logs::archive_run(archive, job));
+        }
         if let Some(cg) = ex.cgroup.clone() {
             tokio::task::spawn_blocking(move || cg.destroy());
         }
@@ -333,5 +348,43 @@ impl Agent {
             self.maybe_complete(&mut st, fw_id, Some(t));
         }
         self.maybe_complete(&mut st, fw_id, None);
+    }
+
+    /// Waits (bounded) for the archiving of finished runs' logs, at
+    /// shutdown: first for the exits of reaped executors to be handled,
+    /// then for their archivings.
+    pub async fn finish_archiving(&self) {
+        if self.config.task_log_archive.is_none() {
+            return;
+        }
+        let exits_pending = || {
+            lock(&self.state)
+                .frameworks
+                .values()
+                .flat_map(|f| f.executors.values())
+                .any(|e| {
+                    e.phase != ExecutorPhase::Terminated
+                        && e.process.as_ref().is_some_and(|p| p.has_exited())
+                })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while exits_pending() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut set = std::mem::take(&mut *lock(&self.archiving));
+        if set.is_empty() {
+            return;
+        }
+        tracing::info!(runs = set.len(), "waiting for task logs to be archived");
+        let drained = tokio::time::timeout(Duration::from_secs(60), async {
+            while set.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                runs = set.len(),
+                "gave up waiting for task logs to be archived"
+            );
+        }
     }
 }

@@ -603,6 +603,16 @@ impl Agent {
                     .then(|| fw.user.clone())
                     .filter(|u| !u.is_empty())
             });
+        let logger_env: Vec<(String, String)> = command
+            .and_then(|c| c.environment.as_ref())
+            .map(|e| {
+                e.variables
+                    .iter()
+                    .filter(|v| v.name.starts_with("CONTAINER_LOGGER_"))
+                    .filter_map(|v| v.value.clone().map(|val| (v.name.clone(), val)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let container_info = match kind {
             ExecutorKind::Command => tasks.first().and_then(|t| t.container.as_ref()),
             _ => info.container.as_ref(),
@@ -633,6 +643,7 @@ impl Agent {
             recovered: false,
             disk_used: None,
             volume_mounts: Vec::new(),
+            loggers: Vec::new(),
         };
         let mut spec = match kind {
             ExecutorKind::Command | ExecutorKind::Default => LaunchSpec {
@@ -645,6 +656,7 @@ impl Agent {
                 user: None,
                 rlimits: Vec::new(),
                 cgroup: None,
+                logger: ContainerLogger::Sandbox,
             },
             ExecutorKind::Custom => {
                 let cmd = ex
@@ -674,6 +686,7 @@ impl Agent {
                         user: None,
                         rlimits: Vec::new(),
                         cgroup: None,
+                        logger: ContainerLogger::Sandbox,
                     }
                 }
             }
@@ -683,6 +696,16 @@ impl Agent {
         spec.rlimits = rlimits;
         spec.cgroup = cgroup;
         spec.env = self.executor_env(agent_id, fw, &ex);
+        spec.logger = match &self.config.container_logger {
+            ContainerLogger::Logrotate { corral, settings } => {
+                // A task may size its own logs through its environment.
+                ContainerLogger::Logrotate {
+                    corral: corral.clone(),
+                    settings: settings.with_overrides(&logger_env, &container_id),
+                }
+            }
+            ContainerLogger::Sandbox => ContainerLogger::Sandbox,
+        };
         if kind == ExecutorKind::Custom {
             if let Some(env) = ex
                 .info
@@ -790,7 +813,7 @@ impl Agent {
         let container_id = ex.container_id.clone();
         let weak: Weak<Agent> = Arc::downgrade(self);
         let (f, e, c) = (fw_id.to_string(), ex_id.clone(), container_id.clone());
-        let process = containerizer::launch(spec, move |status| {
+        let (process, loggers) = containerizer::launch_logged(spec, move |status| {
             if let Some(agent) = weak.upgrade() {
                 agent.executor_exited(&f, &e, &c, status);
             }
@@ -807,9 +830,11 @@ impl Agent {
             container_id = %container_id,
             pid = process.pid(),
             cgroup = ex.cgroup.as_ref().map(|c| c.path.as_str()).unwrap_or(""),
+            logger_pids = ?loggers.iter().map(|l| l.pid()).collect::<Vec<_>>(),
             "executor started"
         );
         ex.process = Some(process);
+        ex.loggers = loggers;
 
         let weak: Weak<Agent> = Arc::downgrade(self);
         let timeout = self.config.executor_registration_timeout;

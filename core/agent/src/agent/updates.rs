@@ -152,6 +152,15 @@ impl Agent {
             mem_mb: ex.limits.mem_mb,
             disk_mb: ex.limits.disk_mb,
             volume_mounts: ex.volume_mounts.clone(),
+            loggers: ex
+                .loggers
+                .iter()
+                .filter(|l| !l.has_exited())
+                .map(|l| crate::checkpoint::LoggerRecord {
+                    pid: l.pid(),
+                    start_time: containerizer::start_time(l.pid()),
+                })
+                .collect(),
         };
         let result = cp
             .write_framework(agent_id, fw)

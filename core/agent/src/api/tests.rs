@@ -46,6 +46,8 @@ fn config(work_dir: &std::path::Path) -> Config {
         hdfs_lease_timeout: Duration::from_secs(120),
         hdfs_writeback_interval: Duration::from_secs(300),
         gc_delay: Duration::from_secs(7 * 24 * 3600),
+        container_logger: crate::containerizer::ContainerLogger::Sandbox,
+        task_log_archive: None,
     }
 }
 
@@ -90,6 +92,7 @@ fn fixture() -> (tempfile::TempDir, Arc<Agent>, Router) {
             recovered: false,
             disk_used: None,
             volume_mounts: Vec::new(),
+            loggers: Vec::new(),
         };
         ex.tasks.insert(
             "t1".into(),
