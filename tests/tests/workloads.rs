@@ -1213,3 +1213,127 @@ async fn services_a_worker_cron_and_on_demand_jobs_share_three_agents() {
         assert_eq!(f.runs(job, "FAILED").await, 0, "{job}");
     }
 }
+
+/// A task's log through the framework: `corral workloads logs -f` follows a
+/// job run's stdout live from its agent (rotated by the agent's logrotate
+/// container logger) until the run ends; once the sandbox is gone (as after
+/// garbage collection) the same log is read from the task log archive the
+/// agent copied it to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_logs_are_followed_live_and_read_back_from_the_archive() {
+    let archive = tempfile::tempdir().expect("archive");
+    let c = Cluster::start(ClusterOptions {
+        agent_flags: vec![
+            "--container_logger=logrotate".into(),
+            "--logrotate_max_stdout_size=64KB".into(),
+            format!("--task_log_archive={}", archive.path().display()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let log = c.dir().join("workloads.log");
+    let f = Framework::spawn(
+        &c.master,
+        &[format!("--task_log_archive={}", archive.path().display())],
+        &log,
+    );
+    assert!(f.subscribed().await);
+    f.post(
+        "/api/requests",
+        json!({"id": "chatty", "requestType": "ON_DEMAND"}),
+    )
+    .await;
+    let (status, body) = f
+        .post(
+            "/api/deploys",
+            json!({"deploy": {"requestId": "chatty", "id": "1",
+                "command": "for i in $(seq 1 30); do echo line-$i; sleep 0.1; done",
+                "resources": {"cpus": 0.1, "memoryMb": 32}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = f.post("/api/requests/request/chatty/run", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let run: Value = serde_json::from_str(&body).expect("run");
+    let task_id = format!("chatty-{}", run["runId"].as_str().expect("runId"));
+    // Follow it from the start, as soon as it runs.
+    assert!(
+        wait_for(TIMEOUT, || async {
+            f.get(&format!("/api/sandbox/{task_id}/read")).await.0 == 200
+        })
+        .await,
+        "{:?}",
+        f.get(&format!("/api/sandbox/{task_id}/read")).await
+    );
+    let follow = tokio::time::timeout(
+        TIMEOUT * 2,
+        tokio::process::Command::new(corral_bin())
+            .args(["workloads", "logs", "--api", &f.url, &task_id, "-f"])
+            .output(),
+    )
+    .await
+    .expect("logs -f ends once the run has ended")
+    .expect("corral workloads logs");
+    let text = String::from_utf8_lossy(&follow.stdout);
+    assert!(
+        follow.status.success(),
+        "{}",
+        String::from_utf8_lossy(&follow.stderr)
+    );
+    let expected: String = (1..=30).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(text, expected);
+    let (_, live) = f.get(&format!("/api/sandbox/{task_id}/read")).await;
+    assert_eq!(live["source"], "agent", "{live}");
+
+    // The agent archives the run's logs; then the sandbox goes.
+    let archived = wait_for(TIMEOUT, || async {
+        walk(archive.path())
+            .iter()
+            .any(|p| p.ends_with("stdout") && p.to_string_lossy().contains(&task_id))
+    })
+    .await;
+    assert!(archived, "{:?}", walk(archive.path()));
+    let runs = c.agents[0]
+        .work_dir
+        .join("slaves")
+        .join(&c.agents[0].id)
+        .join("frameworks");
+    for fw in std::fs::read_dir(&runs).expect("frameworks").flatten() {
+        let dir = fw.path().join("executors").join(&task_id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).expect("remove the sandbox");
+        }
+    }
+    let (status, from_archive) = f.get(&format!("/api/sandbox/{task_id}/read")).await;
+    assert_eq!(status, 200, "{from_archive}");
+    assert_eq!(from_archive["source"], "archive");
+    assert_eq!(from_archive["data"], expected.as_str());
+    let cat = tokio::process::Command::new(corral_bin())
+        .args(["workloads", "logs", "--api", &f.url, &task_id])
+        .output()
+        .await
+        .expect("corral workloads logs");
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), expected);
+    // A path that is not a log file is refused.
+    let (status, _) = f
+        .get(&format!(
+            "/api/sandbox/{task_id}/read?path=../../etc/passwd"
+        ))
+        .await;
+    assert_eq!(status, 400);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -38,8 +38,31 @@ pub enum WorkloadsCommand {
     Unpause(IdArgs),
     /// Delete a request (its tasks are killed).
     Delete(IdArgs),
-    /// A job's runs.
+    /// A job's runs, or a service's ended tasks.
     History(IdArgs),
+    /// A task's log, live from its agent or from the task log archive.
+    Logs(LogsArgs),
+}
+
+/// `corral workloads logs`.
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The task (its id, as `corral workloads tasks` shows).
+    task_id: String,
+    /// Read stderr instead of stdout.
+    #[arg(long)]
+    stderr: bool,
+    /// The file to read: stdout, stderr, or a rotated one (stdout.1).
+    #[arg(long, conflicts_with = "stderr")]
+    path: Option<String>,
+    /// Start at this byte (default: the start of the file).
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Keep printing what the task writes until it has ended.
+    #[arg(short = 'f', long)]
+    follow: bool,
 }
 
 /// `corral workloads serve`.
@@ -98,6 +121,11 @@ pub struct ServeArgs {
     /// killed, for its connections to finish (Mesos duration).
     #[arg(long = "load_balancer_drain", default_value = "2secs", value_parser = duration)]
     load_balancer_drain: std::time::Duration,
+    /// The agents' --task_log_archive (file:///dir, /dir, or hdfs://...):
+    /// finished tasks' logs are read from it once their agent no longer
+    /// has them.
+    #[arg(long = "task_log_archive")]
+    task_log_archive: Option<String>,
 }
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {
@@ -170,6 +198,7 @@ pub async fn run(cmd: WorkloadsCommand) -> Result<()> {
                         },
                         drain: args.load_balancer_drain,
                     }),
+                task_log_archive: args.task_log_archive,
             };
             corral_workloads::server::run(config)
                 .await
@@ -288,7 +317,60 @@ pub async fn run(cmd: WorkloadsCommand) -> Result<()> {
             println!("deleted {}", a.id);
             Ok(())
         }
+        WorkloadsCommand::Logs(a) => logs(&http, a).await,
         WorkloadsCommand::History(a) => {
+            let parent = call(
+                &http,
+                &a.client,
+                reqwest::Method::GET,
+                &format!("/api/requests/request/{}", a.id),
+                None,
+            )
+            .await?;
+            let long_running = matches!(
+                parent["request"]["requestType"].as_str(),
+                Some("SERVICE" | "WORKER")
+            );
+            if long_running {
+                let path = format!("/api/history/request/{}/tasks", a.id);
+                let v = call(&http, &a.client, reqwest::Method::GET, &path, None).await?;
+                if a.client.json {
+                    return print_json(&v);
+                }
+                let rows: Vec<Vec<String>> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        vec![
+                            text(&t["taskId"]),
+                            text(&t["deployId"]),
+                            text(&t["host"]),
+                            text(&t["lastTaskState"]),
+                            millis(&t["launchedAt"]),
+                            millis(&t["updatedAt"]),
+                            if t["killedByFramework"] == true {
+                                "yes".into()
+                            } else {
+                                "no".into()
+                            },
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "TASK",
+                        "DEPLOY",
+                        "HOST",
+                        "STATE",
+                        "LAUNCHED",
+                        "ENDED",
+                        "KILLED BY US",
+                    ],
+                    &rows,
+                );
+                return Ok(());
+            }
             let path = format!("/api/history/request/{}/runs", a.id);
             let v = call(&http, &a.client, reqwest::Method::GET, &path, None).await?;
             if a.client.json {
@@ -345,6 +427,48 @@ fn read_document(path: &PathBuf) -> Result<Value> {
     } else {
         serde_json::from_str(&text)
             .with_context(|| format!("--file {}: not a JSON document", path.display()))
+    }
+}
+
+/// Prints a task's log; with `--follow`, keeps reading until the task has
+/// ended and nothing more comes.
+async fn logs(http: &reqwest::Client, a: LogsArgs) -> Result<()> {
+    use std::io::Write;
+    let file = match (&a.path, a.stderr) {
+        (Some(p), _) => p.clone(),
+        (None, true) => "stderr".into(),
+        (None, false) => "stdout".into(),
+    };
+    let mut offset = a.offset;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let path = format!(
+            "/api/sandbox/{}/read?path={file}&offset={offset}&length=1048576",
+            a.task_id
+        );
+        let chunk = call(http, &a.client, reqwest::Method::GET, &path, None).await?;
+        let data = chunk["data"].as_str().unwrap_or_default();
+        if a.client.json {
+            writeln!(out, "{chunk}")?;
+        } else {
+            out.write_all(data.as_bytes())?;
+        }
+        out.flush()?;
+        offset = chunk["nextOffset"].as_u64().unwrap_or(offset);
+        if !data.is_empty() {
+            continue;
+        }
+        let ended = chunk["source"] == "archive"
+            || chunk["taskState"].as_str().is_some_and(|s| {
+                !matches!(
+                    s,
+                    "TASK_STAGING" | "TASK_STARTING" | "TASK_RUNNING" | "TASK_KILLING"
+                )
+            });
+        if !a.follow || ended {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 

@@ -6,7 +6,7 @@
 //! naming the field, and change nothing. Bodies are bounded.
 
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::ClusterSource;
+use crate::logs::LogSource;
 use crate::model::{DeployRequest, Request};
 use crate::server::{ApiError, Input, Reply};
 
@@ -170,6 +171,42 @@ async fn upstreams(State(inputs): State<Inputs>) -> Response {
     ask(&inputs, Input::Upstreams).await
 }
 
+#[derive(serde::Deserialize)]
+struct ReadQuery {
+    path: Option<String>,
+    offset: Option<u64>,
+    length: Option<u64>,
+}
+
+async fn read_log(
+    Extension(logs): Extension<LogSource>,
+    Path(task_id): Path<String>,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => {
+            return ApiError::bad(format!(
+                "offset and length must be non-negative numbers: {e}"
+            ))
+            .into_response()
+        }
+    };
+    let path = q.path.unwrap_or_else(|| "stdout".into());
+    match logs
+        .read(
+            &task_id,
+            &path,
+            q.offset.unwrap_or(0),
+            q.length.unwrap_or(crate::logs::MAX_CHUNK),
+        )
+        .await
+    {
+        Ok(chunk) => axum::Json(chunk).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn state(State(inputs): State<Inputs>) -> Response {
     ask(&inputs, Input::State).await
 }
@@ -232,7 +269,12 @@ async fn only_the_leader(
 }
 
 /// The API's routes.
-pub(crate) fn router(inputs: Inputs, gate: Gate, cluster: ClusterSource) -> Router {
+pub(crate) fn router(
+    inputs: Inputs,
+    gate: Gate,
+    cluster: ClusterSource,
+    logs: LogSource,
+) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/api/state", get(state))
@@ -255,8 +297,10 @@ pub(crate) fn router(inputs: Inputs, gate: Gate, cluster: ClusterSource) -> Rout
         .route("/api/history/request/{id}/deploys", get(deploy_history))
         .route("/api/history/request/{id}/tasks", get(task_history))
         .route("/api/loadbalancer/upstreams", get(upstreams))
+        .route("/api/sandbox/{task_id}/read", get(read_log))
         .fallback(not_found)
         .layer(Extension(cluster))
+        .layer(Extension(logs))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(gate, only_the_leader))
         .with_state(inputs)

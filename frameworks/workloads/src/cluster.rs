@@ -138,15 +138,28 @@ impl ClusterSource {
         *self.scheduler.lock().unwrap_or_else(|e| e.into_inner()) = Some(scheduler);
     }
 
-    /// The cluster now; `None` without a master or an answer (nothing is
-    /// then refused for the cluster's sake).
-    pub async fn view(&self) -> Option<ClusterView> {
-        let master = self
-            .scheduler
+    /// The master the scheduler is subscribed to.
+    pub fn master(&self) -> Option<String> {
+        self.scheduler
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()?
-            .master()?;
+            .master()
+    }
+
+    /// The FrameworkID, once subscribed.
+    pub fn framework_id(&self) -> Option<String> {
+        self.scheduler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .framework_id()
+    }
+
+    /// The cluster now; `None` without a master or an answer (nothing is
+    /// then refused for the cluster's sake).
+    pub async fn view(&self) -> Option<ClusterView> {
+        let master = self.master()?;
         let slaves: serde_json::Value = self
             .http
             .get(format!("http://{master}/master/slaves"))

@@ -23,6 +23,7 @@ mod api;
 pub mod cluster;
 pub mod jobs;
 pub mod lb;
+pub mod logs;
 pub mod model;
 pub mod schedule;
 pub mod server;

@@ -63,6 +63,9 @@ pub struct Config {
     /// Load-balanced SERVICE requests through HAProxy (`None`: no load
     /// balancer; the upstream list is still served as JSON).
     pub load_balancer: Option<LoadBalancer>,
+    /// The agents' `--task_log_archive`: finished tasks' logs are read from
+    /// it once their agent no longer has them.
+    pub task_log_archive: Option<String>,
 }
 
 /// The framework's HAProxy.
@@ -89,6 +92,9 @@ pub enum ServerError {
     /// This instance's ZooKeeper session expired: another may lead now.
     #[error("lost leadership (the ZooKeeper session expired); exiting so that a supervisor restarts this instance")]
     LostLeadership,
+    /// The task log archive could not be opened.
+    #[error("--task_log_archive: {0}")]
+    Archive(String),
     /// HAProxy could not be started.
     #[error("load balancer: {0}")]
     LoadBalancer(#[from] crate::lb::LbError),
@@ -254,7 +260,14 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     // The API answers at once: a standby redirects to the leader.
     let gate = crate::api::Gate::new(election.as_ref().map(Election::leader));
     let cluster = ClusterSource::default();
-    let app = crate::api::router(tx.clone(), gate.clone(), cluster.clone());
+    let archive = match &config.task_log_archive {
+        Some(uri) => Some(std::sync::Arc::from(
+            corral_storage::archive::open(uri).map_err(|e| ServerError::Archive(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let logs = crate::logs::LogSource::new(cluster.clone(), archive);
+    let app = crate::api::router(tx.clone(), gate.clone(), cluster.clone(), logs);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the api server failed");
