@@ -80,8 +80,11 @@ pub struct Run {
     pub scheduled_for: Timestamp,
     /// 0 for the first attempt.
     pub attempt: u32,
-    /// When it was launched.
+    /// When it was decided and its launch asked for.
     pub started_at: Option<Timestamp>,
+    /// When its task was first reported running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_at: Option<Timestamp>,
     /// When it ended.
     pub finished_at: Option<Timestamp>,
     /// How it went.
@@ -345,6 +348,17 @@ impl Jobs {
         self.jobs.keys().cloned().collect()
     }
 
+    /// The earliest time any job is due (a scheduled run or a retry): the
+    /// shell ticks then, so a run starts on time rather than at the next
+    /// periodic tick.
+    pub fn earliest_due(&self) -> Option<Timestamp> {
+        self.jobs
+            .values()
+            .flat_map(|j| [j.next_due, j.retry.map(|(at, _, _)| at)])
+            .flatten()
+            .min()
+    }
+
     /// The next scheduled time of a job.
     pub fn next_due(&self, id: &str) -> Option<Timestamp> {
         self.jobs.get(id).and_then(|j| j.next_due)
@@ -377,6 +391,7 @@ impl Jobs {
             scheduled_for,
             attempt,
             started_at: launching.then_some(now),
+            running_at: None,
             finished_at: (!launching).then_some(now),
             outcome,
         });
@@ -531,10 +546,11 @@ impl Jobs {
     }
 
     /// A run's task is running.
-    pub fn run_started(&mut self, id: &str, run_id: &str) {
+    pub fn run_started(&mut self, id: &str, run_id: &str, now: Timestamp) {
         if let Some(r) = self.run_mut(id, run_id) {
             if r.outcome == Outcome::Launching {
                 r.outcome = Outcome::Running;
+                r.running_at.get_or_insert(now);
             }
         }
     }

@@ -340,6 +340,38 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             }
         }
     });
+    // Besides the periodic tick, a tick exactly when the next job is due.
+    let (due_tx, mut due_rx) = tokio::sync::watch::channel::<Option<Timestamp>>(None);
+    let due_tick = tx.clone();
+    tokio::spawn(async move {
+        let mut fired: Option<Timestamp> = None;
+        loop {
+            let next = *due_rx.borrow_and_update();
+            let wait = match next {
+                Some(at) if Some(at) != fired => {
+                    let ms = at.as_millisecond() - now().as_millisecond();
+                    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+                }
+                _ => None,
+            };
+            match wait {
+                Some(wait) => tokio::select! {
+                    () = tokio::time::sleep(wait) => {
+                        fired = next;
+                        if due_tick.send(Input::Tick).await.is_err() {
+                            return;
+                        }
+                    }
+                    changed = due_rx.changed() => if changed.is_err() { return },
+                },
+                None => {
+                    if due_rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
     drop(tx);
     loop {
         let lost = async {
@@ -353,6 +385,12 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
                 Some(input) => {
                     actor.handle(input).await;
                     actor.publish_backends();
+                    due_tx.send_if_modified(|d| {
+                        let next = actor.jobs.earliest_due();
+                        let changed = *d != next;
+                        *d = next;
+                        changed
+                    });
                 }
                 None => return Ok(()),
             },
@@ -981,6 +1019,7 @@ impl Actor {
                                 "scheduledFor": r.scheduled_for.as_millisecond(),
                                 "attempt": r.attempt,
                                 "startedAt": r.started_at.map(|t| t.as_millisecond()),
+                                "runningAt": r.running_at.map(|t| t.as_millisecond()),
                                 "finishedAt": r.finished_at.map(|t| t.as_millisecond()),
                                 "durationMillis": match (r.started_at, r.finished_at) {
                                     (Some(s), Some(f)) => Some(f.duration_since(s).as_millis() as i64),
@@ -1135,7 +1174,7 @@ impl Actor {
             }
             Some(Owner::Job { job, run_id }) => {
                 if state == v1::TaskState::TaskRunning {
-                    self.jobs.run_started(&job, &run_id);
+                    self.jobs.run_started(&job, &run_id, now());
                 } else if terminal {
                     let result = if state == v1::TaskState::TaskFinished {
                         Ok(())

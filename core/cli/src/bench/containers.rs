@@ -46,12 +46,12 @@ pub struct Args {
     pub json: bool,
 }
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: tokio::process::Child,
 }
 
 impl Daemon {
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
@@ -67,7 +67,7 @@ impl Daemon {
     }
 }
 
-fn spawn(exe: &Path, args: &[String], log: &Path) -> Result<Daemon> {
+pub(crate) fn spawn(exe: &Path, args: &[String], log: &Path) -> Result<Daemon> {
     let out = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
     let err = out.try_clone()?;
     let child = tokio::process::Command::new(exe)

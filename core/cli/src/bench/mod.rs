@@ -6,6 +6,7 @@ use anyhow::Result;
 pub mod allocator;
 pub mod containers;
 pub mod failover;
+pub mod workloads;
 
 /// Which benchmark to run.
 #[derive(clap::Subcommand)]
@@ -18,6 +19,9 @@ pub enum BenchCommand {
     /// Master failover time (leader killed) at N simulated agents, with a
     /// real ZooKeeper and two real masters.
     Failover(failover::Args),
+    /// The workloads framework end to end: time to deploy N healthy
+    /// instances, and the lateness of N jobs scheduled every minute.
+    Workloads(workloads::Args),
 }
 
 /// Runs a benchmark.
@@ -32,6 +36,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             .enable_all()
             .build()?
             .block_on(failover::run(args)),
+        BenchCommand::Workloads(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(workloads::run(args)),
     }
 }
 

@@ -56,7 +56,7 @@ fn due_runs_start_once_each() {
     );
     let run = &jobs.runs("every-minute")[0];
     assert_eq!(run.scheduled_for, at("2026-06-01T00:01:00Z"));
-    jobs.run_started("every-minute", &run.run_id.clone());
+    jobs.run_started("every-minute", &run.run_id.clone(), at(T0));
     let id = jobs.runs("every-minute")[0].run_id.clone();
     assert!(jobs
         .run_finished("every-minute", &id, Ok(()), at("2026-06-01T00:01:10Z"))
@@ -115,7 +115,7 @@ fn concurrency_policies() {
         )
         .expect("upsert");
         let first = launches(&jobs.tick(at("2026-06-01T00:01:00Z")));
-        jobs.run_started("c", &first[0]);
+        jobs.run_started("c", &first[0], at(T0));
         let cmds = jobs.tick(at("2026-06-01T00:02:00Z"));
         assert_eq!(launches(&cmds).len(), want_launch, "{policy}");
         let kills = cmds
@@ -172,7 +172,7 @@ fn runs_past_the_timeout_are_killed() {
     .expect("upsert");
     let t = at("2026-06-01T01:00:00Z");
     let run = launches(&jobs.tick(t)).remove(0);
-    jobs.run_started("t", &run);
+    jobs.run_started("t", &run, at(T0));
     assert!(jobs.tick(plus(t, 9)).is_empty());
     let cmds = jobs.tick(plus(t, 10));
     assert_eq!(
@@ -272,7 +272,7 @@ fn a_new_leader_importing_the_state_runs_or_misses_what_came_due_meanwhile() {
     );
     old.upsert(&request, at(T0)).expect("upsert");
     let running = launches(&old.tick(at("2026-06-01T00:01:00Z"))).remove(0);
-    old.run_started("j", &running);
+    old.run_started("j", &running, at(T0));
     let stored = serde_json::to_string(&old.export("j").expect("export")).expect("json");
     // The old leader dies; a new one starts at 00:04:10 from the store.
     let mut new = Jobs::new();
@@ -324,7 +324,7 @@ fn re_attached_runs_the_master_does_not_know_are_launched_or_failed() {
     assert_eq!(launches(&cmds), vec![decided.clone()]);
     assert_eq!(new.runs("j").len(), 1, "no second run");
     // Running, then unknown to the master: lost, so failed.
-    new.run_started("j", &decided);
+    new.run_started("j", &decided, at(T0));
     let cmds = new.run_unknown("j", &decided, at("2026-06-01T00:01:07Z"));
     assert!(launches(&cmds).is_empty());
     assert!(
@@ -348,7 +348,7 @@ fn history_is_bounded_and_keeps_runs_still_going() {
     )
     .expect("upsert");
     let first = launches(&jobs.tick(at("2026-06-01T00:01:00Z"))).remove(0);
-    jobs.run_started("h", &first);
+    jobs.run_started("h", &first, at(T0));
     let mut t = at("2026-06-01T00:01:00Z");
     for _ in 0..150 {
         t = plus(t, 60);
