@@ -339,3 +339,142 @@ async fn an_hdfs_backed_volume_comes_back_on_another_agent() {
     })
     .await;
 }
+
+/// The workloads framework's stateful services on an HDFS-backed volume
+/// (`persistentVolume.backend: hdfs`): the reservation carries the HDFS
+/// label, the instance's data reaches the HDFS store when its task ends,
+/// and the next deploy's task finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_workloads_service_keeps_its_data_in_hdfs() {
+    let store = tempfile::Builder::new()
+        .prefix("corral-hdfs-store-")
+        .tempdir()
+        .expect("store dir");
+    let c = Cluster::start(ClusterOptions {
+        agent_flags: vec![
+            format!(
+                "--hdfs_volume_root=file://{}/volumes",
+                store.path().display()
+            ),
+            format!("--hdfs_lease_timeout={LEASE}"),
+            "--hdfs_writeback_interval=10mins".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let port = corral_tests::free_port();
+    let api = format!("http://127.0.0.1:{port}");
+    let log = c.dir().join("workloads.log");
+    let _framework = tokio::process::Command::new(corral_tests::corral_bin())
+        .args(["workloads", "serve", "--master", &c.master, "--role", ROLE])
+        .args([
+            "--principal",
+            "ops",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(c.dir().join("workloads.err")).expect("log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("corral workloads serve");
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let (http, url) = (http.clone(), format!("{api}{path}"));
+        async move {
+            match http.get(url).send().await {
+                Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            }
+        }
+    };
+    let post = |path: &str, body: Value| {
+        let (http, url) = (http.clone(), format!("{api}{path}"));
+        async move {
+            let r = http.post(url).json(&body).send().await.expect("post");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    assert!(
+        wait_for(TIMEOUT, || async {
+            get("/api/state").await["subscribed"] == true
+        })
+        .await
+    );
+    let (status, body) = post(
+        "/api/requests",
+        json!({"id": "kv", "requestType": "WORKER"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let deploy = |id: &str| {
+        json!({"deploy": {"requestId": "kv", "id": id,
+            "command": "echo $TASK_DEPLOY_ID >> data/history && exec sleep 300",
+            "resources": {"cpus": 0.1, "memoryMb": 32},
+            "persistentVolume": {"containerPath": "data", "sizeMb": 32, "backend": "hdfs"}}})
+    };
+    let running = |deploy: &'static str| {
+        let get = &get;
+        async move {
+            get("/api/tasks/active").await.as_array().is_some_and(|t| {
+                t.len() == 1 && t[0]["taskId"]["deployId"] == deploy && t[0]["healthy"] == true
+            })
+        }
+    };
+    let (status, body) = post("/api/deploys", deploy("d1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wait_for(TIMEOUT * 2, || running("d1")).await,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // The reservation asks for HDFS.
+    let slaves = c.get_json("/master/slaves").await;
+    assert!(
+        slaves.to_string().contains("corral.storage/backend"),
+        "{slaves}"
+    );
+    // d2 replaces the instance in place: d1's task ends (its volume is
+    // written back to the store), d2's finds d1's line.
+    let (status, body) = post("/api/deploys", deploy("d2")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(wait_for(TIMEOUT * 2, || running("d2")).await);
+    let stored = || {
+        fn walk(d: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), out);
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(store.path(), &mut files);
+        files
+    };
+    assert!(
+        wait_for(TIMEOUT, || async {
+            stored().iter().any(|p| {
+                p.to_string_lossy().contains("wl-kv-1")
+                    && std::fs::read_to_string(p).is_ok_and(|t| t == "d1\n")
+            })
+        })
+        .await,
+        "the store holds d1's data: {:?}",
+        stored()
+    );
+    let history = c.agents[0]
+        .work_dir
+        .join("volumes/roles")
+        .join(ROLE)
+        .join("wl-kv-1/history");
+    assert!(
+        wait_for(TIMEOUT, || async {
+            std::fs::read_to_string(&history).is_ok_and(|h| h == "d1\nd2\n")
+        })
+        .await,
+        "{:?}",
+        std::fs::read_to_string(&history)
+    );
+}
