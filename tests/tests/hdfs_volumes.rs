@@ -439,20 +439,7 @@ async fn a_stateful_workloads_service_keeps_its_data_in_hdfs() {
     let (status, body) = post("/api/deploys", deploy("d2")).await;
     assert_eq!(status, 200, "{body}");
     assert!(wait_for(TIMEOUT * 2, || running("d2")).await);
-    let stored = || {
-        fn walk(d: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.path().is_dir() {
-                    walk(&e.path(), out);
-                } else {
-                    out.push(e.path());
-                }
-            }
-        }
-        let mut files = Vec::new();
-        walk(store.path(), &mut files);
-        files
-    };
+    let stored = || corral_tests::files_under(store.path());
     assert!(
         wait_for(TIMEOUT, || async {
             stored().iter().any(|p| {

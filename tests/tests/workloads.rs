@@ -1287,12 +1287,12 @@ async fn task_logs_are_followed_live_and_read_back_from_the_archive() {
 
     // The agent archives the run's logs; then the sandbox goes.
     let archived = wait_for(TIMEOUT, || async {
-        walk(archive.path())
+        corral_tests::files_under(archive.path())
             .iter()
             .any(|p| p.ends_with("stdout") && p.to_string_lossy().contains(&task_id))
     })
     .await;
-    assert!(archived, "{:?}", walk(archive.path()));
+    assert!(archived, "{:?}", corral_tests::files_under(archive.path()));
     let runs = c.agents[0]
         .work_dir
         .join("slaves")
@@ -1321,19 +1321,4 @@ async fn task_logs_are_followed_live_and_read_back_from_the_archive() {
         ))
         .await;
     assert_eq!(status, 400);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

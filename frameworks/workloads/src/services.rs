@@ -1239,6 +1239,11 @@ fn place(
         record_launch(e, deploy, instance, offer, taken, specs, now);
         return Ok(());
     }
+    unplaced(&reasons)
+}
+
+/// Why no offer took an instance.
+fn unplaced(reasons: &[String]) -> Result<(), String> {
     if reasons.is_empty() {
         Err("waiting for offers".into())
     } else {
@@ -1420,11 +1425,7 @@ fn place_stateful(
         record_launch(e, deploy, instance, offer, taken, specs, now);
         return Ok(());
     }
-    if reasons.is_empty() {
-        Err("waiting for offers".into())
-    } else {
-        Err(format!("cannot place an instance: {}", reasons.join("; ")))
-    }
+    unplaced(&reasons)
 }
 
 #[cfg(test)]
