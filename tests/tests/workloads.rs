@@ -1084,10 +1084,12 @@ async fn services_a_worker_cron_and_on_demand_jobs_share_three_agents() {
     let per_agent_flags: Vec<Vec<String>> = (0..3)
         .map(|i| {
             vec![
+                // Ports of their own: the rolling deploy test, which may
+                // run at the same time, serves on 31000-31099.
                 format!(
                     "--resources=cpus:2;mem:1024;disk:1024;ports:[{}-{}]",
-                    31000 + i * 100,
-                    31099 + i * 100
+                    30000 + i * 100,
+                    30099 + i * 100
                 ),
                 format!("--attributes=rack:r{}", i + 1),
             ]
