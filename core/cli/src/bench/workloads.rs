@@ -201,7 +201,7 @@ pub async fn run(args: Args) -> Result<()> {
         wait_until("the agents register", Duration::from_secs(60), agents_up).await?;
         let mut lines = Vec::new();
         if args.instances > 0 {
-            lines.push(deploy(&api, args.instances, args.agents, timeout).await?);
+            lines.push(deploy(&api, &master_addr, args.instances, args.agents, timeout).await?);
         }
         if args.jobs > 0 {
             lines.push(jobs(&api, args.jobs, args.minutes, timeout).await?);
@@ -229,7 +229,7 @@ pub async fn run(args: Args) -> Result<()> {
 fn print_line(l: &Value) {
     match l["phase"].as_str() {
         Some("deploy") => println!(
-            "deploy   {} instances on {} agents: all healthy in {:.1} s (first healthy {:.1} s); deleted in {:.1} s",
+            "deploy   {} instances on {} agents: all healthy in {:.1} s (first healthy {:.1} s); deleted (all killed) in {:.1} s",
             l["instances"], l["agents"], l["all_healthy_s"].as_f64().unwrap_or(0.0),
             l["first_healthy_s"].as_f64().unwrap_or(0.0), l["deleted_s"].as_f64().unwrap_or(0.0)
         ),
@@ -244,7 +244,13 @@ fn print_line(l: &Value) {
     }
 }
 
-async fn deploy(api: &Api, instances: usize, agents: usize, timeout: Duration) -> Result<Value> {
+async fn deploy(
+    api: &Api,
+    master: &str,
+    instances: usize,
+    agents: usize,
+    timeout: Duration,
+) -> Result<Value> {
     eprintln!("[bench] deploying {instances} instances");
     api.send(
         reqwest::Method::POST,
@@ -295,10 +301,18 @@ async fn deploy(api: &Api, instances: usize, agents: usize, timeout: Duration) -
         json!({}),
     )
     .await?;
+    // Until the master counts no running task.
     wait_until("the instances are killed", timeout, || async {
-        api.get("/api/tasks/active")
+        let metrics: Option<Value> = match api
+            .http
+            .get(format!("http://{master}/metrics/snapshot"))
+            .send()
             .await
-            .is_ok_and(|t| t.as_array().is_some_and(|a| a.is_empty()))
+        {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        metrics.is_some_and(|m| m["master/tasks_running"].as_f64() == Some(0.0))
     })
     .await?;
     Ok(json!({
@@ -351,26 +365,28 @@ async fn jobs(api: &Api, jobs: usize, minutes: usize, timeout: Duration) -> Resu
             })
             .count()
     };
+    // Every run of the last mark has ended well within a minute of it;
+    // the histories are read once that much time has passed (and again
+    // every 10 s while some run is still going).
+    let settle = last_mark + 60_000 - jiff::Timestamp::now().as_millisecond();
+    tokio::time::sleep(Duration::from_millis(u64::try_from(settle).unwrap_or(0))).await;
     let start = Instant::now();
-    let wanted = minutes;
-    let mut done = 0;
-    while done < jobs {
-        done = 0;
+    loop {
+        let mut done = 0;
         for i in 0..jobs {
-            let runs = api
-                .get(&format!("/api/history/request/job-{i}/runs"))
-                .await?;
-            if counted(&runs) >= wanted {
+            let runs = api.get(&format!("/api/history/request/job-{i}/runs")).await?;
+            if counted(&runs) >= minutes {
                 done += 1;
             }
         }
-        if done < jobs {
-            if start.elapsed() > timeout + Duration::from_secs(60 * minutes as u64) {
-                bail!("only {done} of {jobs} jobs finished their runs");
-            }
-            eprintln!("[bench] {done}/{jobs} jobs have run every mark so far");
-            tokio::time::sleep(Duration::from_secs(5)).await;
+        if done == jobs {
+            break;
         }
+        if start.elapsed() > timeout {
+            bail!("only {done} of {jobs} jobs finished their runs");
+        }
+        eprintln!("[bench] {done}/{jobs} jobs have ended a run for every mark");
+        tokio::time::sleep(Duration::from_secs(10)).await;
     }
     let (mut decided, mut running) = (Vec::new(), Vec::new());
     let (mut missed, mut failed, mut runs_n) = (0, 0, 0);
