@@ -4,7 +4,7 @@
 //! return: launches on offers, kills, store writes.
 //!
 //! Requests with their deploys (`requests/<id>`), each service's tasks
-//! (`tasks/<id>`, written before they are launched), each job's state
+//! (`task-chunks/<id>/<n>`, written before they are launched), each job's state
 //! (`jobs/<id>`) and the FrameworkID (`framework/id`) are kept in the
 //! store, so a restarted instance or a new leader re-subscribes as the
 //! same framework, takes over the running service tasks (reconciling
@@ -39,6 +39,8 @@ const TICK: Duration = Duration::from_millis(500);
 const INPUTS: usize = 1024;
 /// ZooKeeper session timeout.
 const SESSION: Duration = Duration::from_secs(10);
+/// Instance numbers per stored chunk of a service's tasks.
+const TASK_CHUNK: u32 = 250;
 
 /// How the framework runs.
 #[derive(Debug, Clone)]
@@ -402,6 +404,23 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     }
 }
 
+/// A service's tasks by the store key of their chunk
+/// (`task-chunks/<id>/<n>`, [`TASK_CHUNK`] instance numbers each).
+fn task_chunks(
+    id: &str,
+    tasks: Vec<crate::services::Task>,
+) -> BTreeMap<String, Vec<crate::services::Task>> {
+    let mut chunks: BTreeMap<String, Vec<crate::services::Task>> = BTreeMap::new();
+    for t in tasks {
+        let n = t.instance.saturating_sub(1) / TASK_CHUNK;
+        chunks
+            .entry(format!("task-chunks/{id}/{n}"))
+            .or_default()
+            .push(t);
+    }
+    chunks
+}
+
 /// Starts (or takes over) HAProxy and a task that applies each new set of
 /// backends to it, the latest winning.
 async fn start_load_balancer(
@@ -501,23 +520,16 @@ impl Actor {
                 }
             }
             if long_running {
-                if let Ok(Some(v)) = self.store.get(&format!("tasks/{id}")).await {
-                    match serde_json::from_slice::<Vec<crate::services::Task>>(&v.value) {
-                        Ok(tasks) => {
-                            for t in &tasks {
-                                self.owners.insert(t.task_id.clone(), Owner::Service);
-                                self.adopted
-                                    .push((t.task_id.clone(), Some(t.agent_id.clone())));
-                            }
-                            let n = tasks.len();
-                            if self.services.adopt(&id, tasks).is_ok() {
-                                tracing::info!(request = %id, tasks = n, "tasks taken over from the store");
-                            }
-                            self.task_cache.insert(id.clone(), v.value);
-                        }
-                        Err(e) => {
-                            tracing::warn!(request = %id, error = %e, "unreadable task list skipped")
-                        }
+                let tasks = self.load_tasks(&id).await;
+                if !tasks.is_empty() {
+                    for t in &tasks {
+                        self.owners.insert(t.task_id.clone(), Owner::Service);
+                        self.adopted
+                            .push((t.task_id.clone(), Some(t.agent_id.clone())));
+                    }
+                    let n = tasks.len();
+                    if self.services.adopt(&id, tasks).is_ok() {
+                        tracing::info!(request = %id, tasks = n, "tasks taken over from the store");
                     }
                 }
             }
@@ -566,6 +578,13 @@ impl Actor {
                 }
             }
         }
+        // Task lists stored whole by earlier versions go once their tasks
+        // are stored in chunks.
+        if self.persist_tasks().await {
+            for id in self.records.keys() {
+                let _ = self.store.delete(&format!("tasks/{id}"), None).await;
+            }
+        }
         tracing::info!(
             requests = self.records.len(),
             "requests loaded from the store"
@@ -593,10 +612,42 @@ impl Actor {
         }
     }
 
-    /// Writes every service's task list that changed since it was last
+    /// A service's stored tasks: the chunks under `task-chunks/<id>/`
+    /// (and a single `tasks/<id>` list, as earlier versions wrote it).
+    async fn load_tasks(&mut self, id: &str) -> Vec<crate::services::Task> {
+        let mut keys = self
+            .store
+            .list(&format!("task-chunks/{id}"))
+            .await
+            .unwrap_or_default();
+        keys.push(format!("tasks/{id}"));
+        let mut tasks = Vec::new();
+        for key in keys {
+            let Ok(Some(v)) = self.store.get(&key).await else {
+                continue;
+            };
+            match serde_json::from_slice::<Vec<crate::services::Task>>(&v.value) {
+                Ok(chunk) => {
+                    tasks.extend(chunk);
+                    if key.starts_with("task-chunks/") {
+                        self.task_cache.insert(key, v.value);
+                    }
+                }
+                Err(e) => tracing::warn!(%key, error = %e, "unreadable task list skipped"),
+            }
+        }
+        tasks
+    }
+
+    /// Writes every service's tasks that changed since they were last
     /// written (before the launches of that change are sent), so a new
-    /// leader adopts the tasks instead of starting them again.
-    async fn persist_tasks(&mut self) {
+    /// leader adopts the tasks instead of starting them again. They are
+    /// kept in chunks of [`TASK_CHUNK`] instance numbers
+    /// (`task-chunks/<id>/<n>`), so a chunk stays well under the store's
+    /// largest value whatever the number of instances, and a change
+    /// rewrites only its chunk.
+    async fn persist_tasks(&mut self) -> bool {
+        let mut all_stored = true;
         let ids: Vec<String> = self
             .records
             .iter()
@@ -604,17 +655,41 @@ impl Actor {
             .map(|(id, _)| id.clone())
             .collect();
         for id in ids {
-            let bytes = serde_json::to_vec(&self.services.live_tasks(&id)).unwrap_or_default();
-            if self.task_cache.get(&id) == Some(&bytes) {
-                continue;
+            let prefix = format!("task-chunks/{id}/");
+            let mut chunks: BTreeMap<String, Vec<crate::services::Task>> = self
+                .task_cache
+                .keys()
+                .filter(|k| k.starts_with(&prefix))
+                .map(|k| (k.clone(), Vec::new()))
+                .collect();
+            for (key, tasks) in task_chunks(&id, self.services.live_tasks(&id)) {
+                chunks.insert(key, tasks);
             }
-            match self.store.set(&format!("tasks/{id}"), bytes.clone()).await {
-                Ok(_) => {
-                    self.task_cache.insert(id, bytes);
+            for (key, tasks) in chunks {
+                let bytes = serde_json::to_vec(&tasks).unwrap_or_default();
+                if self.task_cache.get(&key) == Some(&bytes) {
+                    continue;
                 }
-                Err(e) => tracing::error!(request = %id, error = %e, "cannot store the tasks"),
+                let result = if tasks.is_empty() {
+                    self.store.delete(&key, None).await.map(|_| ())
+                } else {
+                    self.store.set(&key, bytes.clone()).await.map(|_| ())
+                };
+                match result {
+                    Ok(()) if tasks.is_empty() => {
+                        self.task_cache.remove(&key);
+                    }
+                    Ok(()) => {
+                        self.task_cache.insert(key, bytes);
+                    }
+                    Err(e) => {
+                        all_stored = false;
+                        tracing::error!(request = %id, %key, error = %e, "cannot store the tasks")
+                    }
+                }
             }
         }
+        all_stored
     }
 
     /// Stores where stateful instances' volumes are, with their request,
@@ -940,7 +1015,17 @@ impl Actor {
                             if let Ok(actions) = self.services.delete(&id) {
                                 self.act(actions).await;
                             }
-                            self.task_cache.remove(&id);
+                            let prefix = format!("task-chunks/{id}/");
+                            let keys: Vec<String> = self
+                                .task_cache
+                                .keys()
+                                .filter(|k| k.starts_with(&prefix))
+                                .cloned()
+                                .collect();
+                            for key in keys {
+                                self.task_cache.remove(&key);
+                                let _ = self.store.delete(&key, None).await;
+                            }
                             let _ = self.store.delete(&format!("tasks/{id}"), None).await;
                         } else {
                             let cmds = self.jobs.remove(&id);
@@ -1400,6 +1485,44 @@ impl Actor {
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_are_stored_in_chunks_that_stay_small_at_the_most_instances() {
+        let tasks: Vec<crate::services::Task> = (1..=crate::model::MAX_INSTANCES)
+            .map(|i| crate::services::Task {
+                task_id: format!("a-request-id-of-some-length-deploy-7-1796369714081-{i}-{i}"),
+                deploy_id: "deploy-7".into(),
+                instance: i,
+                agent_id: "db4ac1c4-2465-4b75-ab7d-8172879d84fc-S12".into(),
+                placement: corral_sdk::offers::Placement {
+                    hostname: "worker-node-0042.example.internal".into(),
+                    attributes: [("rack".to_string(), "r17".to_string())].into(),
+                },
+                ports: vec![31000, 31001, 31002],
+                phase: TaskPhase::Healthy,
+                launched_at: Timestamp::UNIX_EPOCH,
+            })
+            .collect();
+        let chunks = task_chunks("web", tasks);
+        assert_eq!(
+            chunks.len(),
+            (crate::model::MAX_INSTANCES / TASK_CHUNK) as usize
+        );
+        assert!(chunks.contains_key("task-chunks/web/0"));
+        for (key, tasks) in &chunks {
+            let bytes = serde_json::to_vec(tasks).expect("json").len();
+            assert!(
+                bytes < corral_sdk::store::MAX_VALUE_BYTES / 2,
+                "{key}: {bytes} bytes"
+            );
+            assert_eq!(tasks.len(), TASK_CHUNK as usize);
         }
     }
 }

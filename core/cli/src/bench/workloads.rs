@@ -374,7 +374,9 @@ async fn jobs(api: &Api, jobs: usize, minutes: usize, timeout: Duration) -> Resu
     loop {
         let mut done = 0;
         for i in 0..jobs {
-            let runs = api.get(&format!("/api/history/request/job-{i}/runs")).await?;
+            let runs = api
+                .get(&format!("/api/history/request/job-{i}/runs"))
+                .await?;
             if counted(&runs) >= minutes {
                 done += 1;
             }
