@@ -1,0 +1,19 @@
+//! Corral's YARN bridge (`corral yarn-bridge`, in progress): YARN
+//! NodeManagers run as Corral tasks on offered resources, so YARN grows and
+//! shrinks with its demand, with Apache Myriad's REST API.
+//!
+//! Built so far, all pure:
+//!
+//! * [`profiles`] — NodeManager profiles (Myriad's defaults: zero, small,
+//!   medium, large) and the resources a NodeManager task takes (the
+//!   profile plus the NodeManager's own JVM and CPU overhead);
+//! * [`nmconfig`] — a NodeManager's configuration: the properties the
+//!   bridge sets (ResourceManager host, capacity, the four addresses on
+//!   offered ports, the shuffle service) as `-D` options and as a
+//!   `yarn-site.xml` merged over the user's own;
+//! * [`myriad`] — Myriad's flex up / flex down requests and state answer in
+//!   its JSON, validated with messages that say what is wrong.
+
+pub mod myriad;
+pub mod nmconfig;
+pub mod profiles;
