@@ -12,8 +12,13 @@
 //!   offered ports, the shuffle service) as `-D` options and as a
 //!   `yarn-site.xml` merged over the user's own;
 //! * [`myriad`] — Myriad's flex up / flex down requests and state answer in
-//!   its JSON, validated with messages that say what is wrong.
+//!   its JSON, validated with messages that say what is wrong;
+//! * [`nodemanagers`] — NodeManagers flexed up (placed on offers one per
+//!   host, where the constraints match, saying why when they cannot be)
+//!   and flexed down gracefully (pending ones first, then the least busy,
+//!   decommissioned in YARN before they are killed).
 
 pub mod myriad;
 pub mod nmconfig;
+pub mod nodemanagers;
 pub mod profiles;
