@@ -16,8 +16,12 @@
 //! * [`nodemanagers`] — NodeManagers flexed up (placed on offers one per
 //!   host, where the constraints match, saying why when they cannot be)
 //!   and flexed down gracefully (pending ones first, then the least busy,
-//!   decommissioned in YARN before they are killed).
+//!   decommissioned in YARN before they are killed);
+//! * [`autoscaler`] — the autoscaling policy (Dataproc's shape): the RM's
+//!   pending and available memory, idle nodes and cooldowns give one
+//!   decision with its reason and figures.
 
+pub mod autoscaler;
 pub mod myriad;
 pub mod nmconfig;
 pub mod nodemanagers;
