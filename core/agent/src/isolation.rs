@@ -44,7 +44,7 @@ pub enum IsolationError {
 /// Which cgroup version the machine runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CgroupVersion {
-    /// One hierarchy per controller under /sys/fs/cgroup/<controller>.
+    /// One hierarchy per controller under `/sys/fs/cgroup/<controller>`.
     V1,
     /// The unified hierarchy at /sys/fs/cgroup.
     V2,

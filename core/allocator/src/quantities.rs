@@ -13,7 +13,7 @@ pub const MAX_SCALARS: usize = 8;
 
 const EPSILON: f64 = 1e-9;
 
-/// Quantities of scalar resources, indexed by [`ScalarNames`].
+/// Quantities of scalar resources, indexed by `ScalarNames`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Quantities(pub [f64; MAX_SCALARS]);
 

@@ -1,5 +1,5 @@
 //! The shell: the SDK's scheduler driver, the state store, a timer and the
-//! REST API feed one actor (a bounded channel of [`Input`]s), which runs
+//! REST API feed one actor (a bounded channel of `Input`s), which runs
 //! the pure cores ([`Services`], [`Jobs`]) and carries out what they
 //! return: launches on offers, kills, store writes.
 //!
