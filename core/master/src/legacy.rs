@@ -239,9 +239,9 @@ fn agent_json(a: &crate::state::Agent) -> Value {
     })
 }
 
-/// `/master/state`.
-pub fn state(m: &Master, now: Clock) -> Value {
-    let _ = now;
+/// `/master/state`. (`_now`: the views share one signature; this one
+/// needs no time.)
+pub fn state(m: &Master, _now: Clock) -> Value {
     let address = m.info.address.clone().unwrap_or_default();
     let leader = format!(
         "master@{}:{}",

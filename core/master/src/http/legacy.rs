@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use corral_api::codec::{self};
 use corral_api::v1::{self};
@@ -152,12 +152,10 @@ pub(crate) async fn redirect(State(s): State<Shared>) -> Response {
 
 pub(crate) async fn teardown_form(
     State(shared): State<Shared>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
     let bytes = read_body(body, shared.max_body).await?;
     let form: BTreeMap<String, String> = url_decode_form(&bytes);
-    let _ = headers;
     let Some(fid) = form.get("frameworkId").cloned() else {
         return Err(HttpError(
             StatusCode::BAD_REQUEST,

@@ -521,12 +521,13 @@ impl Master {
         tracing::warn!(agent_id, "agent removed");
     }
 
-    /// A message from a registered agent's session.
+    /// A message from a registered agent's session. (`_now`: every input
+    /// of the core takes the time; no agent message needs it yet.)
     pub fn agent_message(
         &mut self,
         agent_id: &str,
         msg: internal::agent_message::Message,
-        now: Clock,
+        _now: Clock,
     ) {
         use internal::agent_message::Message as FromAgent;
         match msg {
@@ -538,7 +539,7 @@ impl Master {
                     a.pings_outstanding = 0;
                 }
             }
-            FromAgent::StatusUpdate(u) => self.status_update(agent_id, u, now),
+            FromAgent::StatusUpdate(u) => self.status_update(agent_id, u),
             FromAgent::ExecutorExited(e) => self.executor_exited(agent_id, e),
             FromAgent::OperationUpdate(u) => self.operation_update(agent_id, u),
             FromAgent::ExecutorToFramework(m) => {

@@ -118,7 +118,6 @@ impl Master {
                             framework_id,
                             &agent_id,
                             &role,
-                            refinement,
                             task,
                             None,
                             &mut remaining,
@@ -130,15 +129,7 @@ impl Master {
                     let Some(group) = operation.launch_group else {
                         continue;
                     };
-                    self.launch_group(
-                        framework_id,
-                        &agent_id,
-                        &role,
-                        refinement,
-                        group,
-                        &mut remaining,
-                        now,
-                    );
+                    self.launch_group(framework_id, &agent_id, &role, group, &mut remaining, now);
                 }
                 OpType::Reserve
                 | OpType::Unreserve
@@ -231,13 +222,11 @@ impl Master {
         framework_id: &str,
         agent_id: &str,
         role: &str,
-        refinement: bool,
         mut task: v1::TaskInfo,
         group_executor: Option<&v1::ExecutorInfo>,
         remaining: &mut Resources,
         now: Clock,
     ) {
-        let _ = refinement;
         let task_id = task.task_id.clone();
         if let Err(e) = self.validate_task_basics(framework_id, &task) {
             self.task_error(framework_id, &task_id, Reason::TaskInvalid, e, now);
@@ -336,7 +325,6 @@ impl Master {
             group_executor,
             new_executor,
             &needed,
-            now,
         );
         if group_executor.is_none() {
             let framework_info = self
@@ -365,9 +353,7 @@ impl Master {
         group_executor: Option<&v1::ExecutorInfo>,
         new_executor: Option<v1::ExecutorInfo>,
         used: &Resources,
-        now: Clock,
     ) {
-        let _ = now;
         let executor_id = group_executor
             .map(|e| e.executor_id.clone())
             .or_else(|| task.executor.as_ref().map(|e| e.executor_id.clone()));
@@ -421,7 +407,6 @@ impl Master {
         framework_id: &str,
         agent_id: &str,
         role: &str,
-        refinement: bool,
         group: v1::offer::operation::LaunchGroup,
         remaining: &mut Resources,
         now: Clock,
@@ -530,7 +515,6 @@ impl Master {
             return;
         }
         remaining.subtract_all(&needed);
-        let _ = refinement;
         let mut launched = Vec::new();
         for (i, (mut t, r)) in tasks.clone().into_iter().zip(per_task).enumerate() {
             t.agent_id = v1::AgentId {
@@ -549,7 +533,6 @@ impl Master {
                 Some(&executor),
                 exec_used,
                 &used,
-                now,
             );
             launched.push(t);
         }

@@ -285,8 +285,7 @@ impl Master {
         self.send_update(framework_id, status);
     }
 
-    pub(crate) fn status_update(&mut self, agent_id: &str, u: internal::StatusUpdate, now: Clock) {
-        let _ = now;
+    pub(crate) fn status_update(&mut self, agent_id: &str, u: internal::StatusUpdate) {
         let fid = u.framework_id.value.clone();
         let mut status = u.status;
         status.agent_id = Some(v1::AgentId {
