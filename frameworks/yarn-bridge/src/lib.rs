@@ -19,9 +19,13 @@
 //!   decommissioned in YARN before they are killed);
 //! * [`autoscaler`] — the autoscaling policy (Dataproc's shape): the RM's
 //!   pending and available memory, idle nodes and cooldowns give one
-//!   decision with its reason and figures.
+//!   decision with its reason and figures;
+//! * [`fgs`] — fine-grained scaling: a zero-profile NodeManager's capacity
+//!   follows the offers held on its host, and each YARN container is
+//!   mirrored by a `yarn_<containerId>` placeholder task.
 
 pub mod autoscaler;
+pub mod fgs;
 pub mod myriad;
 pub mod nmconfig;
 pub mod nodemanagers;
