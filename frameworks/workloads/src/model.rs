@@ -530,10 +530,19 @@ impl Deploy {
                         "a deploy of a load-balanced request needs the path it is routed by",
                     ))
                 }
-                Some(p) if !p.starts_with('/') || p.contains(char::is_whitespace) => {
+                // It is written into HAProxy's configuration: a character
+                // HAProxy would read otherwise ('#', spaces, quotes) would
+                // stop every service's routing from being reloaded.
+                Some(p)
+                    if !p.starts_with('/')
+                        || p.len() > 200
+                        || !p.bytes().all(|b| {
+                            b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~')
+                        }) =>
+                {
                     return Err(invalid(
                         "serviceBasePath",
-                        "must be a path starting with '/', without spaces",
+                        "must be a path starting with '/' of letters, digits and / - _ . ~ (at most 200)",
                     ))
                 }
                 Some(_) => {}
@@ -799,5 +808,28 @@ mod tests {
                 "portMappings": [{"containerPortType": "LITERAL", "containerPort": 8080, "hostPortType": "FROM_OFFER", "hostPort": 0}]}},
             "resources": {"cpus": 0.5, "memoryMb": 64, "numPorts": 1}}));
         docker.validate().expect("a Docker deploy needs no command");
+    }
+}
+
+#[cfg(test)]
+mod load_balanced_tests {
+    use super::*;
+
+    #[test]
+    fn a_service_base_path_haproxy_could_misread_is_refused() {
+        let request: Request = serde_json::from_value(serde_json::json!(
+            {"id": "web", "requestType": "SERVICE", "loadBalanced": true}))
+        .expect("request");
+        let deploy = |path: &str| -> Deploy {
+            serde_json::from_value(serde_json::json!({"requestId": "web", "id": "1",
+                "command": "serve", "resources": {"cpus": 1, "memoryMb": 64, "numPorts": 1},
+                "serviceBasePath": path}))
+            .expect("deploy")
+        };
+        assert!(deploy("/web/v1.2_x-y~z").validate_for(&request).is_ok());
+        for bad in ["web", "/a b", "/a#b", "/a\"b", "/a\\b"] {
+            let e = deploy(bad).validate_for(&request).expect_err(bad);
+            assert_eq!(e.field, "serviceBasePath", "{bad}");
+        }
     }
 }
