@@ -20,6 +20,8 @@
 //!   [`recordio::Decoder`]: a malformed or oversized frame ends the stream
 //!   with an error instead of buffering without limit.
 
+pub mod workloads;
+
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom};

@@ -362,50 +362,19 @@ async fn a_stateful_workloads_service_keeps_its_data_in_hdfs() {
         ..Default::default()
     })
     .await;
-    let port = corral_tests::free_port();
-    let api = format!("http://127.0.0.1:{port}");
     let log = c.dir().join("workloads.log");
-    let _framework = tokio::process::Command::new(corral_tests::corral_bin())
-        .args(["workloads", "serve", "--master", &c.master, "--role", ROLE])
-        .args([
-            "--principal",
-            "ops",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .stderr(std::fs::File::create(c.dir().join("workloads.err")).expect("log"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("corral workloads serve");
-    let http = reqwest::Client::new();
-    let get = |path: &str| {
-        let (http, url) = (http.clone(), format!("{api}{path}"));
-        async move {
-            match http.get(url).send().await {
-                Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            }
-        }
-    };
-    let post = |path: &str, body: Value| {
-        let (http, url) = (http.clone(), format!("{api}{path}"));
-        async move {
-            let r = http.post(url).json(&body).send().await.expect("post");
-            (r.status().as_u16(), r.text().await.unwrap_or_default())
-        }
-    };
-    assert!(
-        wait_for(TIMEOUT, || async {
-            get("/api/state").await["subscribed"] == true
-        })
-        .await
+    let f = corral_tests::workloads::Framework::spawn(
+        &c.master,
+        &[format!("--role={ROLE}"), "--principal=ops".to_string()],
+        &log,
     );
-    let (status, body) = post(
-        "/api/requests",
-        json!({"id": "kv", "requestType": "WORKER"}),
-    )
-    .await;
+    assert!(f.subscribed().await);
+    let (status, body) = f
+        .post(
+            "/api/requests",
+            json!({"id": "kv", "requestType": "WORKER"}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let deploy = |id: &str| {
         json!({"deploy": {"requestId": "kv", "id": id,
@@ -414,14 +383,13 @@ async fn a_stateful_workloads_service_keeps_its_data_in_hdfs() {
             "persistentVolume": {"containerPath": "data", "sizeMb": 32, "backend": "hdfs"}}})
     };
     let running = |deploy: &'static str| {
-        let get = &get;
+        let f = &f;
         async move {
-            get("/api/tasks/active").await.as_array().is_some_and(|t| {
-                t.len() == 1 && t[0]["taskId"]["deployId"] == deploy && t[0]["healthy"] == true
-            })
+            let t = f.tasks_of("kv").await;
+            t.len() == 1 && t[0]["taskId"]["deployId"] == deploy && t[0]["healthy"] == true
         }
     };
-    let (status, body) = post("/api/deploys", deploy("d1")).await;
+    let (status, body) = f.post("/api/deploys", deploy("d1")).await;
     assert_eq!(status, 200, "{body}");
     assert!(
         wait_for(TIMEOUT * 2, || running("d1")).await,
@@ -436,7 +404,7 @@ async fn a_stateful_workloads_service_keeps_its_data_in_hdfs() {
     );
     // d2 replaces the instance in place: d1's task ends (its volume is
     // written back to the store), d2's finds d1's line.
-    let (status, body) = post("/api/deploys", deploy("d2")).await;
+    let (status, body) = f.post("/api/deploys", deploy("d2")).await;
     assert_eq!(status, 200, "{body}");
     assert!(wait_for(TIMEOUT * 2, || running("d2")).await);
     let stored = || corral_tests::files_under(store.path());

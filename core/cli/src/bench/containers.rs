@@ -82,6 +82,22 @@ pub(crate) fn spawn(exe: &Path, args: &[String], log: &Path) -> Result<Daemon> {
     Ok(Daemon { child })
 }
 
+/// A `corral master` on 127.0.0.1:`port` with a short allocation
+/// interval, logging to `<dir>/master.log`.
+pub(crate) fn spawn_master(exe: &Path, port: u16, dir: &Path) -> Result<Daemon> {
+    spawn(
+        exe,
+        &[
+            "master".into(),
+            "--ip=127.0.0.1".into(),
+            format!("--port={port}"),
+            "--hostname=127.0.0.1".into(),
+            "--allocation_interval=100ms".into(),
+        ],
+        &dir.join("master.log"),
+    )
+}
+
 /// A minimal v1 scheduler client (JSON).
 struct Framework {
     http: reqwest::Client,
@@ -412,17 +428,7 @@ pub async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let master_addr = format!("127.0.0.1:{}", args.port);
     let cgroups_root = format!("corral-bench-{}", std::process::id());
-    let master = spawn(
-        &exe,
-        &[
-            "master".into(),
-            "--ip=127.0.0.1".into(),
-            format!("--port={}", args.port),
-            "--hostname=127.0.0.1".into(),
-            "--allocation_interval=100ms".into(),
-        ],
-        &dir.join("master.log"),
-    )?;
+    let master = spawn_master(&exe, args.port, &dir)?;
     let total = args.tasks.max(args.docker_tasks) as f64;
     let mut agent_args = vec![
         "agent".to_string(),

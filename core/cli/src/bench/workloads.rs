@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::containers::{spawn, Daemon};
+use super::containers::{spawn, spawn_master, Daemon};
 
 /// Options of `corral bench workloads`.
 #[derive(clap::Args)]
@@ -122,17 +122,7 @@ pub async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let master_addr = format!("127.0.0.1:{}", args.port);
     let mut daemons: Vec<Daemon> = Vec::new();
-    daemons.push(spawn(
-        &exe,
-        &[
-            "master".into(),
-            "--ip=127.0.0.1".into(),
-            format!("--port={}", args.port),
-            "--hostname=127.0.0.1".into(),
-            "--allocation_interval=100ms".into(),
-        ],
-        &dir.join("master.log"),
-    )?);
+    daemons.push(spawn_master(&exe, args.port, &dir)?);
     let per_agent = (args.instances.max(args.jobs) as f64 / args.agents as f64).ceil();
     for i in 0..args.agents {
         let port = args.port + 1 + i as u16;
