@@ -21,6 +21,7 @@
 //!   with an error instead of buffering without limit.
 
 pub mod workloads;
+pub mod yarn;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
@@ -57,7 +58,8 @@ pub const DEFAULT_AGENT_RESOURCES: &str = "cpus:2;mem:1024;disk:1024;ports:[3100
 // The binary
 // ---------------------------------------------------------------------------
 
-fn workspace_dir() -> PathBuf {
+/// The workspace's root directory.
+pub fn workspace_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -112,6 +114,8 @@ pub fn corral_bin() -> &'static Path {
         let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
         let mut newest = SystemTime::UNIX_EPOCH;
         newest_mtime(&ws.join("core"), &mut newest);
+        newest_mtime(&ws.join("frameworks"), &mut newest);
+        newest_mtime(&ws.join("storage"), &mut newest);
         newest_mtime(&ws.join("Cargo.toml"), &mut newest);
         let stale = built.is_none_or(|b| b < newest);
         if stale {

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod workloads;
+mod yarn;
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +75,12 @@ enum Command {
     /// The services-and-jobs framework (Singularity's API).
     #[command(subcommand)]
     Workloads(workloads::WorkloadsCommand),
+    /// Run the YARN bridge: YARN NodeManagers as Corral tasks, with
+    /// Myriad's REST API (port 8192), graceful flex down and autoscaling.
+    YarnBridge(yarn::BridgeArgs),
+    /// Talk to the YARN bridge: flexup, flexdown, status, profiles.
+    #[command(subcommand)]
+    Yarn(yarn::YarnCommand),
     /// Run Corral's command/default executor (started by agents, not by hand).
     #[command(hide = true)]
     Executor,
@@ -219,6 +226,13 @@ fn run(cli: Cli) -> Result<()> {
                 _ = terminated() => Ok(()),
             }
         }),
+        Command::YarnBridge(args) => rt.block_on(async {
+            tokio::select! {
+                r = yarn::serve(args) => r,
+                _ = terminated() => Ok(()),
+            }
+        }),
+        Command::Yarn(cmd) => rt.block_on(yarn::run(cmd)),
         Command::Launcher { .. } | Command::Logger { .. } => Ok(()),
     }
 }

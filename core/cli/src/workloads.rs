@@ -499,7 +499,7 @@ async fn call(
     Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -507,14 +507,14 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn millis(v: &Value) -> String {
+pub(crate) fn millis(v: &Value) -> String {
     v.as_i64()
         .and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
         .map(|t| t.to_string())
         .unwrap_or_else(|| text(v))
 }
 
-fn print_json(v: &Value) -> Result<()> {
+pub(crate) fn print_json(v: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -560,7 +560,7 @@ fn print_requests(client: &ClientArgs, v: &Value) -> Result<()> {
     Ok(())
 }
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -16,8 +16,11 @@
 //!   ZooKeeper, so only the leader subscribes.
 //! * [`offers`]: helpers for matching offers — resource arithmetic from
 //!   `corral-api`, ports from ranges, placement constraints.
+//! * [`gate`]: a framework's REST API answered by the elected leader only;
+//!   standbys redirect to it.
 
 pub mod detector;
+pub mod gate;
 pub mod leader;
 pub mod offers;
 pub mod scheduler;

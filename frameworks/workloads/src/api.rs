@@ -12,9 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use tokio::sync::watch;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::ClusterSource;
@@ -215,63 +212,10 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     ApiError::not_found(format!("no endpoint {}", uri.path())).into_response()
 }
 
-/// Whether this instance leads, and who does if not.
-#[derive(Clone)]
-pub(crate) struct Gate {
-    leading: Arc<AtomicBool>,
-    leader: Option<watch::Receiver<Option<String>>>,
-}
-
-impl Gate {
-    /// `leader`: the elected leader's address while this instance waits
-    /// (`None`: a single instance, which leads once it starts).
-    pub fn new(leader: Option<watch::Receiver<Option<String>>>) -> Self {
-        Self {
-            leading: Arc::new(AtomicBool::new(false)),
-            leader,
-        }
-    }
-
-    pub fn set_leading(&self) {
-        self.leading.store(true, Ordering::SeqCst);
-    }
-}
-
-/// A standby answers API calls with a redirect to the leader (503 while
-/// none is known).
-async fn only_the_leader(
-    State(gate): State<Gate>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if gate.leading.load(Ordering::SeqCst) || !request.uri().path().starts_with("/api/") {
-        return next.run(request).await;
-    }
-    let leader = gate.leader.as_ref().and_then(|l| l.borrow().clone());
-    match leader {
-        Some(leader) => {
-            let path = request
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_default();
-            (
-                StatusCode::TEMPORARY_REDIRECT,
-                [(header::LOCATION, format!("http://{leader}{path}"))],
-            )
-                .into_response()
-        }
-        None => ApiError::unavailable(
-            "this instance does not lead and no leader is elected yet; retry shortly",
-        )
-        .into_response(),
-    }
-}
-
 /// The API's routes.
 pub(crate) fn router(
     inputs: Inputs,
-    gate: Gate,
+    gate: corral_sdk::gate::Gate,
     cluster: ClusterSource,
     logs: LogSource,
 ) -> Router {
@@ -302,6 +246,9 @@ pub(crate) fn router(
         .layer(Extension(cluster))
         .layer(Extension(logs))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(gate, only_the_leader))
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            corral_sdk::gate::only_the_leader,
+        ))
         .with_state(inputs)
 }

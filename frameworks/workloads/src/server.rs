@@ -260,7 +260,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     };
     let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
     // The API answers at once: a standby redirects to the leader.
-    let gate = crate::api::Gate::new(election.as_ref().map(Election::leader));
+    let gate = corral_sdk::gate::Gate::new(election.as_ref().map(Election::leader));
     let cluster = ClusterSource::default();
     let archive = match &config.task_log_archive {
         Some(uri) => Some(std::sync::Arc::from(

@@ -87,6 +87,21 @@ struct Node {
     pushed: Option<(u64, u64)>,
 }
 
+/// A host under fine-grained scaling, as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FgsNode {
+    /// The host.
+    pub hostname: String,
+    /// Its agent.
+    pub agent_id: String,
+    /// Placeholders by container id: (cpus, mem).
+    pub placeholders: BTreeMap<String, (f64, f64)>,
+    /// CPUs held.
+    pub held_cpus: f64,
+    /// Memory held, MB.
+    pub held_mem: f64,
+}
+
 /// The placeholder task id of a container.
 pub fn placeholder_id(container_id: &str) -> String {
     format!("yarn_{container_id}")
@@ -244,6 +259,44 @@ impl Fgs {
         });
         out.extend(self.capacity(hostname));
         out
+    }
+
+    /// The capacity last pushed for `hostname` (vcores, MB).
+    pub fn pushed(&self, hostname: &str) -> Option<(u64, u64)> {
+        self.nodes.get(hostname)?.pushed
+    }
+
+    /// The master took an offer back: it is no longer held, and the node's
+    /// capacity follows.
+    pub fn rescind(&mut self, offer_id: &v1::OfferId) -> Vec<FgsCommand> {
+        let host = self.nodes.iter_mut().find_map(|(host, node)| {
+            let before = node.held.len();
+            node.held.retain(|h| h.offer.id != *offer_id);
+            (node.held.len() != before).then(|| host.clone())
+        });
+        host.and_then(|h| self.capacity(&h)).into_iter().collect()
+    }
+
+    /// The hosts under fine-grained scaling, for the API.
+    pub fn nodes(&self) -> Vec<FgsNode> {
+        self.nodes
+            .iter()
+            .map(|(host, n)| FgsNode {
+                hostname: host.clone(),
+                agent_id: n.agent_id.clone(),
+                placeholders: n.placeholders.clone(),
+                held_cpus: n
+                    .held
+                    .iter()
+                    .map(|h| scalar(&h.offer.resources, "cpus"))
+                    .sum(),
+                held_mem: n
+                    .held
+                    .iter()
+                    .map(|h| scalar(&h.offer.resources, "mem"))
+                    .sum(),
+            })
+            .collect()
     }
 
     /// Held offers past the hold time go back; capacities follow.

@@ -1,8 +1,8 @@
-//! Corral's YARN bridge (`corral yarn-bridge`, in progress): YARN
+//! Corral's YARN bridge (`corral yarn-bridge`): YARN
 //! NodeManagers run as Corral tasks on offered resources, so YARN grows and
 //! shrinks with its demand, with Apache Myriad's REST API.
 //!
-//! Built so far, all pure:
+//! The pure cores:
 //!
 //! * [`profiles`] — NodeManager profiles (Myriad's defaults: zero, small,
 //!   medium, large) and the resources a NodeManager task takes (the
@@ -22,11 +22,22 @@
 //!   decision with its reason and figures;
 //! * [`fgs`] — fine-grained scaling: a zero-profile NodeManager's capacity
 //!   follows the offers held on its host, and each YARN container is
-//!   mirrored by a `yarn_<containerId>` placeholder task.
+//!   mirrored by a `yarn_<containerId>` placeholder task;
+//! * [`nmtask`] — a NodeManager (and a container placeholder) as a Mesos
+//!   TaskInfo: Hadoop from `YARN_HOME`, a tarball or a Docker image.
+//!
+//! The shell: [`server`] (the actor that runs the cores on the SDK's
+//! scheduler, the store and leader election), [`rm`] (the
+//! ResourceManager's REST API and `yarn rmadmin`) and [`api`] (Myriad's
+//! REST API and Corral's additions).
 
+pub mod api;
 pub mod autoscaler;
 pub mod fgs;
 pub mod myriad;
 pub mod nmconfig;
+pub mod nmtask;
 pub mod nodemanagers;
 pub mod profiles;
+pub mod rm;
+pub mod server;

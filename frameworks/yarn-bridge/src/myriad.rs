@@ -53,6 +53,16 @@ impl LikeConstraint {
         })
     }
 
+    /// The constraint as written (`field LIKE regex`).
+    pub fn text(&self) -> String {
+        let p = self.pattern.as_str();
+        let inner = p
+            .strip_prefix("^(?:")
+            .and_then(|p| p.strip_suffix(")$"))
+            .unwrap_or(p);
+        format!("{} LIKE {inner}", self.field)
+    }
+
     /// As a Marathon-style constraint of the SDK.
     pub fn to_sdk(&self) -> corral_sdk::offers::Constraint {
         corral_sdk::offers::Constraint::Like(self.field.clone(), self.pattern.clone())

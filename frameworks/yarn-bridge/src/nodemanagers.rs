@@ -91,6 +91,94 @@ pub enum Command {
     },
 }
 
+/// A NodeManager as the shell stores it (`nodemanagers/<task id>`), so a
+/// restarted bridge or a new leader takes it over.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredNodeManager {
+    /// Its task id.
+    pub task_id: String,
+    /// Its profile.
+    pub profile: String,
+    /// Its constraints as written.
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    /// `PENDING`, `STAGING`, `ACTIVE`, `DECOMMISSIONING` or `KILLING`.
+    pub phase: String,
+    /// When a decommission was asked for (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decommission_since_ms: Option<i64>,
+    /// Its agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Its agent's hostname.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Its ports: rpc, localizer, webapp, shuffle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<[u64; 4]>,
+}
+
+impl Phase {
+    /// The phase's name in the API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Pending => "PENDING",
+            Phase::Staging => "STAGING",
+            Phase::Active => "ACTIVE",
+            Phase::Decommissioning { .. } => "DECOMMISSIONING",
+            Phase::Killing => "KILLING",
+        }
+    }
+}
+
+impl NodeManager {
+    /// The stored form.
+    pub fn export(&self) -> StoredNodeManager {
+        StoredNodeManager {
+            task_id: self.task_id.clone(),
+            profile: self.profile.clone(),
+            constraints: self.constraints.iter().map(LikeConstraint::text).collect(),
+            phase: self.phase.name().to_string(),
+            decommission_since_ms: match self.phase {
+                Phase::Decommissioning { since_ms } => Some(since_ms),
+                _ => None,
+            },
+            agent_id: self.agent_id.clone(),
+            hostname: self.hostname.clone(),
+            ports: self
+                .ports
+                .map(|p| [p.rpc, p.localizer, p.webapp, p.shuffle]),
+        }
+    }
+
+    /// Back from the stored form (an unreadable one is refused).
+    pub fn import(s: &StoredNodeManager) -> Result<Self, String> {
+        let phase = match (s.phase.as_str(), s.decommission_since_ms) {
+            ("PENDING", _) => Phase::Pending,
+            ("STAGING", _) => Phase::Staging,
+            ("ACTIVE", _) => Phase::Active,
+            ("DECOMMISSIONING", Some(since_ms)) => Phase::Decommissioning { since_ms },
+            ("KILLING", _) => Phase::Killing,
+            (other, _) => return Err(format!("phase {other:?}")),
+        };
+        let constraints = s
+            .constraints
+            .iter()
+            .map(|c| LikeConstraint::parse(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            task_id: s.task_id.clone(),
+            profile: s.profile.clone(),
+            constraints,
+            phase,
+            agent_id: s.agent_id.clone(),
+            hostname: s.hostname.clone(),
+            ports: s.ports.and_then(|p| NmPorts::from_slice(&p)),
+        })
+    }
+}
+
 /// Every NodeManager of the bridge.
 #[derive(Debug, Clone)]
 pub struct NodeManagers {
@@ -123,6 +211,17 @@ impl NodeManagers {
     /// Every NodeManager.
     pub fn all(&self) -> impl Iterator<Item = &NodeManager> {
         self.nms.values()
+    }
+
+    /// One NodeManager.
+    pub fn get(&self, task_id: &str) -> Option<&NodeManager> {
+        self.nms.get(task_id)
+    }
+
+    /// Takes over a stored NodeManager (a restarted bridge or a new
+    /// leader); the shell reconciles its task with the master.
+    pub fn adopt(&mut self, nm: NodeManager) {
+        self.nms.insert(nm.task_id.clone(), nm);
     }
 
     /// Adds `flex.instances` pending NodeManagers of its profile, with task
