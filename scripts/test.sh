@@ -25,6 +25,9 @@ step "building the local Docker test image (idempotent)"
 CORRAL_TEST_IMAGE="$(scripts/docker-test-image.sh | tail -n 1)"
 export CORRAL_TEST_IMAGE
 
+step "the YARN stand-ins' own check (test doubles of a ResourceManager, NodeManager and rmadmin; tests/yarn/README.md)"
+tests/yarn/selftest.sh
+
 step "checking formatting"
 cargo fmt --all -- --check
 

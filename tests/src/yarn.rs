@@ -36,6 +36,9 @@ impl RmStandin {
             .args(["--port", &port.to_string()])
             .arg("--exclude-file")
             .arg(&exclude_file)
+            // Nodes are LOST after 10 s without a heartbeat (not 3 s): the
+            // suite runs on two loaded cores.
+            .args(["--expiry-ms", "10000"])
             .args(extra)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

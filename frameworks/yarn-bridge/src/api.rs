@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::myriad::FlexRequest;
+use crate::rm::ResourceManager;
 use crate::server::{ApiError, Config, Input, Reply};
 
 /// Largest request body.
@@ -69,31 +70,45 @@ fn parse_flex(body: &[u8]) -> Result<FlexRequest, ApiError> {
     })
 }
 
-async fn flex(inputs: &Inputs, body: &[u8], up: bool) -> Response {
+async fn flex(inputs: &Inputs, rm: &ResourceManager, body: &[u8], up: bool) -> Response {
     let req = match parse_flex(body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let result = ask(inputs, |r| {
-        if up {
-            Input::FlexUp(req, r)
-        } else {
-            Input::FlexDown(req, r)
-        }
-    })
-    .await;
+    let result = if up {
+        ask(inputs, |r| Input::FlexUp(req, r)).await
+    } else {
+        // The running containers as YARN reports them now (the last poll's
+        // view if the RM cannot be read).
+        let nodes = match rm.nodes().await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "flex down with the last view of yarn's nodes");
+                None
+            }
+        };
+        ask(inputs, |r| Input::FlexDown(req, nodes, r)).await
+    };
     match result {
         Ok(v) => (StatusCode::ACCEPTED, axum::Json(v)).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn flex_up(State(inputs): State<Inputs>, body: Bytes) -> Response {
-    flex(&inputs, &body, true).await
+async fn flex_up(
+    State(inputs): State<Inputs>,
+    Extension(rm): Extension<ResourceManager>,
+    body: Bytes,
+) -> Response {
+    flex(&inputs, &rm, &body, true).await
 }
 
-async fn flex_down(State(inputs): State<Inputs>, body: Bytes) -> Response {
-    flex(&inputs, &body, false).await
+async fn flex_down(
+    State(inputs): State<Inputs>,
+    Extension(rm): Extension<ResourceManager>,
+    body: Bytes,
+) -> Response {
+    flex(&inputs, &rm, &body, false).await
 }
 
 async fn answer(inputs: &Inputs, make: impl FnOnce(Reply<Value>) -> Input) -> Response {
@@ -164,7 +179,12 @@ pub(crate) fn config_json(c: &Config) -> Value {
 }
 
 /// The API's routes.
-pub(crate) fn router(inputs: Inputs, gate: corral_sdk::gate::Gate, config: Value) -> Router {
+pub(crate) fn router(
+    inputs: Inputs,
+    gate: corral_sdk::gate::Gate,
+    config: Value,
+    rm: ResourceManager,
+) -> Router {
     let profiles = json!({
         "profiles": config.get("profiles").cloned().unwrap_or(Value::Null),
         "nodemanager": config.get("nodemanager").cloned().unwrap_or(Value::Null),
@@ -192,6 +212,7 @@ pub(crate) fn router(inputs: Inputs, gate: corral_sdk::gate::Gate, config: Value
         .route("/api/framework/shutdown/framework", post(shutdown))
         .fallback(not_found)
         .layer(Extension(std::sync::Arc::new(config)))
+        .layer(Extension(rm))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             gate,

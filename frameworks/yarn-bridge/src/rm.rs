@@ -2,7 +2,8 @@
 //! (`/ws/v1/cluster/metrics`, `/ws/v1/cluster/nodes`, `updateNodeResource`),
 //! a NodeManager's (`/ws/v1/node/containers`), and YARN's admin command for
 //! what has no REST endpoint: graceful decommission (the exclude file,
-//! then `yarn rmadmin -refreshNodes -g <secs> -client`) and, on
+//! then `yarn rmadmin -refreshNodes -g <secs> -server`: the RM tracks
+//! the timeout, and the command does not block) and, on
 //! ResourceManagers older than 3.3, `yarn rmadmin -updateNodeResource`.
 
 use std::collections::BTreeSet;
@@ -274,7 +275,7 @@ impl ResourceManager {
         timeout_secs: u64,
     ) -> Result<(), RmError> {
         write_exclude_file(&self.admin.exclude_file, hosts)?;
-        self.rmadmin(&["-refreshNodes", "-g", &timeout_secs.to_string(), "-client"])
+        self.rmadmin(&["-refreshNodes", "-g", &timeout_secs.to_string(), "-server"])
             .await
     }
 

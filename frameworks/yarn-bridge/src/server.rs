@@ -100,9 +100,6 @@ pub enum ServerError {
     /// This instance's ZooKeeper session expired: another may lead now.
     #[error("lost leadership (the ZooKeeper session expired); exiting so that a supervisor restarts this instance")]
     LostLeadership,
-    /// The framework was shut down through the API.
-    #[error("the framework was shut down (POST /api/framework/shutdown/framework)")]
-    ShutDown,
     /// The API could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -157,11 +154,14 @@ pub(crate) enum Input {
     Tick,
     Yarn(YarnView),
     FlexUp(FlexRequest, Reply<Value>),
-    FlexDown(FlexRequest, Reply<Value>),
+    FlexDown(FlexRequest, Option<Vec<RmNode>>, Reply<Value>),
     State(Reply<Value>),
     NodeManagers(Reply<Value>),
     Autoscaler(Reply<Value>),
     Shutdown(Reply<Value>),
+    /// What the master's `/roles` says about the role's quota while no
+    /// offer comes (`None`: not the quota).
+    QuotaNote(Option<String>),
 }
 
 /// An autoscaler decision with the figures behind it.
@@ -211,6 +211,12 @@ struct Actor {
     /// Last offer received (ms).
     last_offer_ms: i64,
     ticks: u64,
+    /// Why no offer comes, from the master's `/roles` (quota).
+    quota_note: Option<String>,
+    /// When `/roles` was last asked (ms).
+    quota_asked_ms: i64,
+    /// The actor's own inputs (for answers of helper tasks).
+    inputs: mpsc::Sender<Input>,
     subscribed: bool,
     shutdown: bool,
 }
@@ -226,8 +232,32 @@ fn unique() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Runs the bridge until the process ends (or, with `--zk`, until this
-/// instance loses its leadership, or until the framework is shut down).
+/// Whether `role`'s quota limit (in the master's `/roles`) leaves no room
+/// for the smallest waiting NodeManager (`need`: cpus, MB).
+fn quota_note(roles: &Value, role: &str, need: Option<(f64, f64)>) -> Option<String> {
+    let r = roles["roles"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == role)?;
+    let limit = r["quota"]["limit"].as_object()?;
+    let (cpus, mem) = need?;
+    let used = |k: &str| {
+        r["allocated"][k].as_f64().unwrap_or(0.0) + r["offered"][k].as_f64().unwrap_or(0.0)
+    };
+    let short: Vec<String> = [("cpus", cpus), ("mem", mem)]
+        .into_iter()
+        .filter_map(|(k, n)| {
+            let l = limit.get(k)?.as_f64()?;
+            (used(k) + n > l + 1e-9)
+                .then(|| format!("{k}: {} used of the limit {l}, {n} more needed", used(k)))
+        })
+        .collect();
+    (!short.is_empty()).then(|| format!("the role's quota limit is reached ({})", short.join("; ")))
+}
+
+/// Runs the bridge until the process ends or the framework is shut down
+/// through the API (`Ok`), or, with `--zk`, until this instance loses its
+/// leadership.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -261,9 +291,24 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     };
     let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
     let gate = Gate::new(election.as_ref().map(Election::leader));
-    let app = crate::api::router(tx.clone(), gate.clone(), crate::api::config_json(&config));
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    let rm = ResourceManager::new(&config.rm, config.admin.clone());
+    let app = crate::api::router(
+        tx.clone(),
+        gate.clone(),
+        crate::api::config_json(&config),
+        rm.clone(),
+    );
+    // Stopped gracefully after a framework shutdown, so that its answer
+    // reaches the caller.
+    let (stop_api, api_stopped) = oneshot::channel::<()>();
+    let api_server = tokio::spawn(async move {
+        let stopped = async {
+            let _ = api_stopped.await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
             tracing::error!(error = %e, "the api server failed");
         }
     });
@@ -287,7 +332,6 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     }
     let (scheduler, mut events) =
         Scheduler::start(SchedulerConfig::new(config.master.clone(), info))?;
-    let rm = ResourceManager::new(&config.rm, config.admin.clone());
     let (exclude_tx, exclude_rx) = watch::channel(BTreeSet::new());
     let (capacity_tx, capacity_rx) = mpsc::channel(INPUTS);
     let (fgs_targets, fgs_rx) = watch::channel(BTreeMap::new());
@@ -317,6 +361,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         decisions: VecDeque::new(),
         last_offer_ms: now_ms(),
         ticks: 0,
+        quota_note: None,
+        quota_asked_ms: 0,
+        inputs: tx.clone(),
         subscribed: false,
         shutdown: false,
     };
@@ -354,7 +401,10 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
                     actor.handle(input).await;
                     if actor.shutdown {
                         actor.scheduler.stop();
-                        return Err(ServerError::ShutDown);
+                        let _ = stop_api.send(());
+                        let _ = tokio::time::timeout(Duration::from_secs(5), api_server).await;
+                        tracing::warn!("the framework was shut down (POST /api/framework/shutdown/framework); exiting");
+                        return Ok(());
                     }
                 }
                 None => return Ok(()),
@@ -616,7 +666,10 @@ impl Actor {
                 let r = self.flex_up(&req, "api").await;
                 let _ = reply.send(r.map(|ids| json!({"taskIds": ids})));
             }
-            Input::FlexDown(req, reply) => {
+            Input::FlexDown(req, nodes, reply) => {
+                if let Some(nodes) = nodes {
+                    self.yarn.nodes = nodes;
+                }
                 let r = self.flex_down(&req, "api").await;
                 let _ = reply.send(r);
             }
@@ -634,6 +687,7 @@ impl Actor {
                     "decisions": self.decisions.iter().rev().collect::<Vec<_>>(),
                 })));
             }
+            Input::QuotaNote(note) => self.quota_note = note,
             Input::Shutdown(reply) => {
                 tracing::warn!("shutting the framework down: every nodemanager is killed");
                 let _ = self.scheduler.teardown().await;
@@ -751,15 +805,65 @@ impl Actor {
     /// offer came.
     fn why_pending(&self, task_id: &str) -> String {
         let quiet = now_ms() - self.last_offer_ms;
-        match self.nms.why_pending(task_id) {
-            Some(why) if quiet < NO_OFFER_MS * 4 => why.to_string(),
-            _ if quiet >= NO_OFFER_MS => format!(
-                "no offer for role {} in {}s: every agent's resources are in use by other roles, or the role's quota limit is reached (see the master's /roles and /quota)",
+        let why = if quiet >= NO_OFFER_MS {
+            format!(
+                "no offer for role {} in {}s",
                 self.config.role,
                 quiet / 1000
-            ),
-            _ => "waiting for an offer".to_string(),
+            )
+        } else {
+            self.nms
+                .why_pending(task_id)
+                .unwrap_or("waiting for an offer")
+                .to_string()
+        };
+        match &self.quota_note {
+            Some(note) => format!("{why}; {note}"),
+            None if quiet >= NO_OFFER_MS => {
+                format!("{why}: every agent's resources are in use by other roles")
+            }
+            None => why,
         }
+    }
+
+    /// While NodeManagers wait, asks the master's `/roles` (every few
+    /// seconds) whether the role's quota limit is what stops them.
+    fn check_quota(&mut self, now: i64) {
+        let waiting: Vec<String> = self
+            .nms
+            .all()
+            .filter(|nm| nm.phase == Phase::Pending)
+            .map(|nm| nm.profile.clone())
+            .collect();
+        if waiting.is_empty() {
+            self.quota_note = None;
+            return;
+        }
+        if now - self.quota_asked_ms < NO_OFFER_MS / 2 {
+            return;
+        }
+        self.quota_asked_ms = now;
+        let Some(master) = self.scheduler.master() else {
+            return;
+        };
+        let role = self.config.role.clone();
+        let need: Option<(f64, f64)> = waiting
+            .iter()
+            .filter_map(|p| self.config.profiles.task_resources(p).ok())
+            .reduce(|a, b| if a.0 <= b.0 && a.1 <= b.1 { a } else { b });
+        let tx = self.inputs.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default();
+            let roles: Value = match http.get(format!("http://{master}/roles")).send().await {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => return,
+            };
+            let note = quota_note(&roles, &role, need);
+            let _ = tx.send(Input::QuotaNote(note)).await;
+        });
     }
 
     async fn event(&mut self, event: SchedulerEvent) {
@@ -873,6 +977,7 @@ impl Actor {
         }
         let cmds = self.fgs.tick(now);
         self.fgs_commands(cmds).await;
+        self.check_quota(now);
         // Kills that got lost are asked again.
         if self.ticks.is_multiple_of(20) {
             let killing: Vec<(String, Option<String>)> = self
@@ -1245,5 +1350,24 @@ impl Actor {
                 .decline(unused, Some(if pending { 1.0 } else { 5.0 }))
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quota_limit_that_leaves_no_room_is_named() {
+        let roles = json!({"roles": [
+            {"name": "yarn", "allocated": {"cpus": 2.2, "mem": 3072.0}, "offered": {},
+             "quota": {"limit": {"cpus": 4.0}}},
+            {"name": "other", "allocated": {}, "offered": {}}
+        ]});
+        let note = quota_note(&roles, "yarn", Some((2.2, 3072.0))).expect("reached");
+        assert!(note.contains("cpus: 2.2 used of the limit 4"), "{note}");
+        assert_eq!(quota_note(&roles, "yarn", Some((1.0, 512.0))), None);
+        assert_eq!(quota_note(&roles, "other", Some((2.2, 3072.0))), None);
+        assert_eq!(quota_note(&json!({}), "yarn", Some((2.2, 3072.0))), None);
     }
 }

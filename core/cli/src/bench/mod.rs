@@ -7,6 +7,7 @@ pub mod allocator;
 pub mod containers;
 pub mod failover;
 pub mod workloads;
+pub mod yarn;
 
 /// Which benchmark to run.
 #[derive(clap::Subcommand)]
@@ -22,6 +23,10 @@ pub enum BenchCommand {
     /// The workloads framework end to end: time to deploy N healthy
     /// instances, and the lateness of N jobs scheduled every minute.
     Workloads(workloads::Args),
+    /// The YARN bridge end to end: time from a flex up of N NodeManagers
+    /// to all RUNNING, and the autoscaler's reaction to pending demand
+    /// (YARN played by the tests' stand-ins).
+    Yarn(yarn::Args),
 }
 
 /// Runs a benchmark.
@@ -40,6 +45,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             .enable_all()
             .build()?
             .block_on(workloads::run(args)),
+        BenchCommand::Yarn(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(yarn::run(args)),
     }
 }
 
