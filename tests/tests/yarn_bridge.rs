@@ -665,3 +665,75 @@ async fn a_bridge_killed_with_sigkill_comes_back_without_a_duplicate() {
     }
     assert!(rm.hosts_in("LOST").await.is_empty());
 }
+
+/// Two bridges with `--zk`: one leads, the other redirects API calls to it;
+/// `kill -9` of the leader and the standby takes the NodeManagers over from
+/// ZooKeeper, without a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_elect_a_leader_and_the_standby_takes_over() {
+    let c = cluster(3, 46000, "cpus:4;mem:8192;disk:1024").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zk = corral_master::testing::ZooKeeperServer::start(dir.path(), 1).expect("zookeeper");
+    let rm = RmStandin::start(dir.path(), &[]).await;
+    let flag = format!("--zk=zk://{}/corral/yarn", zk.connect);
+    let mut a = Bridge::start(&c.master, &rm, dir.path(), std::slice::from_ref(&flag)).await;
+    let b = Bridge::spawn(&c.master, &rm, dir.path(), std::slice::from_ref(&flag));
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    assert!(
+        wait_for(TIMEOUT, || async {
+            no_redirects
+                .get(format!("{}/api/state", b.url))
+                .send()
+                .await
+                .is_ok_and(|r| {
+                    r.status() == 307
+                        && r.headers()
+                            .get("location")
+                            .and_then(|l| l.to_str().ok())
+                            .is_some_and(|l| l == format!("{}/api/state", a.url))
+                })
+        })
+        .await,
+        "the standby redirects to the leader\n{}",
+        b.log_text()
+    );
+    let (status, _) = a.flexup(json!({"instances": 2, "profile": "small"})).await;
+    assert_eq!(status, 202);
+    assert!(
+        wait_for(LONG, || async { a.tasks("activeTasks").await.len() == 2 }).await,
+        "{}",
+        a.log_text()
+    );
+    let before = a.tasks("activeTasks").await;
+
+    a.child.start_kill().expect("kill -9 the leader");
+    let _ = a.child.wait().await;
+    assert!(
+        wait_for(LONG, || async {
+            b.get("/api/nodemanagers").await.1["subscribed"] == true
+        })
+        .await,
+        "the standby takes over\n{}",
+        b.log_text()
+    );
+    assert!(
+        wait_for(LONG, || async { b.tasks("activeTasks").await == before }).await,
+        "{}\n{}",
+        b.state().await,
+        b.log_text()
+    );
+    let (status, _) = b.flexup(json!({"instances": 1, "profile": "small"})).await;
+    assert_eq!(status, 202);
+    assert!(
+        wait_for(LONG, || async {
+            b.tasks("activeTasks").await.len() == 3 && rm.hosts_in("RUNNING").await.len() == 3
+        })
+        .await,
+        "{}",
+        b.log_text()
+    );
+    assert_eq!(running_tasks(&c, "nm.").await.len(), 3, "no duplicate");
+}
