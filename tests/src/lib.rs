@@ -166,6 +166,22 @@ where
     }
 }
 
+/// Whether a GET of `url` answers `307` to a location starting with
+/// `location` (a standby redirecting to its leader).
+pub async fn redirects_to(url: &str, location: &str) -> bool {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    client.get(url).send().await.is_ok_and(|r| {
+        r.status() == 307
+            && r.headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .is_some_and(|l| l.starts_with(location))
+    })
+}
+
 /// A loopback port nobody in this process was given before and that was
 /// free a moment ago.
 /// Every file below `dir`, recursively (nothing when it does not exist).

@@ -310,24 +310,8 @@ async fn two_instances_elect_a_leader_and_the_standby_takes_over() {
         &c.dir().join("wl-b.log"),
     );
     // The standby redirects to the leader.
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let redirected = wait_for(TIMEOUT, || async {
-        no_redirects
-            .get(format!("{}/api/requests", b.url))
-            .send()
-            .await
-            .is_ok_and(|r| {
-                r.status() == 307
-                    && r.headers()
-                        .get("location")
-                        .and_then(|l| l.to_str().ok())
-                        .is_some_and(|l| l.starts_with(&a.url))
-            })
-    })
-    .await;
+    let standby = format!("{}/api/requests", b.url);
+    let redirected = wait_for(TIMEOUT, || corral_tests::redirects_to(&standby, &a.url)).await;
     assert!(redirected, "the standby redirects to the leader");
     // A request made through the standby lands on the leader.
     let (status, body) = b

@@ -678,25 +678,12 @@ async fn two_bridges_elect_a_leader_and_the_standby_takes_over() {
     let flag = format!("--zk=zk://{}/corral/yarn", zk.connect);
     let mut a = Bridge::start(&c.master, &rm, dir.path(), std::slice::from_ref(&flag)).await;
     let b = Bridge::spawn(&c.master, &rm, dir.path(), std::slice::from_ref(&flag));
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let (standby, leader) = (
+        format!("{}/api/state", b.url),
+        format!("{}/api/state", a.url),
+    );
     assert!(
-        wait_for(TIMEOUT, || async {
-            no_redirects
-                .get(format!("{}/api/state", b.url))
-                .send()
-                .await
-                .is_ok_and(|r| {
-                    r.status() == 307
-                        && r.headers()
-                            .get("location")
-                            .and_then(|l| l.to_str().ok())
-                            .is_some_and(|l| l == format!("{}/api/state", a.url))
-                })
-        })
-        .await,
+        wait_for(TIMEOUT, || corral_tests::redirects_to(&standby, &leader)).await,
         "the standby redirects to the leader\n{}",
         b.log_text()
     );

@@ -479,18 +479,37 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<Value> {
-    let url = format!("{}{path}", client.api.trim_end_matches('/'));
+    call_api(
+        http,
+        &client.api,
+        "the workloads framework (is `corral workloads serve` running? set --api or CORRAL_WORKLOADS)",
+        method,
+        path,
+        body,
+    )
+    .await
+}
+
+/// Calls a framework's API at `base`: the answer's JSON (or its text), or
+/// an error with the status and message; `what` says what to check when it
+/// cannot be reached.
+pub(crate) async fn call_api(
+    http: &reqwest::Client,
+    base: &str,
+    what: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value> {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
     let mut request = http.request(method, &url);
     if let Some(b) = body {
         request = request.json(&b);
     }
-    let response = request.send().await.with_context(|| {
-        format!(
-            "cannot reach the workloads framework at {} (is `corral workloads serve` running? \
-             set --api or CORRAL_WORKLOADS)",
-            client.api
-        )
-    })?;
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {what} at {base}"))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     if !status.is_success() {

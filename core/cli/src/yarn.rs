@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::workloads::{print_json, print_table, text};
+use crate::workloads::{call_api, print_json, print_table, text};
 
 /// `corral yarn-bridge`.
 #[derive(clap::Args)]
@@ -304,23 +304,15 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<Value> {
-    let url = format!("{}{path}", client.api.trim_end_matches('/'));
-    let mut request = http.request(method, &url);
-    if let Some(b) = body {
-        request = request.json(&b);
-    }
-    let response = request.send().await.with_context(|| {
-        format!(
-            "cannot reach the yarn bridge at {} (is `corral yarn-bridge` running? set --api or CORRAL_YARN_BRIDGE)",
-            client.api
-        )
-    })?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("{status}: {}", text.trim());
-    }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    call_api(
+        http,
+        &client.api,
+        "the yarn bridge (is `corral yarn-bridge` running? set --api or CORRAL_YARN_BRIDGE)",
+        method,
+        path,
+        body,
+    )
+    .await
 }
 
 fn num(v: &Value) -> String {

@@ -18,10 +18,14 @@
 //!   `corral-api`, ports from ranges, placement constraints.
 //! * [`gate`]: a framework's REST API answered by the elected leader only;
 //!   standbys redirect to it.
+//! * [`shell`]: what every framework's shell does alike — the store and
+//!   the election opened from `--zk`/`--state_dir`, events and ticks fed to
+//!   its actor, API refusals with a status and a message.
 
 pub mod detector;
 pub mod gate;
 pub mod leader;
 pub mod offers;
 pub mod scheduler;
+pub mod shell;
 pub mod store;

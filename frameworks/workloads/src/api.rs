@@ -7,7 +7,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{header, StatusCode};
+
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -23,18 +23,6 @@ use crate::server::{ApiError, Input, Reply};
 pub const MAX_BODY: usize = 1 << 20;
 
 type Inputs = mpsc::Sender<Input>;
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        (
-            status,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{}\n", self.message),
-        )
-            .into_response()
-    }
-}
 
 async fn ask(inputs: &Inputs, make: impl FnOnce(Reply<serde_json::Value>) -> Input) -> Response {
     let (tx, rx) = oneshot::channel();

@@ -18,11 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_api::v1;
-use corral_sdk::leader::{Election, Instance};
+use corral_sdk::leader::Election;
 use corral_sdk::offers::{ports_of, take, Need};
-use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerConfig, SchedulerEvent};
-use corral_sdk::store::{LocalStore, MemoryStore, StateStore, ZkStore};
-use corral_zk::{Session, ZkUrl};
+use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerEvent};
+use corral_sdk::store::StateStore;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -82,15 +81,9 @@ pub struct LoadBalancer {
 /// Why the framework could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The store could not be opened.
-    #[error("state store: {0}")]
-    Store(#[from] corral_sdk::store::StoreError),
-    /// The scheduler driver could not start.
-    #[error("scheduler: {0}")]
-    Scheduler(#[from] corral_sdk::scheduler::StartError),
-    /// ZooKeeper could not be used.
-    #[error("zookeeper: {0}")]
-    ZooKeeper(String),
+    /// The store, the election or the scheduler driver could not start.
+    #[error(transparent)]
+    Start(#[from] corral_sdk::shell::ShellError),
     /// This instance's ZooKeeper session expired: another may lead now.
     #[error("lost leadership (the ZooKeeper session expired); exiting so that a supervisor restarts this instance")]
     LostLeadership,
@@ -132,38 +125,7 @@ pub(crate) struct Record {
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
 /// A refusal of the API: status and message.
-#[derive(Debug, Clone)]
-pub(crate) struct ApiError {
-    pub status: u16,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn bad(message: impl Into<String>) -> Self {
-        Self {
-            status: 400,
-            message: message.into(),
-        }
-    }
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            status: 404,
-            message: message.into(),
-        }
-    }
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self {
-            status: 409,
-            message: message.into(),
-        }
-    }
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self {
-            status: 503,
-            message: message.into(),
-        }
-    }
-}
+pub(crate) use corral_sdk::shell::ApiError;
 
 /// The actor's inputs.
 pub(crate) enum Input {
@@ -234,30 +196,13 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             addr: config.listen,
             source,
         })?;
-    let (store, election): (Arc<dyn StateStore>, Option<Election>) = match &config.zk {
-        Some(zk) => {
-            let url = ZkUrl::parse(zk).map_err(|e| ServerError::ZooKeeper(e.to_string()))?;
-            let session = Session::connect(&url.servers, SESSION, SESSION)
-                .await
-                .map_err(|e| {
-                    ServerError::ZooKeeper(format!("cannot reach {}: {e:?}", url.servers))
-                })?;
-            let store = ZkStore::open(Arc::new(session), &format!("{}/state", url.path)).await?;
-            let me = Instance::new(config.listen.ip().to_string(), config.listen.port());
-            let election = Election::enter(
-                &format!("zk://{}{}/leader", url.servers, url.path),
-                &me,
-                SESSION,
-            )
-            .await
-            .map_err(|e| ServerError::ZooKeeper(e.to_string()))?;
-            (Arc::new(store), Some(election))
-        }
-        None => match &config.state_dir {
-            Some(dir) => (Arc::new(LocalStore::open(dir)?), None),
-            None => (Arc::new(MemoryStore::new()), None),
-        },
-    };
+    let (store, election) = corral_sdk::shell::open_state(
+        config.zk.as_deref(),
+        config.state_dir.as_deref(),
+        config.listen,
+        SESSION,
+    )
+    .await?;
     let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
     // The API answers at once: a standby redirects to the leader.
     let gate = corral_sdk::gate::Gate::new(election.as_ref().map(Election::leader));
@@ -276,25 +221,15 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         }
     });
     tracing::info!(listen = %config.listen, master = %config.master, ha = config.zk.is_some(), "workloads framework serving");
-    if let Some(e) = &election {
-        tracing::info!("waiting to lead");
-        e.lead()
-            .await
-            .map_err(|e| ServerError::ZooKeeper(e.to_string()))?;
-    }
     let mut info = framework_info(
         &config.name,
         &[config.role.as_str()],
         config.principal.as_deref(),
     );
     info.webui_url = Some(format!("http://{}/api/state", config.listen));
-    if let Some(id) = store.get("framework/id").await? {
-        info.id = Some(v1::FrameworkId {
-            value: String::from_utf8_lossy(&id.value).into_owned(),
-        });
-    }
-    let (scheduler, mut events) =
-        Scheduler::start(SchedulerConfig::new(config.master.clone(), info))?;
+    let (scheduler, events) =
+        corral_sdk::shell::lead_and_start(election.as_ref(), store.as_ref(), &config.master, info)
+            .await?;
     cluster.set(scheduler.clone());
     let backends = match &config.load_balancer {
         Some(lb) => Some(start_load_balancer(lb).await?),
@@ -324,24 +259,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     };
     actor.load().await;
     gate.set_leading();
-    let events_tx = tx.clone();
-    tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
-            if events_tx.send(Input::Event(e)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let tick_tx = tx.clone();
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(TICK);
-        loop {
-            interval.tick().await;
-            if tick_tx.send(Input::Tick).await.is_err() {
-                return;
-            }
-        }
-    });
+    corral_sdk::shell::forward_events(events, tx.clone(), Input::Event);
+    corral_sdk::shell::tick_every(tx.clone(), TICK, || Input::Tick);
     // Besides the periodic tick, a tick exactly when the next job is due.
     let (due_tx, mut due_rx) = tokio::sync::watch::channel::<Option<Timestamp>>(None);
     let due_tick = tx.clone();
@@ -376,12 +295,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     });
     drop(tx);
     loop {
-        let lost = async {
-            match &election {
-                Some(e) => e.lost().await,
-                None => std::future::pending().await,
-            }
-        };
+        let lost = corral_sdk::shell::leadership_lost(&election);
         tokio::select! {
             input = rx.recv() => match input {
                 Some(input) => {
@@ -1195,22 +1109,16 @@ impl Actor {
                 ..
             } => {
                 self.subscribed = true;
-                if let Err(e) = self
-                    .store
-                    .set("framework/id", framework_id.into_bytes())
-                    .await
-                {
-                    tracing::error!(error = %e, "cannot store the framework id");
-                }
-                // Ask for every task the master knows of: unknown ones are
-                // killed, known ones updated; and explicitly for the tasks
-                // taken over from the store (the master answers LOST or
-                // GONE for those it does not know, and they are replaced).
-                let _ = self.scheduler.reconcile(vec![]).await;
+                // Unknown tasks are killed, known ones updated; adopted ones
+                // the master does not know are replaced.
                 let adopted = std::mem::take(&mut self.adopted);
-                if !adopted.is_empty() {
-                    let _ = self.scheduler.reconcile(adopted).await;
-                }
+                corral_sdk::shell::on_subscribed(
+                    self.store.as_ref(),
+                    &self.scheduler,
+                    framework_id,
+                    adopted,
+                )
+                .await;
                 if resubscribed {
                     tracing::info!("re-subscribed; reconciling");
                 }

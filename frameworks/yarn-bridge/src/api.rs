@@ -17,7 +17,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
@@ -32,18 +32,6 @@ use crate::server::{ApiError, Config, Input, Reply};
 pub const MAX_BODY: usize = 64 << 10;
 
 type Inputs = mpsc::Sender<Input>;
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        (
-            status,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{}\n", self.message),
-        )
-            .into_response()
-    }
-}
 
 async fn ask(inputs: &Inputs, make: impl FnOnce(Reply<Value>) -> Input) -> Result<Value, ApiError> {
     let (tx, rx) = oneshot::channel();

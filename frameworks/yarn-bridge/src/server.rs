@@ -20,10 +20,9 @@ use std::time::Duration;
 
 use corral_api::v1;
 use corral_sdk::gate::Gate;
-use corral_sdk::leader::{Election, Instance};
-use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerConfig, SchedulerEvent};
-use corral_sdk::store::{LocalStore, MemoryStore, StateStore, ZkStore};
-use corral_zk::{Session, ZkUrl};
+use corral_sdk::leader::Election;
+use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerEvent};
+use corral_sdk::store::StateStore;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -88,15 +87,9 @@ pub struct Config {
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The store could not be opened.
-    #[error("state store: {0}")]
-    Store(#[from] corral_sdk::store::StoreError),
-    /// The scheduler driver could not start.
-    #[error("scheduler: {0}")]
-    Scheduler(#[from] corral_sdk::scheduler::StartError),
-    /// ZooKeeper could not be used.
-    #[error("zookeeper: {0}")]
-    ZooKeeper(String),
+    /// The store, the election or the scheduler driver could not start.
+    #[error(transparent)]
+    Start(#[from] corral_sdk::shell::ShellError),
     /// This instance's ZooKeeper session expired: another may lead now.
     #[error("lost leadership (the ZooKeeper session expired); exiting so that a supervisor restarts this instance")]
     LostLeadership,
@@ -111,26 +104,7 @@ pub enum ServerError {
 }
 
 /// A refusal of the API: status and message.
-#[derive(Debug, Clone)]
-pub(crate) struct ApiError {
-    pub status: u16,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn bad(message: impl Into<String>) -> Self {
-        Self {
-            status: 400,
-            message: message.into(),
-        }
-    }
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self {
-            status: 503,
-            message: message.into(),
-        }
-    }
-}
+pub(crate) use corral_sdk::shell::ApiError;
 
 /// An API call answered by the actor.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
@@ -265,30 +239,13 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             addr: config.listen,
             source,
         })?;
-    let (store, election): (Arc<dyn StateStore>, Option<Election>) = match &config.zk {
-        Some(zk) => {
-            let url = ZkUrl::parse(zk).map_err(|e| ServerError::ZooKeeper(e.to_string()))?;
-            let session = Session::connect(&url.servers, SESSION, SESSION)
-                .await
-                .map_err(|e| {
-                    ServerError::ZooKeeper(format!("cannot reach {}: {e:?}", url.servers))
-                })?;
-            let store = ZkStore::open(Arc::new(session), &format!("{}/state", url.path)).await?;
-            let me = Instance::new(config.listen.ip().to_string(), config.listen.port());
-            let election = Election::enter(
-                &format!("zk://{}{}/leader", url.servers, url.path),
-                &me,
-                SESSION,
-            )
-            .await
-            .map_err(|e| ServerError::ZooKeeper(e.to_string()))?;
-            (Arc::new(store), Some(election))
-        }
-        None => match &config.state_dir {
-            Some(dir) => (Arc::new(LocalStore::open(dir)?), None),
-            None => (Arc::new(MemoryStore::new()), None),
-        },
-    };
+    let (store, election) = corral_sdk::shell::open_state(
+        config.zk.as_deref(),
+        config.state_dir.as_deref(),
+        config.listen,
+        SESSION,
+    )
+    .await?;
     let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
     let gate = Gate::new(election.as_ref().map(Election::leader));
     let rm = ResourceManager::new(&config.rm, config.admin.clone());
@@ -313,25 +270,15 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         }
     });
     tracing::info!(listen = %config.listen, master = %config.master, rm = %config.rm, role = %config.role, ha = config.zk.is_some(), "yarn bridge serving");
-    if let Some(e) = &election {
-        tracing::info!("waiting to lead");
-        e.lead()
-            .await
-            .map_err(|e| ServerError::ZooKeeper(e.to_string()))?;
-    }
     let mut info = framework_info(
         &config.name,
         &[config.role.as_str()],
         config.principal.as_deref(),
     );
     info.webui_url = Some(format!("http://{}/api/state", config.listen));
-    if let Some(id) = store.get("framework/id").await? {
-        info.id = Some(v1::FrameworkId {
-            value: String::from_utf8_lossy(&id.value).into_owned(),
-        });
-    }
-    let (scheduler, mut events) =
-        Scheduler::start(SchedulerConfig::new(config.master.clone(), info))?;
+    let (scheduler, events) =
+        corral_sdk::shell::lead_and_start(election.as_ref(), store.as_ref(), &config.master, info)
+            .await?;
     let (exclude_tx, exclude_rx) = watch::channel(BTreeSet::new());
     let (capacity_tx, capacity_rx) = mpsc::channel(INPUTS);
     let (fgs_targets, fgs_rx) = watch::channel(BTreeMap::new());
@@ -369,32 +316,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     };
     actor.load().await;
     gate.set_leading();
-    let events_tx = tx.clone();
-    tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
-            if events_tx.send(Input::Event(e)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let tick_tx = tx.clone();
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(TICK);
-        loop {
-            interval.tick().await;
-            if tick_tx.send(Input::Tick).await.is_err() {
-                return;
-            }
-        }
-    });
+    corral_sdk::shell::forward_events(events, tx.clone(), Input::Event);
+    corral_sdk::shell::tick_every(tx.clone(), TICK, || Input::Tick);
     drop(tx);
     loop {
-        let lost = async {
-            match &election {
-                Some(e) => e.lost().await,
-                None => std::future::pending().await,
-            }
-        };
+        let lost = corral_sdk::shell::leadership_lost(&election);
         tokio::select! {
             input = rx.recv() => match input {
                 Some(input) => {
@@ -874,22 +800,14 @@ impl Actor {
                 ..
             } => {
                 self.subscribed = true;
-                if let Err(e) = self
-                    .store
-                    .set("framework/id", framework_id.into_bytes())
-                    .await
-                {
-                    tracing::error!(error = %e, "cannot store the framework id");
-                }
-                let _ = self.scheduler.reconcile(vec![]).await;
                 let adopted = std::mem::take(&mut self.adopted);
-                if !adopted.is_empty() {
-                    tracing::info!(
-                        tasks = adopted.len(),
-                        "reconciling the nodemanagers taken over"
-                    );
-                    let _ = self.scheduler.reconcile(adopted).await;
-                }
+                corral_sdk::shell::on_subscribed(
+                    self.store.as_ref(),
+                    &self.scheduler,
+                    framework_id,
+                    adopted,
+                )
+                .await;
                 if resubscribed {
                     tracing::info!("re-subscribed; reconciling");
                 }

@@ -52,6 +52,29 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     }
 }
 
+/// Polls `done` every 50 ms until it holds (returning how long that took)
+/// or `timeout` passes (an error naming `what`).
+pub(crate) async fn wait_until<F, Fut>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut done: F,
+) -> Result<std::time::Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if done().await {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!("{what}: not done within {timeout:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Peak resident set size of this process in bytes (VmHWM).
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")

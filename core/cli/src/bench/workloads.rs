@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::containers::{spawn, spawn_master, Daemon};
+use super::wait_until;
 
 /// Options of `corral bench workloads`.
 #[derive(clap::Args)]
@@ -90,23 +91,6 @@ fn quantile(v: &[f64], q: f64) -> f64 {
     }
     let i = ((v.len() as f64 - 1.0) * q).round() as usize;
     v[i.min(v.len() - 1)]
-}
-
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut done: F) -> Result<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if done().await {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            bail!("{what}: not done within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 pub async fn run(args: Args) -> Result<()> {

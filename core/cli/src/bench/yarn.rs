@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::containers::{spawn, spawn_master, Daemon};
+use super::wait_until;
 
 /// Options of `corral bench yarn`.
 #[derive(clap::Args)]
@@ -52,23 +53,6 @@ async fn get(http: &reqwest::Client, url: &str) -> Value {
     match http.get(url).send().await {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,
-    }
-}
-
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut done: F) -> Result<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if done().await {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            bail!("{what}: not done within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
