@@ -9,7 +9,12 @@
 //!   validated as Spark's own server validates them;
 //! * [`queue`] — the dispatcher's submissions: a bounded queue with
 //!   priorities per role, driver states, supervision with backoff, and the
-//!   retained history of finished drivers.
+//!   retained history of finished drivers;
+//! * [`plan`] — what an application takes: its driver task and a Spark
+//!   standalone cluster of its own (a master and one worker per executor)
+//!   sized from its properties; the dispatcher's driver defaults; placement
+//!   constraints on agent attributes.
 
+pub mod plan;
 pub mod protocol;
 pub mod queue;
