@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 const LONG: Duration = Duration::from_secs(60);
 
 /// `n` agents named `yarn-node-<i>`, each with its own port range from
-/// `first_port`.
+/// `first_port` (below the kernel's ephemeral range, 32768 and up, so no
+/// port another process of the suite was given can clash with a
+/// NodeManager's).
 async fn cluster(n: usize, first_port: u32, resources: &str) -> Cluster {
     Cluster::start(ClusterOptions {
         agents: n,
@@ -54,7 +56,7 @@ fn resources_of(task: &Value, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flex_up_on_three_agents_with_constraints_and_a_graceful_flex_down() {
-    let c = cluster(3, 41000, "cpus:8;mem:16384;disk:1024").await;
+    let c = cluster(3, 21000, "cpus:8;mem:16384;disk:1024").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let rm = RmStandin::start(dir.path(), &[]).await;
     let b = Bridge::start(
@@ -295,7 +297,7 @@ async fn flex_up_on_three_agents_with_constraints_and_a_graceful_flex_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autoscaling_follows_the_resourcemanagers_demand() {
-    let c = cluster(2, 42000, "cpus:4;mem:8192;disk:1024").await;
+    let c = cluster(2, 22000, "cpus:4;mem:8192;disk:1024").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let rm = RmStandin::start(dir.path(), &[]).await;
     // Hadoop as a tarball the agents fetch (the stand-in `yarn` packed as
@@ -457,13 +459,13 @@ async fn autoscaling_follows_the_resourcemanagers_demand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fine_grained_capacity_follows_offers_with_container_placeholders() {
     // Hadoop 3.3 and later: capacity through the RM's REST endpoint.
-    fine_grained(43000, &[], "rest").await;
+    fine_grained(23000, &[], "rest").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fine_grained_capacity_through_rmadmin_on_an_older_resourcemanager() {
     // An RM before Hadoop 3.3: capacity goes through `yarn rmadmin`.
-    fine_grained(45000, &["--no-node-resource-rest"], "rmadmin").await;
+    fine_grained(25000, &["--no-node-resource-rest"], "rmadmin").await;
 }
 
 async fn fine_grained(first_port: u32, rm_flags: &[&str], via: &str) {
@@ -559,7 +561,7 @@ async fn fine_grained(first_port: u32, rm_flags: &[&str], via: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_killed_with_sigkill_comes_back_without_a_duplicate() {
-    let c = cluster(3, 44000, "cpus:4;mem:8192;disk:1024").await;
+    let c = cluster(3, 24000, "cpus:4;mem:8192;disk:1024").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let rm = RmStandin::start(dir.path(), &[]).await;
     let mut b = Bridge::start(&c.master, &rm, dir.path(), &[]).await;
@@ -671,7 +673,7 @@ async fn a_bridge_killed_with_sigkill_comes_back_without_a_duplicate() {
 /// ZooKeeper, without a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_bridges_elect_a_leader_and_the_standby_takes_over() {
-    let c = cluster(3, 46000, "cpus:4;mem:8192;disk:1024").await;
+    let c = cluster(3, 26000, "cpus:4;mem:8192;disk:1024").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let zk = corral_master::testing::ZooKeeperServer::start(dir.path(), 1).expect("zookeeper");
     let rm = RmStandin::start(dir.path(), &[]).await;

@@ -189,7 +189,26 @@ pub struct NodeManagers {
     /// How long YARN has to drain a node being flexed down.
     decommission_timeout_secs: u64,
     why_pending: BTreeMap<String, String>,
+    /// NodeManagers whose task failed: failures in a row, the earliest
+    /// relaunch (ms), and when the current attempt started running.
+    retries: BTreeMap<String, Retry>,
 }
+
+/// A NodeManager's relaunches after failures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Retry {
+    failures: u32,
+    not_before_ms: i64,
+    running_since_ms: Option<i64>,
+}
+
+/// The first relaunch delay of a failed NodeManager.
+pub const RELAUNCH_BACKOFF_START_MS: i64 = 1_000;
+/// The longest.
+pub const RELAUNCH_BACKOFF_MAX_MS: i64 = 60_000;
+/// A NodeManager that ran this long before failing starts its backoff
+/// over.
+pub const RELAUNCH_RESET_MS: i64 = 300_000;
 
 impl NodeManagers {
     /// None yet.
@@ -200,6 +219,7 @@ impl NodeManagers {
             one_per_host,
             decommission_timeout_secs,
             why_pending: BTreeMap::new(),
+            retries: BTreeMap::new(),
         }
     }
 
@@ -308,6 +328,7 @@ impl NodeManagers {
         for id in &pending {
             self.nms.remove(id);
             self.why_pending.remove(id);
+            self.retries.remove(id);
         }
         running.sort();
         for (_, id) in running.into_iter().take(wanted - pending.len()) {
@@ -374,10 +395,12 @@ impl NodeManagers {
         out
     }
 
-    /// A NodeManager task's state: running makes it active; a task that
-    /// ends while being flexed down is gone; one that ends otherwise waits
-    /// for an offer again.
-    pub fn update(&mut self, task_id: &str, state: v1::TaskState) {
+    /// A NodeManager task's state at `now_ms`: running makes it active; a
+    /// task that ends while being flexed down is gone; one that ends
+    /// otherwise waits for an offer again, relaunched no sooner than a
+    /// backoff of 1 s doubling to 60 s after failures in a row (so a
+    /// NodeManager YARN keeps refusing does not crash-loop).
+    pub fn update(&mut self, task_id: &str, state: v1::TaskState, now_ms: i64) {
         use v1::TaskState as S;
         let Some(nm) = self.nms.get_mut(task_id) else {
             return;
@@ -387,17 +410,42 @@ impl NodeManagers {
             S::TaskRunning => {
                 if nm.phase == Phase::Staging || nm.phase == Phase::Pending {
                     nm.phase = Phase::Active;
+                    self.retries
+                        .entry(task_id.to_string())
+                        .or_default()
+                        .running_since_ms = Some(now_ms);
                 }
             }
             S::TaskKilling => {}
             _ => {
                 if matches!(nm.phase, Phase::Killing | Phase::Decommissioning { .. }) {
                     self.nms.remove(task_id);
+                    self.retries.remove(task_id);
                 } else {
                     nm.phase = Phase::Pending;
                     nm.agent_id = None;
                     nm.hostname = None;
                     nm.ports = None;
+                    let r = self.retries.entry(task_id.to_string()).or_default();
+                    if r.running_since_ms
+                        .is_some_and(|t| now_ms - t >= RELAUNCH_RESET_MS)
+                    {
+                        r.failures = 0;
+                    }
+                    r.failures += 1;
+                    r.running_since_ms = None;
+                    let delay = (RELAUNCH_BACKOFF_START_MS << (r.failures - 1).min(16))
+                        .min(RELAUNCH_BACKOFF_MAX_MS);
+                    r.not_before_ms = now_ms + delay;
+                    self.why_pending.insert(
+                        task_id.to_string(),
+                        format!(
+                            "its task ended ({}) {} time(s) in a row; relaunched after a {} s backoff",
+                            state.as_str_name(),
+                            r.failures,
+                            delay / 1000
+                        ),
+                    );
                 }
             }
         }
@@ -412,7 +460,7 @@ impl NodeManagers {
     /// Places pending NodeManagers on `offers`: the profile's resources plus
     /// the NodeManager's overhead and four ports, where the constraints
     /// match, one per host unless configured otherwise.
-    pub fn offers(&mut self, offers: &[v1::Offer]) -> Vec<Command> {
+    pub fn offers(&mut self, offers: &[v1::Offer], now_ms: i64) -> Vec<Command> {
         let mut out = Vec::new();
         let mut hosts: BTreeSet<String> = self
             .nms
@@ -437,6 +485,11 @@ impl NodeManagers {
             .nms
             .values()
             .filter(|nm| nm.phase == Phase::Pending)
+            .filter(|nm| {
+                self.retries
+                    .get(&nm.task_id)
+                    .is_none_or(|r| r.not_before_ms <= now_ms)
+            })
             .map(|nm| nm.task_id.clone())
             .collect();
         for id in pending {
@@ -580,7 +633,10 @@ mod tests {
         );
         let ids = nms.flex_up(&up, &mut unique);
         assert_eq!(ids, ["nm.medium.u1", "nm.medium.u2", "nm.medium.u3"]);
-        let launches = nms.offers(&[offer(1, "host1"), offer(2, "host2"), offer(3, "host3")]);
+        let launches = nms.offers(
+            &[offer(1, "host1"), offer(2, "host2"), offer(3, "host3")],
+            0,
+        );
         assert_eq!(launches.len(), 2, "host3 does not match; one per host");
         let Command::Launch {
             resources, ports, ..
@@ -614,9 +670,9 @@ mod tests {
             ),
             &mut unique,
         );
-        nms.offers(&[offer(1, "host1"), offer(2, "host2")]);
+        nms.offers(&[offer(1, "host1"), offer(2, "host2")], 0);
         for id in ["nm.small.u1", "nm.small.u2"] {
-            nms.update(id, v1::TaskState::TaskRunning);
+            nms.update(id, v1::TaskState::TaskRunning, 0);
         }
         assert_eq!(nms.state().active_tasks.len(), 2);
         let too_many = flex(serde_json::json!({"instances": 4}), false);
@@ -649,7 +705,7 @@ mod tests {
         assert!(nms.node_state("host2", "DECOMMISSIONING").is_empty());
         let kills = nms.node_state("host2", "DECOMMISSIONED");
         assert!(matches!(&kills[..], [Command::Kill { task_id, .. }] if task_id == "nm.small.u2"));
-        nms.update("nm.small.u2", v1::TaskState::TaskKilled);
+        nms.update("nm.small.u2", v1::TaskState::TaskKilled, 0);
         assert_eq!(nms.state().active_tasks, ["nm.small.u1"]);
         assert!(nms.state().killable_tasks.is_empty());
     }
@@ -662,9 +718,9 @@ mod tests {
             &flex(serde_json::json!({"instances": 2, "profile": "zero"}), true),
             &mut unique,
         );
-        nms.offers(&[offer(1, "host1"), offer(2, "host2")]);
-        nms.update("nm.zero.u1", v1::TaskState::TaskRunning);
-        nms.update("nm.zero.u2", v1::TaskState::TaskRunning);
+        nms.offers(&[offer(1, "host1"), offer(2, "host2")], 0);
+        nms.update("nm.zero.u1", v1::TaskState::TaskRunning, 0);
+        nms.update("nm.zero.u2", v1::TaskState::TaskRunning, 0);
         nms.flex_down(
             &flex(serde_json::json!({"instances": 1}), false),
             &BTreeMap::new(),
@@ -673,10 +729,25 @@ mod tests {
         .expect("flex down");
         assert!(nms.tick(14_000).is_empty());
         assert_eq!(nms.tick(15_000).len(), 1);
-        // The other one fails: it waits for an offer again, and is placed.
-        nms.update("nm.zero.u2", v1::TaskState::TaskFailed);
+        // The other one fails: it waits for an offer again, and is placed
+        // after its backoff, which doubles while it keeps failing.
+        nms.update("nm.zero.u2", v1::TaskState::TaskFailed, 20_000);
         assert_eq!(nms.state().pending_tasks, ["nm.zero.u2"]);
-        let relaunch = nms.offers(&[offer(3, "host3")]);
-        assert_eq!(relaunch.len(), 1);
+        assert!(nms.offers(&[offer(3, "host3")], 20_500).is_empty());
+        assert!(nms
+            .why_pending("nm.zero.u2")
+            .is_some_and(|w| w.contains("1 time(s) in a row")));
+        assert_eq!(nms.offers(&[offer(3, "host3")], 21_000).len(), 1);
+        nms.update("nm.zero.u2", v1::TaskState::TaskRunning, 22_000);
+        nms.update("nm.zero.u2", v1::TaskState::TaskFailed, 23_000);
+        assert!(
+            nms.offers(&[offer(3, "host3")], 24_500).is_empty(),
+            "2 s now"
+        );
+        assert_eq!(nms.offers(&[offer(3, "host3")], 25_000).len(), 1);
+        // One that ran five minutes starts over at 1 s.
+        nms.update("nm.zero.u2", v1::TaskState::TaskRunning, 26_000);
+        nms.update("nm.zero.u2", v1::TaskState::TaskFailed, 326_000);
+        assert_eq!(nms.offers(&[offer(3, "host3")], 327_000).len(), 1);
     }
 }

@@ -852,7 +852,7 @@ impl Actor {
                 // says it is gone.
                 tracing::warn!(task_id = %task_id, "nodemanager unreachable; waiting");
             } else {
-                self.nms.update(&task_id, state);
+                self.nms.update(&task_id, state, now_ms());
                 if terminal {
                     tracing::info!(task_id = %task_id, phase = nm.phase.name(), "nodemanager ended");
                     if let Some(h) = &nm.hostname {
@@ -1243,7 +1243,7 @@ impl Actor {
             rest.push(offer);
         }
         self.fgs_commands(fgs_cmds).await;
-        let cmds = self.nms.offers(&rest);
+        let cmds = self.nms.offers(&rest, now);
         let used: BTreeSet<String> = cmds
             .iter()
             .filter_map(|c| match c {
