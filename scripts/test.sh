@@ -21,6 +21,10 @@ scripts/zookeeper.sh install
 step "installing HAProxy 2.6 and curl (Debian packages; the workloads framework runs HAProxy itself in its tests)"
 scripts/haproxy.sh install
 
+step "installing Spark 4.3 (the distribution inside pyspark, into the test venv) for the Spark dispatcher's protocol tests"
+CORRAL_SPARK_HOME="$(scripts/spark-env.sh | tail -n 1)"
+export CORRAL_SPARK_HOME
+
 step "building the local Docker test image (idempotent)"
 CORRAL_TEST_IMAGE="$(scripts/docker-test-image.sh | tail -n 1)"
 export CORRAL_TEST_IMAGE

@@ -13,8 +13,15 @@
 //! * [`plan`] — what an application takes: its driver task and a Spark
 //!   standalone cluster of its own (a master and one worker per executor)
 //!   sized from its properties; the dispatcher's driver defaults; placement
-//!   constraints on agent attributes.
+//!   constraints on agent attributes;
+//! * [`calls`] — each REST call answered from the dispatcher's state as
+//!   Spark's server would answer it;
+//! * [`api`] — the submission server over HTTP, which unmodified
+//!   `spark-submit` talks to (checked in `tests/spark_submit.rs` with the
+//!   `spark-submit` of pyspark 4.3).
 
+pub mod api;
+pub mod calls;
 pub mod plan;
 pub mod protocol;
 pub mod queue;

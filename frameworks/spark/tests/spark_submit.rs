@@ -1,0 +1,319 @@
+//! The submission server against the real `spark-submit` of pyspark 4.3
+//! (installed by `scripts/spark-env.sh`, which `scripts/test.sh` runs):
+//! an unmodified client in cluster mode on a `spark://` master creates a
+//! submission, `--status` reports it, `--kill` kills it, and a full queue
+//! refuses. The dispatcher's state answers through its pure
+//! [`corral_spark::calls::answer`], as the framework's actor does.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use corral_spark::api::{router, ApiCall};
+use corral_spark::calls::{answer, Context};
+use corral_spark::queue::{Dispatcher, Limits};
+
+/// pyspark's directory (its `bin/spark-submit`): `CORRAL_SPARK_HOME`, or
+/// found through the test venv's python.
+fn spark_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("CORRAL_SPARK_HOME") {
+        return PathBuf::from(home);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = std::env::var_os("CORRAL_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/pyenv/bin/python"));
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import os, pyspark; print(os.path.dirname(pyspark.__file__))",
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} cannot run ({e}); run scripts/spark-env.sh",
+                python.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "no pyspark in {}: run scripts/spark-env.sh ({})",
+        python.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn java_home() -> Option<String> {
+    std::env::var("JAVA_HOME").ok().or_else(|| {
+        [
+            "/usr/lib/jvm/java-17-openjdk-amd64",
+            "/usr/lib/jvm/java-17-openjdk-arm64",
+        ]
+        .iter()
+        .find(|p| std::path::Path::new(p).is_dir())
+        .map(|p| p.to_string())
+    })
+}
+
+/// A log4j2 configuration printing the client's INFO lines (where
+/// `RestSubmissionClient` reports the server's answers) to stderr.
+fn log_config() -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "corral-spark-log4j2-{}.properties",
+        std::process::id()
+    ));
+    let text = "rootLogger.level = info\n\
+                rootLogger.appenderRef.stderr.ref = console\n\
+                appender.console.type = Console\n\
+                appender.console.name = console\n\
+                appender.console.target = SYSTEM_ERR\n\
+                appender.console.layout.type = PatternLayout\n\
+                appender.console.layout.pattern = %p %c{1}: %m%n\n";
+    std::fs::write(&path, text).expect("log4j2 configuration");
+    path
+}
+
+/// Runs `spark-submit` with `args`; returns success and its output.
+fn spark_submit(args: &[&str]) -> (bool, String) {
+    let home = spark_home();
+    let mut cmd = Command::new(home.join("bin/spark-submit"));
+    cmd.args(args).env("SPARK_HOME", &home).env(
+        "SPARK_SUBMIT_OPTS",
+        format!("-Dlog4j2.configurationFile=file:{}", log_config().display()),
+    );
+    if let Some(j) = java_home() {
+        cmd.env("JAVA_HOME", j);
+    }
+    let out = cmd.output().expect("spark-submit runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Serves the protocol on a loopback port, answering from a dispatcher of
+/// `max_queued` drivers; returns the port.
+async fn serve(max_queued: usize) -> u16 {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ApiCall>(64);
+    let gate = corral_sdk::gate::Gate::new(None);
+    gate.set_leading();
+    let app = router(tx, gate, "4.3.0");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    tokio::spawn(async move {
+        let mut d = Dispatcher::new(Limits {
+            max_queued,
+            ..Limits::default()
+        });
+        let defaults = BTreeMap::new();
+        while let Some(c) = rx.recv().await {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let cx = Context {
+                server_version: "4.3.0",
+                default_role: "spark",
+                roles: &[],
+                defaults: &defaults,
+                now_ms,
+            };
+            let (reply, _) = answer(&mut d, c.call, &cx);
+            let _ = c.reply.send(reply);
+        }
+    });
+    port
+}
+
+fn submission_id(output: &str) -> Option<String> {
+    let at = output.find("driver-")?;
+    Some(
+        output[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmodified_spark_submit_creates_queries_and_kills() {
+    let port = serve(1).await;
+    let master = format!("spark://127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("corral-spark-submit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let jar = dir.join("pi.jar");
+    std::fs::write(&jar, b"not run here").expect("jar");
+    let jar_uri = format!("file://{}", jar.display());
+    let submit = |name: &'static str| {
+        let master = master.clone();
+        let jar_uri = jar_uri.clone();
+        tokio::task::spawn_blocking(move || {
+            spark_submit(&[
+                "--master",
+                &master,
+                "--deploy-mode",
+                "cluster",
+                "--conf",
+                "spark.master.rest.enabled=true",
+                "--conf",
+                "spark.standalone.submit.waitAppCompletion=false",
+                "--name",
+                name,
+                "--class",
+                "org.example.Pi",
+                &jar_uri,
+                "10",
+            ])
+        })
+    };
+    let (ok, out) = submit("pi").await.expect("join");
+    assert!(ok, "spark-submit failed:\n{out}");
+    assert!(
+        out.contains("Submission successfully created as driver-"),
+        "{out}"
+    );
+    let id = submission_id(&out).expect("a driver id");
+    assert!(
+        out.contains("SUBMITTED"),
+        "the client polled its state:\n{out}"
+    );
+
+    // --status.
+    let (master2, id2) = (master.clone(), id.clone());
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        spark_submit(&[
+            "--master",
+            &master2,
+            "--conf",
+            "spark.master.rest.enabled=true",
+            "--status",
+            &id2,
+        ])
+    })
+    .await
+    .expect("join");
+    // The client validates the answer and fails (exit 1, an exception) on
+    // one it cannot read; it logs a good one only at INFO, which
+    // spark-submit silences for --status and --kill.
+    assert!(ok && !out.contains("Exception"), "{out}");
+
+    // The queue holds one: a second submission is refused — success false
+    // with the reason (which spark-submit does not print; read directly).
+    let (_, out) = submit("second").await.expect("join");
+    assert!(!out.contains("Exception"), "{out}");
+    let http = reqwest::Client::new();
+    let create = serde_json::json!({
+        "action": "CreateSubmissionRequest", "appResource": jar_uri, "appArgs": [],
+        "clientSparkVersion": "4.3.0", "environmentVariables": {}, "mainClass": "org.example.Pi",
+        "sparkProperties": {"spark.app.name": "third"}});
+    let v: serde_json::Value = http
+        .post(format!("http://127.0.0.1:{port}/v1/submissions/create"))
+        .json(&create)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["success"], false, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("queue is full")),
+        "{v}"
+    );
+
+    // --kill, then the state is KILLED.
+    let (master2, id2) = (master.clone(), id.clone());
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        spark_submit(&[
+            "--master",
+            &master2,
+            "--conf",
+            "spark.master.rest.enabled=true",
+            "--kill",
+            &id2,
+        ])
+    })
+    .await
+    .expect("join");
+    assert!(ok && !out.contains("Exception"), "{out}");
+    let v: serde_json::Value = http
+        .get(format!(
+            "http://127.0.0.1:{port}/v1/submissions/status/{id}"
+        ))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["driverState"], "KILLED", "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_sparks_error_responses() {
+    let port = serve(10).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let post = |p: String, body: Vec<u8>| {
+        let http = http.clone();
+        async move {
+            let r = http.post(p).body(body).send().await.expect("post");
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
+            (status, v)
+        }
+    };
+    let (s, v) = post(url("/v1/submissions/create"), b"{not json".to_vec()).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["action"], "ErrorResponse");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Malformed request")),
+        "{v}"
+    );
+    let missing_class = serde_json::json!({
+        "action": "CreateSubmissionRequest", "appResource": "file:///x.jar", "appArgs": [],
+        "clientSparkVersion": "4.3.0", "environmentVariables": {},
+        "sparkProperties": {"spark.app.name": "x"}});
+    let (s, v) = post(
+        url("/v1/submissions/create"),
+        missing_class.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Main class")),
+        "{v}"
+    );
+    let (s, v) = post(url("/v1/submissions/create"), vec![b' '; (1 << 20) + 1]).await;
+    assert_eq!(s, 413, "{v}");
+    let (s, v) = post(url("/v9/submissions/create"), Vec::new()).await;
+    assert_eq!(s, 468, "{v}");
+    assert_eq!(v["highestProtocolVersion"], "v1");
+    let (s, v) = post(url("/v1/submissions/kill/driver-unknown"), Vec::new()).await;
+    assert_eq!((s, v["success"].clone()), (200, false.into()), "{v}");
+    let r = http
+        .get(url("/v1/submissions/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status().as_u16(), 200);
+}
