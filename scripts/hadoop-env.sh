@@ -49,7 +49,6 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYENV="${CORRAL_PYENV:-$REPO/target/pyenv}"
-PYTHON_BIN="${PYTHON:-python3}"
 PYSPARK_VERSION="${PYSPARK_VERSION:-4.3.0}"
 
 log() { echo "[hadoop-env] $*" >&2; }
@@ -73,18 +72,10 @@ JVM_DIR="$(dirname "$LIBJVM")"
 if [ -n "${CORRAL_HADOOP_JARS:-}" ]; then
     JARS="$CORRAL_HADOOP_JARS"
 else
-    PY="$PYENV/bin/python"
-    if [ ! -x "$PY" ]; then
-        log "creating venv at $PYENV"
-        mkdir -p "$(dirname "$PYENV")"
-        "$PYTHON_BIN" -m venv "$PYENV" >&2
-    fi
-    if ! "$PY" -c 'import pyspark' >/dev/null 2>&1; then
-        log "installing pyspark==$PYSPARK_VERSION into $PYENV (a ~455 MB download, once)"
-        "$PY" -m pip --disable-pip-version-check --no-input install --quiet \
-            "pyspark==$PYSPARK_VERSION" >&2
-    fi
-    JARS="$("$PY" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
+    # pyspark in the test venv, installed once by scripts/spark-env.sh.
+    SPARK_HOME_DIR="$(CORRAL_PYENV="$PYENV" PYSPARK_VERSION="$PYSPARK_VERSION" JAVA_HOME="$JAVA_HOME" \
+        "$REPO/scripts/spark-env.sh" | tail -n 1)"
+    JARS="$SPARK_HOME_DIR/jars"
 fi
 [ -d "$JARS" ] || die "no jars directory at $JARS"
 

@@ -118,13 +118,13 @@ with open(sys.argv[1], "w") as f:
 EOF
 cat >"$work/hold.py" <<'EOF'
 # hold.py PORT: holds a listening socket on 0.0.0.0:PORT until killed.
-import socket, sys, time
+import signal, socket, sys
 s = socket.socket()
 s.bind(("0.0.0.0", int(sys.argv[1])))
 s.listen(1)
 print("holding", flush=True)
 while True:
-    time.sleep(60)
+    signal.pause()
 EOF
 
 q() { python3 "$work/q.py" "$@"; }

@@ -185,6 +185,21 @@ impl ApiError {
     }
 }
 
+/// Parses a JSON body; a refusal (`400`) names the field at fault
+/// (`instances: invalid type: ...`).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            ApiError::bad(format!("invalid JSON body: {inner}"))
+        } else {
+            ApiError::bad(format!("{path}: {inner}"))
+        }
+    })
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);

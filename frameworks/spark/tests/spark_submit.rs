@@ -136,6 +136,23 @@ async fn serve(max_queued: usize) -> u16 {
     port
 }
 
+/// `spark-submit --status|--kill <id>` against `master`.
+async fn request(master: &str, flag: &'static str, id: &str) -> (bool, String) {
+    let (master, id) = (master.to_string(), id.to_string());
+    tokio::task::spawn_blocking(move || {
+        spark_submit(&[
+            "--master",
+            &master,
+            "--conf",
+            "spark.master.rest.enabled=true",
+            flag,
+            &id,
+        ])
+    })
+    .await
+    .expect("join")
+}
+
 fn submission_id(output: &str) -> Option<String> {
     let at = output.find("driver-")?;
     Some(
@@ -190,19 +207,7 @@ async fn unmodified_spark_submit_creates_queries_and_kills() {
     );
 
     // --status.
-    let (master2, id2) = (master.clone(), id.clone());
-    let (ok, out) = tokio::task::spawn_blocking(move || {
-        spark_submit(&[
-            "--master",
-            &master2,
-            "--conf",
-            "spark.master.rest.enabled=true",
-            "--status",
-            &id2,
-        ])
-    })
-    .await
-    .expect("join");
+    let (ok, out) = request(&master, "--status", &id).await;
     // The client validates the answer and fails (exit 1, an exception) on
     // one it cannot read; it logs a good one only at INFO, which
     // spark-submit silences for --status and --kill.
@@ -235,19 +240,7 @@ async fn unmodified_spark_submit_creates_queries_and_kills() {
     );
 
     // --kill, then the state is KILLED.
-    let (master2, id2) = (master.clone(), id.clone());
-    let (ok, out) = tokio::task::spawn_blocking(move || {
-        spark_submit(&[
-            "--master",
-            &master2,
-            "--conf",
-            "spark.master.rest.enabled=true",
-            "--kill",
-            &id2,
-        ])
-    })
-    .await
-    .expect("join");
+    let (ok, out) = request(&master, "--kill", &id).await;
     assert!(ok && !out.contains("Exception"), "{out}");
     let v: serde_json::Value = http
         .get(format!(

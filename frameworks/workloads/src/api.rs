@@ -11,7 +11,6 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::ClusterSource;
@@ -36,20 +35,7 @@ async fn ask(inputs: &Inputs, make: impl FnOnce(Reply<serde_json::Value>) -> Inp
     }
 }
 
-/// Parses a JSON body; an error names the field at fault
-/// (`requestType: unknown variant ...`).
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            ApiError::bad(format!("invalid JSON body: {inner}"))
-        } else {
-            ApiError::bad(format!("{path}: {inner}"))
-        }
-    })
-}
+use corral_sdk::shell::parse_json as parse;
 
 async fn save_request(
     State(inputs): State<Inputs>,

@@ -46,16 +46,7 @@ fn parse_flex(body: &[u8]) -> Result<FlexRequest, ApiError> {
             "the body must be JSON: {\"instances\": n, \"profile\": \"...\", \"constraints\": [\"hostname LIKE <regex>\"]}",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            ApiError::bad(format!("invalid JSON body: {inner}"))
-        } else {
-            ApiError::bad(format!("{path}: {inner}"))
-        }
-    })
+    corral_sdk::shell::parse_json(body)
 }
 
 async fn flex(inputs: &Inputs, rm: &ResourceManager, body: &[u8], up: bool) -> Response {

@@ -261,6 +261,15 @@ impl Fgs {
         out
     }
 
+    /// Whether `task_id` is one of the placeholders.
+    pub fn has_placeholder(&self, task_id: &str) -> bool {
+        task_id.strip_prefix("yarn_").is_some_and(|cid| {
+            self.nodes
+                .values()
+                .any(|n| n.placeholders.contains_key(cid))
+        })
+    }
+
     /// The capacity last pushed for `hostname` (vcores, MB).
     pub fn pushed(&self, hostname: &str) -> Option<(u64, u64)> {
         self.nodes.get(hostname)?.pushed

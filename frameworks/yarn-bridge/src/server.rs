@@ -866,11 +866,7 @@ impl Actor {
                 self.fgs_commands(cmds).await;
             }
         } else if task_id.starts_with("yarn_") {
-            let known = self.fgs.nodes().iter().any(|n| {
-                n.placeholders
-                    .keys()
-                    .any(|cid| placeholder_id(cid) == task_id)
-            });
+            let known = self.fgs.has_placeholder(&task_id);
             if !known && !terminal {
                 let agent = status.agent_id.as_ref().map(|a| a.value.clone());
                 let _ = self.scheduler.kill(&task_id, agent.as_deref(), None).await;
