@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod spark;
 mod workloads;
 mod yarn;
 
@@ -81,6 +82,12 @@ enum Command {
     /// Talk to the YARN bridge: flexup, flexdown, status, profiles.
     #[command(subcommand)]
     Yarn(yarn::YarnCommand),
+    /// Run the Spark dispatcher: Spark 4 jobs submitted with spark-submit
+    /// (its REST protocol, port 6066) run as Corral tasks.
+    SparkDispatcher(spark::DispatcherArgs),
+    /// Talk to the Spark dispatcher: submit, status, kill, list, logs.
+    #[command(subcommand)]
+    Spark(spark::SparkCommand),
     /// Run Corral's command/default executor (started by agents, not by hand).
     #[command(hide = true)]
     Executor,
@@ -233,6 +240,13 @@ fn run(cli: Cli) -> Result<()> {
             }
         }),
         Command::Yarn(cmd) => rt.block_on(yarn::run(cmd)),
+        Command::SparkDispatcher(args) => rt.block_on(async {
+            tokio::select! {
+                r = spark::serve(args) => r,
+                _ = terminated() => Ok(()),
+            }
+        }),
+        Command::Spark(cmd) => rt.block_on(spark::run(cmd)),
         Command::Launcher { .. } | Command::Logger { .. } => Ok(()),
     }
 }

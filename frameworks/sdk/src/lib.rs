@@ -18,6 +18,8 @@
 //!   `corral-api`, ports from ranges, placement constraints.
 //! * [`gate`]: a framework's REST API answered by the elected leader only;
 //!   standbys redirect to it.
+//! * [`sandbox`]: a task's log files read from its sandbox through the
+//!   master and its agent (`/files/read`).
 //! * [`shell`]: what every framework's shell does alike — the store and
 //!   the election opened from `--zk`/`--state_dir`, events and ticks fed to
 //!   its actor, API refusals with a status and a message.
@@ -26,6 +28,7 @@ pub mod detector;
 pub mod gate;
 pub mod leader;
 pub mod offers;
+pub mod sandbox;
 pub mod scheduler;
 pub mod shell;
 pub mod store;

@@ -124,3 +124,122 @@ pub fn router(calls: mpsc::Sender<ApiCall>, gate: corral_sdk::gate::Gate, versio
         version: version.to_string(),
     })
 }
+
+/// A question for the actor from the dispatcher's JSON API.
+#[derive(Debug)]
+pub enum Query {
+    /// Every driver, live and finished, and the queue.
+    Drivers(oneshot::Sender<serde_json::Value>),
+    /// One driver.
+    Driver(String, oneshot::Sender<Option<serde_json::Value>>),
+    /// Where a driver's log is.
+    LogTarget(String, oneshot::Sender<Result<LogTarget, ApiError>>),
+}
+
+/// Where a driver's sandbox is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTarget {
+    /// The leading master (`host:port`).
+    pub master: String,
+    /// The dispatcher's FrameworkID.
+    pub framework: String,
+    /// The driver's (latest) task.
+    pub task_id: String,
+}
+
+use axum::extract::{Path, Query as UrlQuery};
+use axum::routing::get;
+use axum::Json;
+use corral_sdk::shell::ApiError;
+
+async fn ask<T>(
+    queries: &mpsc::Sender<Query>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Query,
+) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    queries
+        .send(make(tx))
+        .await
+        .map_err(|_| ApiError::unavailable("the dispatcher is shutting down"))?;
+    rx.await
+        .map_err(|_| ApiError::unavailable("the dispatcher is shutting down"))
+}
+
+async fn drivers(
+    State(q): State<mpsc::Sender<Query>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    ask(&q, Query::Drivers).await.map(Json)
+}
+
+async fn driver(
+    State(q): State<mpsc::Sender<Query>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    ask(&q, |tx| Query::Driver(id.clone(), tx))
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no driver {id} (never submitted, or no longer retained)"
+            ))
+        })
+}
+
+#[derive(serde::Deserialize)]
+struct LogQuery {
+    path: Option<String>,
+    offset: Option<u64>,
+    length: Option<u64>,
+}
+
+async fn logs(
+    State(q): State<mpsc::Sender<Query>>,
+    Path(id): Path<String>,
+    UrlQuery(lq): UrlQuery<LogQuery>,
+) -> Result<Json<corral_sdk::sandbox::Chunk>, ApiError> {
+    use corral_sdk::sandbox::{read_live, valid_file, MAX_CHUNK};
+    let file = lq.path.unwrap_or_else(|| "stdout".into());
+    if !valid_file(&file) {
+        return Err(ApiError::bad(format!(
+            "path: {file:?} is not a log file; use stdout, stderr or a rotated one (stdout.1)"
+        )));
+    }
+    let target = ask(&q, |tx| Query::LogTarget(id.clone(), tx)).await??;
+    let http = reqwest::Client::new();
+    let read = read_live(
+        &http,
+        &target.master,
+        &target.framework,
+        &target.task_id,
+        &file,
+        lq.offset.unwrap_or(0),
+        lq.length.unwrap_or(MAX_CHUNK),
+    )
+    .await;
+    read.chunk
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no {file} of driver {id} (task {}): neither the master nor its agent has it{}",
+                target.task_id,
+                read.task_state
+                    .map(|s| format!("; its task is {s}"))
+                    .unwrap_or_default()
+            ))
+        })
+        .map(Json)
+}
+
+/// The dispatcher's own JSON API (`corral spark list|logs`, the web UI):
+/// `GET /api/drivers`, `/api/drivers/{id}`, `/api/drivers/{id}/logs`;
+/// answered by the leader only (a standby redirects to it).
+pub fn json_router(queries: mpsc::Sender<Query>, gate: corral_sdk::gate::Gate) -> Router {
+    Router::new()
+        .route("/api/drivers", get(drivers))
+        .route("/api/drivers/{id}", get(driver))
+        .route("/api/drivers/{id}/logs", get(logs))
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            corral_sdk::gate::only_the_leader,
+        ))
+        .with_state(queries)
+}

@@ -5,7 +5,7 @@
 //! answer is the [`Reply`] Spark's own server would give, plus the
 //! [`Command`]s the shell must carry out.
 
-use crate::plan::apply_driver_defaults;
+use crate::plan::{apply_driver_defaults, parse_constraints, plan, PlanDefaults};
 use crate::protocol::{
     ClearResponse, CreateSubmissionRequest, CreateSubmissionResponse, KillAllSubmissionResponse,
     KillSubmissionResponse, Reply, SubmissionStatusResponse,
@@ -41,6 +41,8 @@ pub struct Context<'a> {
     pub roles: &'a [String],
     /// The dispatcher's configuration (driver defaults).
     pub defaults: &'a std::collections::BTreeMap<String, String>,
+    /// How applications are sized.
+    pub sizing: &'a PlanDefaults,
     /// Now, ms since the epoch.
     pub now_ms: i64,
 }
@@ -72,6 +74,12 @@ pub fn answer(dispatcher: &mut Dispatcher, call: Call, cx: &Context<'_>) -> (Rep
                 environment_variables: req.environment_variables,
             };
             apply_driver_defaults(&mut app, cx.defaults);
+            if let Err(why) = check(&app, cx.sizing) {
+                return (
+                    Reply::ok(&CreateSubmissionResponse::refused(v, &why)),
+                    Vec::new(),
+                );
+            }
             match dispatcher.submit(app, &role, cx.now_ms) {
                 Ok(id) => (
                     Reply::ok(&CreateSubmissionResponse::accepted(v, &id, unknown)),
@@ -87,7 +95,14 @@ pub fn answer(dispatcher: &mut Dispatcher, call: Call, cx: &Context<'_>) -> (Rep
             let reply = match dispatcher.get(&id) {
                 Some(d) => {
                     let worker = d.agent_id.as_deref().zip(d.hostname.as_deref());
-                    SubmissionStatusResponse::found(v, &id, d.state, worker, d.message.as_deref())
+                    // A running driver's Spark UI is linked from its status.
+                    let ui = d
+                        .ui_url
+                        .as_ref()
+                        .filter(|_| d.state == crate::protocol::DriverState::Running)
+                        .map(|u| format!("Spark UI: {u}"));
+                    let message = d.message.clone().or(ui);
+                    SubmissionStatusResponse::found(v, &id, d.state, worker, message.as_deref())
                 }
                 None => SubmissionStatusResponse::not_found(v, &id),
             };
@@ -110,6 +125,69 @@ pub fn answer(dispatcher: &mut Dispatcher, call: Call, cx: &Context<'_>) -> (Rep
             (Reply::ok(&ClearResponse::cleared(v)), Vec::new())
         }
     }
+}
+
+/// The properties of the dispatcher's own that must be readable before a
+/// submission is queued: its sizes, its constraints, its volume.
+fn check(app: &Application, sizing: &PlanDefaults) -> Result<(), String> {
+    plan(app, sizing)?;
+    for key in [CONSTRAINTS_KEY, DRIVER_CONSTRAINTS_KEY] {
+        if let Some(text) = app.property(key) {
+            parse_constraints(text).map_err(|e| format!("{key}: {e}"))?;
+        }
+    }
+    volume_of(app)?;
+    Ok(())
+}
+
+/// Where the master and workers may run (Mesos' constraint syntax).
+pub const CONSTRAINTS_KEY: &str = "spark.corral.constraints";
+/// Where the driver may run.
+pub const DRIVER_CONSTRAINTS_KEY: &str = "spark.corral.driver.constraints";
+/// The persistent volume of the driver: its persistence id.
+pub const VOLUME_KEY: &str = "spark.corral.driver.volume";
+/// Where the volume is mounted in the driver's sandbox (`data`).
+pub const VOLUME_PATH_KEY: &str = "spark.corral.driver.volume.path";
+/// Its size when it is created, MB (1024).
+pub const VOLUME_SIZE_KEY: &str = "spark.corral.driver.volume.size";
+
+/// The driver's volume, read from the application's properties.
+pub fn volume_of(app: &Application) -> Result<Option<crate::gang::VolumeAsk>, String> {
+    let Some(id) = app.property(VOLUME_KEY) else {
+        return Ok(None);
+    };
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 200
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && !s.starts_with('.')
+    };
+    if !valid(id) {
+        return Err(format!(
+            "{VOLUME_KEY}: {id:?} is not a volume id (letters, digits, '-', '_', '.')"
+        ));
+    }
+    let path = app.property(VOLUME_PATH_KEY).unwrap_or("data");
+    if !path.split('/').all(valid) {
+        return Err(format!(
+            "{VOLUME_PATH_KEY}: {path:?} must be a relative path in the sandbox"
+        ));
+    }
+    let size_mb = match app.property(VOLUME_SIZE_KEY) {
+        None => 1024.0,
+        Some(t) => t
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| format!("{VOLUME_SIZE_KEY}: {t:?} is not a size in MB"))?,
+    };
+    Ok(Some(crate::gang::VolumeAsk {
+        persistence_id: id.to_string(),
+        container_path: path.to_string(),
+        size_mb,
+        agent_id: None,
+    }))
 }
 
 #[cfg(test)]
@@ -157,6 +235,7 @@ mod tests {
             default_role: "spark",
             roles: &[],
             defaults: &defaults,
+            sizing: &PlanDefaults::default(),
             now_ms: T0,
         };
         let (r, _) = answer(&mut d, create(&[]), &cx);
@@ -210,6 +289,7 @@ mod tests {
             default_role: "eng",
             roles: &roles,
             defaults: &defaults,
+            sizing: &PlanDefaults::default(),
             now_ms: T0,
         };
         let (r, _) = answer(&mut d, create(&[("spark.corral.role", "ops")]), &cx);
@@ -233,6 +313,23 @@ mod tests {
                 .is_some_and(|m| m.contains("eng, ops")),
             "{v}"
         );
+        for (key, value, says) in [
+            ("spark.executor.memory", "lots", "spark.executor.memory"),
+            ("spark.corral.driver.volume", "../x", "not a volume id"),
+            ("spark.corral.constraints", ":x", "spark.corral.constraints"),
+        ] {
+            let (r, _) = answer(
+                &mut d,
+                create(&[("spark.corral.role", "ops"), (key, value)]),
+                &cx,
+            );
+            let v = json(&r);
+            assert_eq!(v["success"], false, "{key}");
+            assert!(
+                v["message"].as_str().is_some_and(|m| m.contains(says)),
+                "{v}"
+            );
+        }
         assert_eq!(d.live().count(), 1, "refusals changed nothing");
         let (r, _) = answer(&mut d, Call::KillAll, &cx);
         assert_eq!(json(&r)["action"], "KillAllSubmissionResponse");

@@ -84,6 +84,8 @@ pub struct PlanDefaults {
     pub max_executors: u32,
     /// The per-application master's task.
     pub master: TaskSize,
+    /// Memory of a worker's own JVM, MiB, added to its executor's.
+    pub worker_daemon_mib: f64,
 }
 
 impl Default for PlanDefaults {
@@ -96,6 +98,7 @@ impl Default for PlanDefaults {
                 mem_mib: 768.0,
                 ports: 2,
             },
+            worker_daemon_mib: 384.0,
         }
     }
 }
@@ -173,7 +176,9 @@ pub fn plan(app: &Application, defaults: &PlanDefaults) -> Result<Plan, String> 
         master: defaults.master,
         worker: TaskSize {
             cpus: executor_cores,
-            mem_mib: executor_heap + overhead(app, "executor", executor_heap)?,
+            mem_mib: executor_heap
+                + overhead(app, "executor", executor_heap)?
+                + defaults.worker_daemon_mib,
             ports: 2,
         },
         workers: workers as u32,
@@ -267,12 +272,12 @@ mod tests {
         assert_eq!(p.driver.mem_mib, 1024.0 + 384.0);
         assert_eq!(p.driver_heap_mib, 1024);
         assert_eq!(p.worker.cpus, 1.0);
-        assert_eq!(p.worker.mem_mib, 1024.0 + 384.0);
+        assert_eq!(p.worker.mem_mib, 1024.0 + 384.0 + 384.0);
         assert_eq!(p.workers, 2);
         assert_eq!(p.executor_cores, 1);
         let (cpus, mem) = p.total();
         assert!((cpus - 3.2).abs() < 1e-9);
-        assert_eq!(mem, 3.0 * 1408.0 + 768.0);
+        assert_eq!(mem, 1408.0 + 2.0 * 1792.0 + 768.0);
     }
 
     #[test]
@@ -291,7 +296,7 @@ mod tests {
         .expect("plan");
         assert_eq!(p.workers, 3);
         assert_eq!(p.worker.cpus, 2.0);
-        assert_eq!(p.worker.mem_mib, 8192.0 + 819.2);
+        assert_eq!(p.worker.mem_mib, 8192.0 + 819.2 + 384.0);
         assert_eq!(p.executor_heap_mib, 8192);
         assert_eq!(p.driver.mem_mib, 512.0 + 384.0);
         let p = plan(
@@ -311,7 +316,7 @@ mod tests {
         )
         .expect("plan");
         assert_eq!(p.workers, 4);
-        assert_eq!(p.worker.mem_mib, 2048.0);
+        assert_eq!(p.worker.mem_mib, 2048.0 + 384.0);
     }
 
     #[test]

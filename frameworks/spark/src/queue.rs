@@ -104,6 +104,28 @@ pub struct Driver {
     /// A kill was asked for.
     #[serde(default)]
     pub kill_requested: bool,
+    /// The current attempt's Spark standalone cluster (its master and
+    /// workers), released when the driver ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster: Vec<ClusterTask>,
+    /// The current attempt's standalone master (`spark://host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_url: Option<String>,
+    /// The driver's Spark UI (`http://host:port`), on an offered port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_url: Option<String>,
+}
+
+/// A task of a driver's standalone cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterTask {
+    /// The task (`<driver task>.master`, `<driver task>.worker-<n>`).
+    pub task_id: String,
+    /// Its agent.
+    pub agent_id: String,
+    /// `master` or `worker`.
+    pub kind: String,
 }
 
 /// What the shell must do.
@@ -272,6 +294,9 @@ impl Dispatcher {
                 hostname: None,
                 message: None,
                 kill_requested: false,
+                cluster: Vec::new(),
+                master_url: None,
+                ui_url: None,
             },
         );
         Ok(id)
@@ -344,6 +369,23 @@ impl Dispatcher {
             d.agent_id = Some(agent_id.to_string());
             d.hostname = Some(hostname.to_string());
             d.not_before_ms = None;
+            d.message = None;
+        }
+    }
+
+    /// The current attempt's standalone cluster, and where its driver's
+    /// UI and master are (recorded with the launch).
+    pub fn cluster_launched(
+        &mut self,
+        id: &str,
+        cluster: Vec<ClusterTask>,
+        master_url: String,
+        ui_url: String,
+    ) {
+        if let Some(d) = self.live.get_mut(id) {
+            d.cluster = cluster;
+            d.master_url = Some(master_url);
+            d.ui_url = Some(ui_url);
         }
     }
 
@@ -352,6 +394,21 @@ impl Dispatcher {
         self.live
             .values()
             .find(|d| d.task_id.as_deref() == Some(task_id))
+    }
+
+    /// The live driver whose current standalone cluster has `task_id`.
+    pub fn by_cluster_task(&self, task_id: &str) -> Option<&Driver> {
+        self.live
+            .values()
+            .find(|d| d.cluster.iter().any(|c| c.task_id == task_id))
+    }
+
+    /// Records why a driver's attempt is being ended (its master or a
+    /// worker failed); the driver's own task state decides what follows.
+    pub fn note(&mut self, id: &str, message: &str) {
+        if let Some(d) = self.live.get_mut(id) {
+            d.message = Some(message.to_string());
+        }
     }
 
     /// A driver task's state (Mesos' name, e.g. `TASK_RUNNING`) with its
@@ -384,10 +441,16 @@ impl Dispatcher {
                 ));
             }
             _ => {
-                let why = format!(
-                    "{state}{}",
-                    message.map(|m| format!(": {m}")).unwrap_or_default()
-                );
+                // A note made when the attempt was ended for a reason of
+                // the dispatcher's (its cluster failed) says more than the
+                // driver's TASK_KILLED.
+                let noted = d.message.clone().filter(|_| state == "TASK_KILLED");
+                let why = noted.unwrap_or_else(|| {
+                    format!(
+                        "{state}{}",
+                        message.map(|m| format!(": {m}")).unwrap_or_default()
+                    )
+                });
                 if d.kill_requested {
                     self.finish(&id, DriverState::Killed, Some(&why), now_ms);
                 } else if d.application.supervise() {
@@ -398,6 +461,9 @@ impl Dispatcher {
                     d.agent_id = None;
                     d.hostname = None;
                     d.started_ms = None;
+                    d.cluster.clear();
+                    d.master_url = None;
+                    d.ui_url = None;
                     d.not_before_ms = Some(now_ms + backoff);
                     d.message = Some(format!("{why}; relaunched in {} s", backoff / 1000));
                 } else {
@@ -516,6 +582,9 @@ impl Dispatcher {
             d.task_id = None;
             d.agent_id = None;
             d.hostname = None;
+            d.cluster.clear();
+            d.master_url = None;
+            d.ui_url = None;
             d.state = if d.attempts > 0 {
                 DriverState::Relaunching
             } else {

@@ -6,6 +6,7 @@ use anyhow::Result;
 pub mod allocator;
 pub mod containers;
 pub mod failover;
+pub mod spark;
 pub mod workloads;
 pub mod yarn;
 
@@ -27,6 +28,10 @@ pub enum BenchCommand {
     /// to all RUNNING, and the autoscaler's reaction to pending demand
     /// (YARN played by the tests' stand-ins).
     Yarn(yarn::Args),
+    /// The Spark dispatcher end to end with real Spark: submission to
+    /// driver RUNNING and to first executor (p50/p99), and the queue's
+    /// throughput, beside Spark's own standalone master.
+    Spark(spark::Args),
 }
 
 /// Runs a benchmark.
@@ -49,6 +54,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             .enable_all()
             .build()?
             .block_on(yarn::run(args)),
+        BenchCommand::Spark(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(spark::run(args)),
     }
 }
 

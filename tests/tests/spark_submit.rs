@@ -6,96 +6,12 @@
 //! [`corral_spark::calls::answer`], as the framework's actor does.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use corral_spark::api::{router, ApiCall};
 use corral_spark::calls::{answer, Context};
 use corral_spark::queue::{Dispatcher, Limits};
-
-/// pyspark's directory (its `bin/spark-submit`): `CORRAL_SPARK_HOME`, or
-/// found through the test venv's python.
-fn spark_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CORRAL_SPARK_HOME") {
-        return PathBuf::from(home);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = std::env::var_os("CORRAL_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/pyenv/bin/python"));
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            "import os, pyspark; print(os.path.dirname(pyspark.__file__))",
-        ])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{} cannot run ({e}); run scripts/spark-env.sh",
-                python.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "no pyspark in {}: run scripts/spark-env.sh ({})",
-        python.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-fn java_home() -> Option<String> {
-    std::env::var("JAVA_HOME").ok().or_else(|| {
-        [
-            "/usr/lib/jvm/java-17-openjdk-amd64",
-            "/usr/lib/jvm/java-17-openjdk-arm64",
-        ]
-        .iter()
-        .find(|p| std::path::Path::new(p).is_dir())
-        .map(|p| p.to_string())
-    })
-}
-
-/// A log4j2 configuration printing the client's INFO lines (where
-/// `RestSubmissionClient` reports the server's answers) to stderr.
-fn log_config() -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "corral-spark-log4j2-{}.properties",
-        std::process::id()
-    ));
-    let text = "rootLogger.level = info\n\
-                rootLogger.appenderRef.stderr.ref = console\n\
-                appender.console.type = Console\n\
-                appender.console.name = console\n\
-                appender.console.target = SYSTEM_ERR\n\
-                appender.console.layout.type = PatternLayout\n\
-                appender.console.layout.pattern = %p %c{1}: %m%n\n";
-    std::fs::write(&path, text).expect("log4j2 configuration");
-    path
-}
-
-/// Runs `spark-submit` with `args`; returns success and its output.
-fn spark_submit(args: &[&str]) -> (bool, String) {
-    let home = spark_home();
-    let mut cmd = Command::new(home.join("bin/spark-submit"));
-    cmd.args(args).env("SPARK_HOME", &home).env(
-        "SPARK_SUBMIT_OPTS",
-        format!("-Dlog4j2.configurationFile=file:{}", log_config().display()),
-    );
-    if let Some(j) = java_home() {
-        cmd.env("JAVA_HOME", j);
-    }
-    let out = cmd.output().expect("spark-submit runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use corral_tests::spark::{spark_submit, submission_id};
 
 /// Serves the protocol on a loopback port, answering from a dispatcher of
 /// `max_queued` drivers; returns the port.
@@ -117,6 +33,7 @@ async fn serve(max_queued: usize) -> u16 {
             ..Limits::default()
         });
         let defaults = BTreeMap::new();
+        let sizing = corral_spark::plan::PlanDefaults::default();
         while let Some(c) = rx.recv().await {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -127,6 +44,7 @@ async fn serve(max_queued: usize) -> u16 {
                 default_role: "spark",
                 roles: &[],
                 defaults: &defaults,
+                sizing: &sizing,
                 now_ms,
             };
             let (reply, _) = answer(&mut d, c.call, &cx);
@@ -151,16 +69,6 @@ async fn request(master: &str, flag: &'static str, id: &str) -> (bool, String) {
     })
     .await
     .expect("join")
-}
-
-fn submission_id(output: &str) -> Option<String> {
-    let at = output.find("driver-")?;
-    Some(
-        output[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,9 +117,12 @@ async fn unmodified_spark_submit_creates_queries_and_kills() {
     // --status.
     let (ok, out) = request(&master, "--status", &id).await;
     // The client validates the answer and fails (exit 1, an exception) on
-    // one it cannot read; it logs a good one only at INFO, which
-    // spark-submit silences for --status and --kill.
+    // one it cannot read; it prints a good one (its own logger at INFO).
     assert!(ok && !out.contains("Exception"), "{out}");
+    assert!(
+        out.contains("\"driverState\" : \"SUBMITTED\""),
+        "no state printed:\n{out}"
+    );
 
     // The queue holds one: a second submission is refused — success false
     // with the reason (which spark-submit does not print; read directly).
@@ -242,6 +153,10 @@ async fn unmodified_spark_submit_creates_queries_and_kills() {
     // --kill, then the state is KILLED.
     let (ok, out) = request(&master, "--kill", &id).await;
     assert!(ok && !out.contains("Exception"), "{out}");
+    assert!(
+        out.contains("KillSubmissionResponse") && out.contains("\"success\" : true"),
+        "{out}"
+    );
     let v: serde_json::Value = http
         .get(format!(
             "http://127.0.0.1:{port}/v1/submissions/status/{id}"
