@@ -21,7 +21,7 @@ scripts/zookeeper.sh install
 step "installing HAProxy 2.6 and curl (Debian packages; the workloads framework runs HAProxy itself in its tests)"
 scripts/haproxy.sh install
 
-step "installing Spark 4.3 (the distribution inside pyspark, into the test venv) for the Spark dispatcher's protocol tests"
+step "installing Spark 4.3 (the distribution inside pyspark, into the test venv) for the Spark dispatcher's tests (real Spark jobs, the real spark-submit)"
 CORRAL_SPARK_HOME="$(scripts/spark-env.sh | tail -n 1)"
 export CORRAL_SPARK_HOME
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::workloads::{call_api, millis, print_json, print_table, text};
+use crate::workloads::{call_api, duration, millis, print_json, print_table, text};
 
 /// The Spark version the dispatcher reports (`serverSparkVersion`) and the
 /// CLI sends (`clientSparkVersion`).
@@ -95,10 +95,6 @@ pub struct DispatcherArgs {
     /// JAVA_HOME.
     #[arg(long = "task_env")]
     task_env: Vec<String>,
-}
-
-fn duration(text: &str) -> Result<Duration, String> {
-    corral_api::stout::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn pair(flag: &str, item: &str) -> Result<(String, String)> {

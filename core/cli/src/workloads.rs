@@ -128,7 +128,8 @@ pub struct ServeArgs {
     task_log_archive: Option<String>,
 }
 
-fn duration(text: &str) -> Result<std::time::Duration, String> {
+/// A Mesos duration flag (`5secs`, `2mins`).
+pub(crate) fn duration(text: &str) -> Result<std::time::Duration, String> {
     corral_api::stout::parse_duration(text).map_err(|e| e.to_string())
 }
 

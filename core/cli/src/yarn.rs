@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::workloads::{call_api, print_json, print_table, text};
+use crate::workloads::{call_api, duration, print_json, print_table, text};
 
 /// `corral yarn-bridge`.
 #[derive(clap::Args)]
@@ -109,10 +109,6 @@ pub struct BridgeArgs {
     /// Extra environment of every NodeManager (NAME=value, repeated).
     #[arg(long = "nodemanager_env")]
     nodemanager_env: Vec<String>,
-}
-
-fn duration(text: &str) -> Result<std::time::Duration, String> {
-    corral_api::stout::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Inline JSON, or the name of a file holding it.

@@ -30,6 +30,51 @@ pub enum ShellError {
     /// The scheduler driver could not start.
     #[error("scheduler: {0}")]
     Scheduler(#[from] crate::scheduler::StartError),
+    /// The framework's API could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// What a framework's shell opens before it can lead: its API's listener,
+/// its state, its place in the election (with `--zk`), and the gate its
+/// API answers through (a standby redirects to the leader).
+pub struct Opened {
+    /// The API's listener.
+    pub listener: tokio::net::TcpListener,
+    /// The state store.
+    pub store: Arc<dyn StateStore>,
+    /// The election, with `--zk`.
+    pub election: Option<Election>,
+    /// The API's gate (not leading yet).
+    pub gate: crate::gate::Gate,
+}
+
+/// Binds `listen`, then opens the state as [`open_state`] does.
+pub async fn open(
+    listen: SocketAddr,
+    zk: Option<&str>,
+    state_dir: Option<&Path>,
+    session: Duration,
+) -> Result<Opened, ShellError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ShellError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let (store, election) = open_state(zk, state_dir, listen, session).await?;
+    let gate = crate::gate::Gate::new(election.as_ref().map(Election::leader));
+    Ok(Opened {
+        listener,
+        store,
+        election,
+        gate,
+    })
 }
 
 /// The store and, with `zk` (`zk://host:port/path`), this instance's place

@@ -116,6 +116,40 @@ pub struct Driver {
     pub ui_url: Option<String>,
 }
 
+impl Driver {
+    /// A driver just submitted: SUBMITTED, never launched.
+    pub fn queued(
+        id: &str,
+        role: &str,
+        queue: String,
+        priority: i64,
+        application: Application,
+        submitted_ms: i64,
+    ) -> Self {
+        Driver {
+            submission_id: id.to_string(),
+            role: role.to_string(),
+            queue,
+            priority,
+            application,
+            state: DriverState::Submitted,
+            submitted_ms,
+            started_ms: None,
+            finished_ms: None,
+            attempts: 0,
+            not_before_ms: None,
+            task_id: None,
+            agent_id: None,
+            hostname: None,
+            message: None,
+            kill_requested: false,
+            cluster: Vec::new(),
+            master_url: None,
+            ui_url: None,
+        }
+    }
+}
+
 /// A task of a driver's standalone cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -277,27 +311,7 @@ impl Dispatcher {
             .unwrap_or(0);
         self.live.insert(
             id.clone(),
-            Driver {
-                submission_id: id.clone(),
-                role: role.to_string(),
-                queue,
-                priority,
-                application,
-                state: DriverState::Submitted,
-                submitted_ms: now_ms,
-                started_ms: None,
-                finished_ms: None,
-                attempts: 0,
-                not_before_ms: None,
-                task_id: None,
-                agent_id: None,
-                hostname: None,
-                message: None,
-                kill_requested: false,
-                cluster: Vec::new(),
-                master_url: None,
-                ui_url: None,
-            },
+            Driver::queued(&id, role, queue, priority, application, now_ms),
         );
         Ok(id)
     }

@@ -25,8 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_api::v1;
-use corral_sdk::gate::Gate;
-use corral_sdk::leader::Election;
 use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerEvent};
 use corral_sdk::store::StateStore;
 use serde_json::{json, Value};
@@ -89,14 +87,6 @@ pub enum ServerError {
     /// This instance's ZooKeeper session expired: another may lead now.
     #[error("lost leadership (the ZooKeeper session expired); exiting so that a supervisor restarts this instance")]
     LostLeadership,
-    /// The API could not listen.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
 }
 
 /// The actor's inputs.
@@ -143,21 +133,19 @@ struct Actor {
 /// Runs the dispatcher until the process ends or, with `--zk`, until this
 /// instance loses its leadership.
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let (store, election) = corral_sdk::shell::open_state(
+    let corral_sdk::shell::Opened {
+        listener,
+        store,
+        election,
+        gate,
+    } = corral_sdk::shell::open(
+        config.listen,
         config.zk.as_deref(),
         config.state_dir.as_deref(),
-        config.listen,
         SESSION,
     )
     .await?;
     let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
-    let gate = Gate::new(election.as_ref().map(Election::leader));
     let (calls_tx, mut calls_rx) = mpsc::channel::<ApiCall>(INPUTS);
     let (queries_tx, mut queries_rx) = mpsc::channel::<Query>(INPUTS);
     let app = crate::api::router(calls_tx, gate.clone(), &config.server_version)

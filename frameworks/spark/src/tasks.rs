@@ -224,15 +224,30 @@ fn task(
     }
 }
 
-fn base_env(setup: &Setup) -> Vec<v1::environment::Variable> {
+/// Every task's environment: the dispatcher's `--task_env`, the daemons'
+/// heap, `SPARK_LOCAL_IP` (so every service binds the agent's address,
+/// not the wildcard), and no port retries: a Spark service whose offered
+/// port is taken fails instead of moving onto a neighbour's port.
+fn base_env(setup: &Setup, address: &str) -> Vec<v1::environment::Variable> {
     setup
         .env
         .iter()
         .map(|(k, v)| variable(k, v))
-        .chain([variable(
-            "SPARK_DAEMON_MEMORY",
-            &format!("{}m", setup.daemon_memory_mib),
-        )])
+        .chain([
+            variable(
+                "SPARK_DAEMON_MEMORY",
+                &format!("{}m", setup.daemon_memory_mib),
+            ),
+            variable("SPARK_LOCAL_IP", address),
+            // The standalone master's REST server (6066 by default) is
+            // off: it is not on an offered port, and jobs are submitted to
+            // the dispatcher.
+            variable(
+                "SPARK_MASTER_OPTS",
+                "-Dspark.master.rest.enabled=false -Dspark.port.maxRetries=0",
+            ),
+            variable("SPARK_WORKER_OPTS", "-Dspark.port.maxRetries=0"),
+        ])
         .collect()
 }
 
@@ -261,7 +276,7 @@ pub fn master_task(
         slot.resources.clone(),
         &spark,
         script,
-        base_env(setup),
+        base_env(setup, &at.master.0),
         Vec::new(),
     )
 }
@@ -293,7 +308,7 @@ pub fn worker_task(
         cores = plan.executor_cores,
         mem = plan.executor_heap_mib,
     );
-    let mut env = base_env(setup);
+    let mut env = base_env(setup, address);
     env.extend(
         driver
             .application
@@ -347,6 +362,7 @@ pub fn driver_task(
         ("spark.driver.port", rpc.to_string()),
         ("spark.driver.blockManager.port", block.to_string()),
         ("spark.ui.port", ui.to_string()),
+        ("spark.port.maxRetries", "0".to_string()),
         ("spark.executor.cores", plan.executor_cores.to_string()),
         (
             "spark.executor.memory",
@@ -383,7 +399,7 @@ pub fn driver_task(
         at.master.1,
         words.join(" ")
     );
-    let mut env = base_env(setup);
+    let mut env = base_env(setup, address);
     env.extend(
         app.environment_variables
             .iter()
@@ -419,15 +435,14 @@ pub fn driver_task(
 mod tests {
     use super::*;
     use crate::plan::{plan, PlanDefaults};
-    use crate::protocol::DriverState;
 
     fn driver(props: &[(&str, &str)], resource: &str, class: &str) -> Driver {
-        Driver {
-            submission_id: "driver-20261204120000-0000".into(),
-            role: "eng".into(),
-            queue: "default".into(),
-            priority: 0,
-            application: Application {
+        Driver::queued(
+            "driver-20261204120000-0000",
+            "eng",
+            "default".into(),
+            0,
+            Application {
                 app_resource: resource.into(),
                 main_class: class.into(),
                 app_args: vec!["10".into(), "it's".into()],
@@ -438,21 +453,8 @@ mod tests {
                 environment_variables: [("PYSPARK_PYTHON".to_string(), "/venv/bin/python".into())]
                     .into(),
             },
-            state: DriverState::Submitted,
-            submitted_ms: 0,
-            started_ms: None,
-            finished_ms: None,
-            attempts: 0,
-            not_before_ms: None,
-            task_id: None,
-            agent_id: None,
-            hostname: None,
-            message: None,
-            kill_requested: false,
-            cluster: Vec::new(),
-            master_url: None,
-            ui_url: None,
-        }
+            0,
+        )
     }
 
     fn setup() -> Setup {
@@ -516,6 +518,7 @@ mod tests {
         );
         assert!(s.contains("--conf spark.ui.port=31002"), "{s}");
         assert!(s.contains("--conf spark.cores.max=2"), "{s}");
+        assert!(s.contains("--conf spark.port.maxRetries=0"), "{s}");
         assert!(s.contains("--conf spark.eventLog.enabled=false"), "{s}");
         assert!(
             !s.contains("deployMode=cluster") && !s.contains("spark.corral.role"),
@@ -532,6 +535,8 @@ mod tests {
             .variables;
         assert!(env.iter().any(|v| v.name == "PYSPARK_PYTHON"));
         assert!(env.iter().any(|v| v.name == "JAVA_HOME"));
+        let local_ip = env.iter().find(|v| v.name == "SPARK_LOCAL_IP");
+        assert_eq!(local_ip.and_then(|v| v.value.as_deref()), Some("10.0.0.5"));
         assert!(t.container.is_none());
     }
 
@@ -580,6 +585,19 @@ mod tests {
             &setup(),
         );
         assert!(script(&m).contains("deploy.master.Master --host h --port 4 --webui-port 5"));
+        let opts = m
+            .command
+            .as_ref()
+            .and_then(|c| c.environment.as_ref())
+            .map(|e| {
+                e.variables.iter().any(|v| {
+                    v.name == "SPARK_MASTER_OPTS"
+                        && v.value
+                            .as_deref()
+                            .is_some_and(|o| o.contains("spark.master.rest.enabled=false"))
+                })
+            });
+        assert_eq!(opts, Some(true), "no REST server on an unoffered port");
         let w = worker_task(
             &d,
             "d.worker-0",

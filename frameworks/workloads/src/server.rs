@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_api::v1;
-use corral_sdk::leader::Election;
 use corral_sdk::offers::{ports_of, take, Need};
 use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerEvent};
 use corral_sdk::store::StateStore;
@@ -93,14 +92,6 @@ pub enum ServerError {
     /// HAProxy could not be started.
     #[error("load balancer: {0}")]
     LoadBalancer(#[from] crate::lb::LbError),
-    /// The API could not listen.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
 }
 
 /// What a request is stored as.
@@ -190,22 +181,19 @@ fn now() -> Timestamp {
 /// Runs the framework until the process ends (or, with `--zk`, until this
 /// instance loses its leadership).
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let (store, election) = corral_sdk::shell::open_state(
+    let corral_sdk::shell::Opened {
+        listener,
+        store,
+        election,
+        gate,
+    } = corral_sdk::shell::open(
+        config.listen,
         config.zk.as_deref(),
         config.state_dir.as_deref(),
-        config.listen,
         SESSION,
     )
     .await?;
     let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
-    // The API answers at once: a standby redirects to the leader.
-    let gate = corral_sdk::gate::Gate::new(election.as_ref().map(Election::leader));
     let cluster = ClusterSource::default();
     let archive = match &config.task_log_archive {
         Some(uri) => Some(std::sync::Arc::from(

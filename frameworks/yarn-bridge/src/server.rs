@@ -19,8 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_api::v1;
-use corral_sdk::gate::Gate;
-use corral_sdk::leader::Election;
 use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerEvent};
 use corral_sdk::store::StateStore;
 use serde::Serialize;
@@ -93,14 +91,6 @@ pub enum ServerError {
     /// This instance's ZooKeeper session expired: another may lead now.
     #[error("lost leadership (the ZooKeeper session expired); exiting so that a supervisor restarts this instance")]
     LostLeadership,
-    /// The API could not listen.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
 }
 
 /// A refusal of the API: status and message.
@@ -233,21 +223,19 @@ fn quota_note(roles: &Value, role: &str, need: Option<(f64, f64)>) -> Option<Str
 /// through the API (`Ok`), or, with `--zk`, until this instance loses its
 /// leadership.
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let (store, election) = corral_sdk::shell::open_state(
+    let corral_sdk::shell::Opened {
+        listener,
+        store,
+        election,
+        gate,
+    } = corral_sdk::shell::open(
+        config.listen,
         config.zk.as_deref(),
         config.state_dir.as_deref(),
-        config.listen,
         SESSION,
     )
     .await?;
     let (tx, mut rx) = mpsc::channel::<Input>(INPUTS);
-    let gate = Gate::new(election.as_ref().map(Election::leader));
     let rm = ResourceManager::new(&config.rm, config.admin.clone());
     let app = crate::api::router(
         tx.clone(),
