@@ -375,6 +375,17 @@ impl Dispatcher {
         })
     }
 
+    /// The task of a driver's latest attempt (the running one, or the one
+    /// that ended last); `None` before its first launch.
+    pub fn latest_task_id(&self, id: &str) -> Option<String> {
+        let d = self.get(id)?;
+        d.task_id.clone().or_else(|| match d.attempts {
+            0 => None,
+            1 => Some(id.to_string()),
+            n => Some(format!("{id}-retry-{}", n - 1)),
+        })
+    }
+
     /// The driver's task was launched on `agent_id` (`hostname`).
     pub fn launched(&mut self, id: &str, task_id: &str, agent_id: &str, hostname: &str) {
         if let Some(d) = self.live.get_mut(id) {
@@ -728,6 +739,11 @@ mod tests {
             d.update(&task, "TASK_FAILED", Some("exit 1"), now);
             let x = d.get(&id).expect("live");
             assert_eq!(x.state, DriverState::Relaunching);
+            assert_eq!(
+                d.latest_task_id(&id),
+                Some(task.clone()),
+                "its log is the last attempt's"
+            );
             let at = x.not_before_ms.expect("backoff");
             assert!(
                 d.candidates("eng", at - 1).is_empty(),

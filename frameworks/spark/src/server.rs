@@ -414,15 +414,7 @@ impl Actor {
                         "no driver {id} (never submitted, or no longer retained)"
                     ))),
                     Some(d) => {
-                        let task = d.task_id.clone().or_else(|| {
-                            (d.attempts > 0).then(|| {
-                                if d.attempts == 1 {
-                                    d.submission_id.clone()
-                                } else {
-                                    format!("{}-retry-{}", d.submission_id, d.attempts - 1)
-                                }
-                            })
-                        });
+                        let task = self.dispatcher.latest_task_id(&d.submission_id);
                         match (task, self.scheduler.master(), self.scheduler.framework_id()) {
                             (None, _, _) => Err(corral_sdk::shell::ApiError::not_found(format!(
                                 "driver {id} has not been launched yet"
