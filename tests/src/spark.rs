@@ -162,6 +162,40 @@ pub fn pi_jar() -> &'static Path {
     })
 }
 
+/// Spark as a tarball for `--spark_tarball`: `<dir>/spark.tar.gz`, which
+/// extracts to `spark/` with pyspark's `bin`, `sbin` and `conf`, and a
+/// `jars` that links to pyspark's jars (460 MB, not copied into every
+/// sandbox of the tests).
+pub fn spark_tarball(dir: &Path) -> PathBuf {
+    let home = spark_home();
+    let root = dir.join("tarball-root");
+    let spark = root.join("spark");
+    std::fs::create_dir_all(&spark).expect("tarball root");
+    for sub in ["bin", "sbin", "conf"] {
+        if home.join(sub).is_dir() {
+            let copied = Command::new("cp")
+                .arg("-r")
+                .arg(home.join(sub))
+                .arg(spark.join(sub))
+                .status()
+                .expect("cp runs");
+            assert!(copied.success(), "copying {sub}");
+        }
+    }
+    std::os::unix::fs::symlink(home.join("jars"), spark.join("jars")).expect("jars link");
+    let tarball = dir.join("spark.tar.gz");
+    let packed = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("spark")
+        .status()
+        .expect("tar runs");
+    assert!(packed.success(), "tar failed");
+    tarball
+}
+
 /// `tests/spark/wordcount.py`.
 pub fn wordcount_py() -> PathBuf {
     workspace_dir().join("tests/spark/wordcount.py")

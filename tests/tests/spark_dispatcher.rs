@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
-use corral_tests::spark::{pi_jar, spark_submit_async, submission_id, wordcount_py, Dispatcher};
+use corral_tests::spark::{
+    pi_jar, spark_submit_async, spark_tarball, submission_id, wordcount_py, Dispatcher,
+};
 use corral_tests::{corral_bin, wait_for, Cluster, ClusterOptions};
 use serde_json::{json, Value};
 
@@ -58,9 +60,19 @@ async fn submit_pi_with(
     conf: &[(&str, &str)],
     args: &[&str],
 ) -> String {
+    submit_pi_to(d.spark_master(), flags, conf, args).await
+}
+
+/// The same to `master` (`spark://a:port,b:port` for several dispatchers).
+async fn submit_pi_to(
+    master: String,
+    flags: &[&str],
+    conf: &[(&str, &str)],
+    args: &[&str],
+) -> String {
     let mut a: Vec<String> = vec![
         "--master".into(),
-        d.spark_master(),
+        master,
         "--deploy-mode".into(),
         "cluster".into(),
         "--conf".into(),
@@ -414,6 +426,22 @@ async fn corral_spark_submit_runs_a_pyspark_word_count_on_a_persistent_volume() 
     let driver = d.driver(&id).await;
     assert_eq!(driver["role"], "data");
     assert_eq!(driver["state"], "FINISHED");
+    // corral spark status: one row, with the role and the state.
+    let (ok, out) = corral(&["spark", "status", &format!("--dispatcher={}", d.url), &id]).await;
+    assert!(ok, "{out}");
+    let row = out.lines().find(|l| l.contains(&id)).unwrap_or_default();
+    assert!(
+        out.starts_with("SUBMISSION") && row.contains(" data ") && row.contains("FINISHED"),
+        "{out}"
+    );
+    let (ok, out) = corral(&[
+        "spark",
+        "status",
+        &format!("--dispatcher={}", d.url),
+        "driver-00000000000000-9999",
+    ])
+    .await;
+    assert!(!ok && out.contains("driver-00000000000000-9999"), "{out}");
     // What spark-submit refuses (a Python application in cluster mode on
     // a spark:// master) is what corral spark submit is for.
     let (ok, out) = spark_submit_async(vec![
@@ -473,6 +501,69 @@ async fn kill_9_of_the_dispatcher_loses_no_submission() {
     );
     d.wait_state(&running, "KILLED", LONG).await;
     d.wait_state(&queued, "KILLED", LONG).await;
+    assert!(
+        wait_for(LONG, || async { used_cpus(&c).await == 0.0 }).await,
+        "{:?}",
+        tasks(&c).await
+    );
+}
+
+/// Two dispatchers with `--zk` running Spark from a fetched tarball: the
+/// standby refuses Spark's protocol (so `spark-submit` with both addresses
+/// goes on to the leader) and redirects the JSON API; after `kill -9` of
+/// the leader it takes the running driver over from ZooKeeper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_dispatcher_takes_over_after_kill_9_of_the_leader() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let c = cluster("cpus:8;mem:16384;disk:1024", 25000).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zk = corral_master::testing::ZooKeeperServer::start(dir.path(), 1).expect("zookeeper");
+    let tarball = spark_tarball(dir.path());
+    let flags = [
+        format!("--zk=zk://{}/corral/spark", zk.connect),
+        format!("--spark_tarball=file://{}", tarball.display()),
+        "--spark_tarball_home=spark".to_string(),
+    ];
+    let mut a = Dispatcher::start(&c.master, dir.path(), 0, &flags).await;
+    let b = Dispatcher::spawn(&c.master, dir.path(), 0, &flags);
+    let (standby, leader) = (
+        format!("{}/api/drivers", b.url),
+        format!("{}/api/drivers", a.url),
+    );
+    assert!(
+        wait_for(LONG, || corral_tests::redirects_to(&standby, &leader)).await,
+        "the standby redirects to the leader\n{}",
+        b.log_text()
+    );
+    let (status, ready) = b.get("/v1/submissions/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    // The standby first: spark-submit goes on to the next address.
+    let both = format!("spark://127.0.0.1:{},127.0.0.1:{}", b.port, a.port);
+    let id = submit_pi_to(both, &[], &[], &["2", "600"]).await;
+    let before = a.wait_state(&id, "RUNNING", LONG).await;
+    let fetched = c.agents[0].work_dir.join("slaves");
+    assert!(
+        corral_tests::files_under(&fetched)
+            .iter()
+            .any(|p| p.ends_with("spark/bin/spark-class")),
+        "Spark came from the tarball, extracted in the sandboxes"
+    );
+
+    let pid = a.child.id().expect("pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    let _ = a.child.wait().await;
+    let after = b.wait_state(&id, "RUNNING", LONG).await;
+    assert_eq!(after["taskId"], before["taskId"], "the same driver task");
+    assert_eq!(after["attempts"], 1);
+    assert_eq!(b.get("/v1/submissions/readyz").await.0, 200);
+    assert_eq!(spark_status(&b, &id).await, "RUNNING");
+    let (ok, out) = corral(&["spark", "kill", &format!("--dispatcher={}", b.url), &id]).await;
+    assert!(ok, "{out}");
+    b.wait_state(&id, "KILLED", LONG).await;
     assert!(
         wait_for(LONG, || async { used_cpus(&c).await == 0.0 }).await,
         "{:?}",
