@@ -29,6 +29,9 @@ step "building the local Docker test image (idempotent)"
 CORRAL_TEST_IMAGE="$(scripts/docker-test-image.sh | tail -n 1)"
 export CORRAL_TEST_IMAGE
 
+step "building the local Spark Docker image (JDK 17 and pyspark's Spark, docker import; idempotent)"
+scripts/spark-docker-image.sh
+
 step "the YARN stand-ins' own check (test doubles of a ResourceManager, NodeManager and rmadmin; tests/yarn/README.md)"
 tests/yarn/selftest.sh
 

@@ -1874,38 +1874,43 @@ pub fn cgroup_dir(controller: &str, path: &str) -> PathBuf {
 pub fn require_docker_image() -> String {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE
-        .get_or_init(|| {
-            let info = Command::new("docker")
-                .args(["info", "--format", "{{.ServerVersion}}"])
-                .output();
-            match &info {
-                Ok(o) if o.status.success() => {}
-                Ok(o) => panic!(
-                    "this test needs a running Docker engine: `docker info` failed: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-                Err(e) => panic!("this test needs the docker CLI and engine: {e}"),
-            }
-            let script = workspace_dir().join("scripts").join("docker-test-image.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-            assert!(
-                out.status.success(),
-                "{} failed:\n{}{}",
-                script.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        })
+        .get_or_init(|| build_docker_image("docker-test-image.sh"))
         .clone()
+}
+
+/// Fails the test unless the Docker engine answers; runs `scripts/<script>`
+/// (which builds an image idempotently and prints its name last) and
+/// returns the name.
+pub fn build_docker_image(script: &str) -> String {
+    let info = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
+    match &info {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "this test needs a running Docker engine: `docker info` failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("this test needs the docker CLI and engine: {e}"),
+    }
+    let script = workspace_dir().join("scripts").join(script);
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Percent-encodes a query parameter value.

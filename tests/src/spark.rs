@@ -196,6 +196,16 @@ pub fn spark_tarball(dir: &Path) -> PathBuf {
     tarball
 }
 
+/// The local Spark image (`scripts/spark-docker-image.sh`: JDK 17 and
+/// pyspark's Spark at `/opt/spark`, imported with `docker import`, no
+/// registry); built once, its name.
+pub fn spark_docker_image() -> String {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| crate::build_docker_image("spark-docker-image.sh"))
+        .clone()
+}
+
 /// `tests/spark/wordcount.py`.
 pub fn wordcount_py() -> PathBuf {
     workspace_dir().join("tests/spark/wordcount.py")

@@ -10,7 +10,8 @@
 use std::time::Duration;
 
 use corral_tests::spark::{
-    pi_jar, spark_submit_async, spark_tarball, submission_id, wordcount_py, Dispatcher,
+    pi_jar, spark_docker_image, spark_submit_async, spark_tarball, submission_id, wordcount_py,
+    Dispatcher,
 };
 use corral_tests::{corral_bin, wait_for, Cluster, ClusterOptions};
 use serde_json::{json, Value};
@@ -564,6 +565,59 @@ async fn the_standby_dispatcher_takes_over_after_kill_9_of_the_leader() {
     let (ok, out) = corral(&["spark", "kill", &format!("--dispatcher={}", b.url), &id]).await;
     assert!(ok, "{out}");
     b.wait_state(&id, "KILLED", LONG).await;
+    assert!(
+        wait_for(LONG, || async { used_cpus(&c).await == 0.0 }).await,
+        "{:?}",
+        tasks(&c).await
+    );
+}
+
+/// A job that names its own Docker image (`spark.corral.docker.image`):
+/// its driver, standalone master and worker run as Docker containers of
+/// the local Spark image (through the agent's Docker containerizer and the
+/// real engine), and it finishes with its output in the driver's sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_in_its_own_docker_image() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let image = spark_docker_image();
+    let c = Cluster::start(ClusterOptions {
+        agents: 1,
+        agent_resources: Some("cpus:8;mem:16384;disk:1024;ports:[25500-25999]".into()),
+        agent_flags: vec!["--containerizers=docker,mesos".into()],
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Dispatcher::start(&c.master, dir.path(), 0, &[]).await;
+    let id = submit_pi(
+        &d,
+        &[
+            ("spark.corral.docker.image", image.as_str()),
+            ("spark.corral.docker.sparkHome", "/opt/spark"),
+        ],
+        &["4"],
+    )
+    .await;
+    d.wait_state(&id, "FINISHED", LONG).await;
+    let (_, logs) = d.get(&format!("/api/drivers/{id}/logs?path=stdout")).await;
+    assert!(
+        logs["data"]
+            .as_str()
+            .is_some_and(|o| o.contains("Pi is roughly 3.1")),
+        "{logs}"
+    );
+    let v = c.get_json("/master/tasks?limit=-1").await;
+    let mine: Vec<&Value> = v["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["id"].as_str().is_some_and(|t| t.starts_with(&id)))
+        .collect();
+    assert!(mine.len() >= 3, "driver, master and worker: {v}");
+    for t in &mine {
+        assert_eq!(t["container"]["type"], "DOCKER", "{t}");
+        assert_eq!(t["container"]["docker"]["image"], image.as_str(), "{t}");
+    }
     assert!(
         wait_for(LONG, || async { used_cpus(&c).await == 0.0 }).await,
         "{:?}",

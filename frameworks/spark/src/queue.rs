@@ -9,7 +9,7 @@
 //! shell asks [`Dispatcher::candidates`] which drivers of a role to place on
 //! that role's offers, and reports launches and task states back.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -228,6 +228,8 @@ pub struct Dispatcher {
     history: VecDeque<Driver>,
     /// Drivers submitted in the current second, for ids.
     seq: (i64, u32),
+    /// Drivers changed, added or forgotten since [`Dispatcher::take_changed`].
+    changed: BTreeSet<String>,
 }
 
 fn is_queued(d: &Driver) -> bool {
@@ -265,6 +267,23 @@ impl Dispatcher {
             live: BTreeMap::new(),
             history: VecDeque::new(),
             seq: (0, 0),
+            changed: BTreeSet::new(),
+        }
+    }
+
+    /// The ids of the drivers changed, added or forgotten since the last
+    /// call (for the store: write those still known, delete the others).
+    pub fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Keeps at most `retained` finished drivers; the forgotten ones count
+    /// as changed.
+    fn trim_history(&mut self) {
+        while self.history.len() > self.limits.retained {
+            if let Some(d) = self.history.pop_front() {
+                self.changed.insert(d.submission_id);
+            }
         }
     }
 
@@ -313,6 +332,7 @@ impl Dispatcher {
             id.clone(),
             Driver::queued(&id, role, queue, priority, application, now_ms),
         );
+        self.changed.insert(id.clone());
         Ok(id)
     }
 
@@ -389,6 +409,7 @@ impl Dispatcher {
     /// The driver's task was launched on `agent_id` (`hostname`).
     pub fn launched(&mut self, id: &str, task_id: &str, agent_id: &str, hostname: &str) {
         if let Some(d) = self.live.get_mut(id) {
+            self.changed.insert(id.to_string());
             d.attempts += 1;
             d.task_id = Some(task_id.to_string());
             d.agent_id = Some(agent_id.to_string());
@@ -408,6 +429,7 @@ impl Dispatcher {
         ui_url: String,
     ) {
         if let Some(d) = self.live.get_mut(id) {
+            self.changed.insert(id.to_string());
             d.cluster = cluster;
             d.master_url = Some(master_url);
             d.ui_url = Some(ui_url);
@@ -432,6 +454,7 @@ impl Dispatcher {
     /// worker failed); the driver's own task state decides what follows.
     pub fn note(&mut self, id: &str, message: &str) {
         if let Some(d) = self.live.get_mut(id) {
+            self.changed.insert(id.to_string());
             d.message = Some(message.to_string());
         }
     }
@@ -447,6 +470,7 @@ impl Dispatcher {
         let Some(d) = self.live.get_mut(&id) else {
             return;
         };
+        self.changed.insert(id.clone());
         match state {
             "TASK_STAGING" | "TASK_STARTING" | "TASK_KILLING" => {}
             "TASK_RUNNING" => {
@@ -512,10 +536,9 @@ impl Dispatcher {
         if let Some(m) = message {
             d.message = Some(m.to_string());
         }
+        self.changed.insert(d.submission_id.clone());
         self.history.push_back(d);
-        while self.history.len() > self.limits.retained {
-            self.history.pop_front();
-        }
+        self.trim_history();
     }
 
     /// Kills a driver: a queued one ends KILLED at once; a running one's
@@ -531,6 +554,7 @@ impl Dispatcher {
             return Err(QueueError::Unknown(id.to_string()));
         };
         d.kill_requested = true;
+        self.changed.insert(id.to_string());
         match d.task_id.clone() {
             Some(task_id) => Ok(vec![Command::Kill {
                 task_id,
@@ -564,7 +588,8 @@ impl Dispatcher {
     /// Forgets the finished drivers (Spark 4's `clear`); returns how many.
     pub fn clear(&mut self) -> usize {
         let n = self.history.len();
-        self.history.clear();
+        self.changed
+            .extend(self.history.drain(..).map(|d| d.submission_id));
         n
     }
 
@@ -591,9 +616,7 @@ impl Dispatcher {
             self.live.insert(d.submission_id.clone(), d);
         }
         self.history = history.into();
-        while self.history.len() > self.limits.retained {
-            self.history.pop_front();
-        }
+        self.trim_history();
         adopted
     }
 
@@ -604,6 +627,7 @@ impl Dispatcher {
             return;
         };
         if let Some(d) = self.live.get_mut(&id) {
+            self.changed.insert(id.clone());
             d.task_id = None;
             d.agent_id = None;
             d.hostname = None;
@@ -637,6 +661,30 @@ mod tests {
     }
 
     const T0: i64 = 1_796_380_000_000; // 2026-12-04T10:26:40Z
+
+    #[test]
+    fn changes_are_tracked_for_the_store_and_reads_change_nothing() {
+        let mut d = Dispatcher::new(Limits {
+            retained: 1,
+            ..Limits::default()
+        });
+        let a = d.submit(app(&[]), "eng", T0).expect("a");
+        let b = d.submit(app(&[]), "eng", T0).expect("b");
+        assert_eq!(d.take_changed(), BTreeSet::from([a.clone(), b.clone()]));
+        // Reads (status, lists, placement candidates) change nothing.
+        let _ = (d.get(&a), d.candidates("eng", T0), d.live().count());
+        assert!(d.take_changed().is_empty());
+        d.launched(&a, "t-a", "agent", "host");
+        d.update("t-a", "TASK_RUNNING", None, T0);
+        assert_eq!(d.take_changed(), BTreeSet::from([a.clone()]));
+        // Finished drivers beyond --retained_drivers are forgotten: changed.
+        d.update("t-a", "TASK_FINISHED", None, T0);
+        d.kill(&b, T0).expect("kill b");
+        assert_eq!(d.take_changed(), BTreeSet::from([a.clone(), b.clone()]));
+        assert!(d.get(&a).is_none() && d.get(&b).is_some());
+        assert_eq!(d.clear(), 1);
+        assert_eq!(d.take_changed(), BTreeSet::from([b]));
+    }
 
     #[test]
     fn ids_are_sparks_driver_ids_and_unique_within_a_second() {

@@ -124,6 +124,8 @@ struct Actor {
     volumes: BTreeMap<String, KnownVolume>,
     /// What the store holds, by driver id.
     written: BTreeMap<String, Vec<u8>>,
+    /// Drivers whose last write or delete failed (retried on the next).
+    unsaved: BTreeSet<String>,
     /// Tasks taken over from the store, reconciled on SUBSCRIBED.
     adopted: Vec<(String, Option<String>)>,
     /// The roles whose offers are suppressed.
@@ -187,6 +189,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         why: BTreeMap::new(),
         volumes: BTreeMap::new(),
         written: BTreeMap::new(),
+        unsaved: BTreeSet::new(),
         adopted: Vec::new(),
         suppressed: BTreeSet::new(),
     };
@@ -311,41 +314,36 @@ impl Actor {
     /// Writes every driver that changed since it was last written, and
     /// deletes those no longer retained.
     async fn persist(&mut self) {
-        let mut now: BTreeMap<&str, &Driver> = BTreeMap::new();
-        for d in self.dispatcher.live().chain(self.dispatcher.history()) {
-            now.insert(&d.submission_id, d);
-        }
-        let gone: Vec<String> = self
-            .written
-            .keys()
-            .filter(|k| !now.contains_key(k.as_str()))
-            .cloned()
-            .collect();
-        let mut changed = Vec::new();
-        for (id, d) in &now {
-            let bytes = serde_json::to_vec(d).unwrap_or_default();
-            if self.written.get(*id) != Some(&bytes) {
-                changed.push((id.to_string(), bytes));
-            }
-        }
-        for id in gone {
-            match self.store.delete(&format!("drivers/{id}"), None).await {
-                Ok(_) => {
-                    self.written.remove(&id);
+        let mut changed = self.dispatcher.take_changed();
+        changed.append(&mut self.unsaved);
+        for id in changed {
+            let key = format!("drivers/{id}");
+            let Some(d) = self.dispatcher.get(&id) else {
+                if self.written.contains_key(&id) {
+                    match self.store.delete(&key, None).await {
+                        Ok(_) => {
+                            self.written.remove(&id);
+                        }
+                        Err(e) => {
+                            tracing::error!(driver = %id, error = %e, "cannot delete the driver");
+                            self.unsaved.insert(id);
+                        }
+                    }
                 }
-                Err(e) => tracing::error!(driver = %id, error = %e, "cannot delete the driver"),
+                continue;
+            };
+            let bytes = serde_json::to_vec(d).unwrap_or_default();
+            if self.written.get(&id) == Some(&bytes) {
+                continue;
             }
-        }
-        for (id, bytes) in changed {
-            match self
-                .store
-                .set(&format!("drivers/{id}"), bytes.clone())
-                .await
-            {
+            match self.store.set(&key, bytes.clone()).await {
                 Ok(_) => {
                     self.written.insert(id, bytes);
                 }
-                Err(e) => tracing::error!(driver = %id, error = %e, "cannot store the driver"),
+                Err(e) => {
+                    tracing::error!(driver = %id, error = %e, "cannot store the driver");
+                    self.unsaved.insert(id);
+                }
             }
         }
     }

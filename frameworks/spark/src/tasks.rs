@@ -124,15 +124,15 @@ pub fn is_python(app: &Application) -> bool {
 }
 
 /// The resource as the driver's command names it, and the URI the agent
-/// fetches for it (remote schemes; `file:` and plain paths are read on the
-/// agent).
+/// fetches for it into the sandbox (`file:` and remote schemes, so that a
+/// driver in a Docker image finds it too); plain paths and Spark's
+/// `local:` are read where the driver runs (on the agent, or in its image).
 fn resource(app_resource: &str) -> (String, Option<String>) {
-    if let Some(path) = app_resource.strip_prefix("file://") {
-        return (path.to_string(), None);
-    }
-    let remote = ["http://", "https://", "hdfs://", "ftp://", "s3a://"]
-        .iter()
-        .any(|s| app_resource.starts_with(s));
+    let remote = [
+        "file://", "http://", "https://", "hdfs://", "ftp://", "s3a://",
+    ]
+    .iter()
+    .any(|s| app_resource.starts_with(s));
     if remote {
         let name = app_resource
             .rsplit('/')
@@ -378,6 +378,20 @@ pub fn driver_task(
         .iter()
         .filter(|(k, _)| passed_on(k) && !fixed.iter().any(|(f, _)| f == k))
     {
+        // spark-submit lists the primary resource in spark.jars; the
+        // driver's spark-submit adds the fetched copy itself.
+        let v = if k == "spark.jars" && fetch.is_some() {
+            let rest: Vec<&str> = v
+                .split(',')
+                .filter(|j| !j.is_empty() && *j != app.app_resource)
+                .collect();
+            if rest.is_empty() {
+                continue;
+            }
+            rest.join(",")
+        } else {
+            v.clone()
+        };
         words.push("--conf".into());
         words.push(quote(&format!("{k}={v}")));
     }
@@ -491,6 +505,7 @@ mod tests {
                 ("spark.corral.role", "eng"),
                 ("spark.executor.instances", "2"),
                 ("spark.eventLog.enabled", "false"),
+                ("spark.jars", "file:///jobs/pi.jar,file:///jobs/dep.jar"),
             ],
             "file:///jobs/pi.jar",
             "corral.CorralPi",
@@ -524,7 +539,16 @@ mod tests {
             !s.contains("deployMode=cluster") && !s.contains("spark.corral.role"),
             "{s}"
         );
-        assert!(s.contains("/jobs/pi.jar 10 'it'\\''s'\n"), "{s}");
+        // The file: jar is fetched into the sandbox and dropped from
+        // spark.jars (the driver's spark-submit adds its copy).
+        assert!(
+            s.contains("\"$MESOS_SANDBOX/pi.jar\" 10 'it'\\''s'\n"),
+            "{s}"
+        );
+        assert!(s.contains("spark.jars=file:///jobs/dep.jar --conf"), "{s}");
+        let uris = &t.command.as_ref().expect("cmd").uris;
+        assert_eq!(uris.len(), 1);
+        assert_eq!(uris[0].value, "file:///jobs/pi.jar");
         let env = &t
             .command
             .as_ref()
