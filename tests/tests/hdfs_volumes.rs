@@ -10,14 +10,18 @@
 //! agent B cannot open the volume (its CREATE fails naming A); A is killed
 //! for good and its work dir deleted; once A's lease expires the framework
 //! creates the same volume on B and a task there reads the same bytes;
-//! DESTROY on B destroys the stored data.
+//! DESTROY on B destroys the stored data. The workloads framework's
+//! stateful service and a Spark job (the dispatcher's PySpark word count)
+//! keep their data on such a volume.
 #![cfg(feature = "hdfs")]
 
 use std::time::Duration;
 
 use corral_api::codec::Encoding;
+use corral_tests::spark::{wordcount_py, Dispatcher};
 use corral_tests::{
-    command_task, default_framework_info, wait_for, Cluster, ClusterOptions, Scheduler, TIMEOUT,
+    command_task, corral_bin, default_framework_info, wait_for, Cluster, ClusterOptions, Scheduler,
+    TIMEOUT,
 };
 use serde_json::{json, Value};
 
@@ -421,6 +425,12 @@ async fn a_stateful_workloads_service_keeps_its_data_in_hdfs() {
         .await,
         "the store holds d1's data: {:?}",
         stored()
+            .iter()
+            .map(|p| (
+                p.clone(),
+                std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned())
+            ))
+            .collect::<Vec<_>>()
     );
     let history = c.agents[0]
         .work_dir
@@ -434,5 +444,109 @@ async fn a_stateful_workloads_service_keeps_its_data_in_hdfs() {
         .await,
         "{:?}",
         std::fs::read_to_string(&history)
+    );
+}
+
+/// A Spark job (the dispatcher's PySpark word count, real Spark 4.3) on an
+/// HDFS-backed volume: the operator reserves disk labelled for HDFS and
+/// creates the volume, the job's driver reads its input there and writes
+/// its counts back, and when the driver's task ends the counts reach the
+/// HDFS store through Hadoop's client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spark_job_reads_and_writes_an_hdfs_backed_volume() {
+    let store = tempfile::Builder::new()
+        .prefix("corral-hdfs-store-")
+        .tempdir()
+        .expect("store dir");
+    let c = Cluster::start(ClusterOptions {
+        agents: 1,
+        agent_resources: Some("cpus:8;mem:16384;disk:2048;ports:[26500-26999]".into()),
+        agent_flags: vec![
+            format!(
+                "--hdfs_volume_root=file://{}/volumes",
+                store.path().display()
+            ),
+            format!("--hdfs_lease_timeout={LEASE}"),
+            "--hdfs_writeback_interval=10mins".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let agent = c.agents[0].clone();
+    let (status, body) = c
+        .operator(json!({"type": "RESERVE_RESOURCES", "reserve_resources": {
+            "agent_id": {"value": agent.id}, "resources": [hdfs_disk(64.0)]}}))
+        .await;
+    assert!(status.is_success(), "{body}");
+    let (status, body) = c
+        .operator(json!({"type": "CREATE_VOLUMES", "create_volumes": {
+            "agent_id": {"value": agent.id}, "volumes": [hdfs_volume("words", 64.0)]}}))
+        .await;
+    assert!(status.is_success(), "{body}\n{}", c.agent_log(0));
+    // Written into once the agent has opened it (restored from the store).
+    let on_disk = agent
+        .work_dir
+        .join("volumes/roles")
+        .join(ROLE)
+        .join("words");
+    let volumes = agent_volumes(&c, &agent.url("/volumes")).await;
+    assert!(
+        wait_for(TIMEOUT, || async {
+            agent_volumes(&c, &agent.url("/volumes")).await["hdfs"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|e| e.to_string().contains("\"words\"")))
+        })
+        .await
+            && on_disk.is_dir(),
+        "the agent never opened the volume: {volumes}\n{}",
+        c.agent_log(0)
+    );
+    std::fs::create_dir_all(on_disk.join("in")).expect("dir");
+    std::fs::write(
+        on_disk.join("in/a.txt"),
+        "hdfs volumes keep\nspark output\n",
+    )
+    .expect("write");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Dispatcher::start(&c.master, dir.path(), 0, &[format!("--roles={ROLE}")]).await;
+    let out = tokio::process::Command::new(corral_bin())
+        .args(["spark", "submit", &format!("--dispatcher={}", d.url)])
+        .args(["--role", ROLE, "--conf", "spark.corral.driver.volume=words"])
+        .args(["--driver-memory", "512m", "--executor-memory", "512m"])
+        .args([
+            "--num-executors",
+            "1",
+            "--env",
+            "PYSPARK_PYTHON=python3",
+            "--wait",
+        ])
+        .arg(wordcount_py())
+        .args(["data/in", "data/out/counts.tsv"])
+        .output()
+        .await
+        .expect("corral spark submit runs");
+    assert!(
+        out.status.success(),
+        "{}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        d.log_text()
+    );
+    let expected = "hdfs\t1\nkeep\t1\noutput\t1\nspark\t1\nvolumes\t1\n";
+    assert_eq!(
+        std::fs::read_to_string(on_disk.join("out/counts.tsv")).expect("counts on the volume"),
+        expected
+    );
+    // The driver's task ended: the volume was written back to the store.
+    assert!(
+        wait_for(TIMEOUT, || async {
+            corral_tests::files_under(store.path())
+                .iter()
+                .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t == expected))
+        })
+        .await,
+        "the counts never reached the HDFS store: {:?}",
+        corral_tests::files_under(store.path())
     );
 }

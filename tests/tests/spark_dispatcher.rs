@@ -145,6 +145,26 @@ async fn used_cpus(c: &Cluster) -> f64 {
         .sum()
 }
 
+/// Waits until the dispatcher holds no resources (every task released).
+async fn released(c: &Cluster) {
+    assert!(
+        wait_for(LONG, || async { used_cpus(c).await == 0.0 }).await,
+        "{:?}",
+        tasks(c).await
+    );
+}
+
+/// `kill -9` of a process, reaped.
+async fn kill_9(child: &mut tokio::process::Child) {
+    let pid = child.id().expect("pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    let _ = child.wait().await;
+}
+
 async fn corral(args: &[&str]) -> (bool, String) {
     let out = tokio::process::Command::new(corral_bin())
         .args(args)
@@ -260,11 +280,7 @@ async fn kill_supervise_a_full_queue_and_bad_input() {
     .await;
     assert!(ok && out.contains("\"success\" : true"), "{out}");
     d.wait_state(&id, "KILLED", LONG).await;
-    assert!(
-        wait_for(LONG, || async { used_cpus(&c).await == 0.0 }).await,
-        "resources not released after the kill: {:?}",
-        tasks(&c).await
-    );
+    released(&c).await;
 
     // --supervise relaunches a driver that exits non-zero, with backoff.
     let sup = submit_pi_with(&d, &["--supervise"], &[], &["fail"]).await;
@@ -472,13 +488,7 @@ async fn kill_9_of_the_dispatcher_loses_no_submission() {
     let running = submit_pi(&d, &[], &["2", "600"]).await;
     let queued = submit_pi(&d, &[("spark.executor.instances", "40")], &["2"]).await;
     let before = d.wait_state(&running, "RUNNING", LONG).await;
-    let pid = d.child.id().expect("pid") as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
-    let _ = d.child.wait().await;
+    kill_9(&mut d.child).await;
     let port = d.port;
     let d = Dispatcher::start(&c.master, dir.path(), port, &[]).await;
     // The same framework, the same running task, the queued one still queued.
@@ -502,11 +512,7 @@ async fn kill_9_of_the_dispatcher_loses_no_submission() {
     );
     d.wait_state(&running, "KILLED", LONG).await;
     d.wait_state(&queued, "KILLED", LONG).await;
-    assert!(
-        wait_for(LONG, || async { used_cpus(&c).await == 0.0 }).await,
-        "{:?}",
-        tasks(&c).await
-    );
+    released(&c).await;
 }
 
 /// Two dispatchers with `--zk` running Spark from a fetched tarball: the
@@ -550,13 +556,7 @@ async fn the_standby_dispatcher_takes_over_after_kill_9_of_the_leader() {
         "Spark came from the tarball, extracted in the sandboxes"
     );
 
-    let pid = a.child.id().expect("pid") as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
-    let _ = a.child.wait().await;
+    kill_9(&mut a.child).await;
     let after = b.wait_state(&id, "RUNNING", LONG).await;
     assert_eq!(after["taskId"], before["taskId"], "the same driver task");
     assert_eq!(after["attempts"], 1);
@@ -565,11 +565,7 @@ async fn the_standby_dispatcher_takes_over_after_kill_9_of_the_leader() {
     let (ok, out) = corral(&["spark", "kill", &format!("--dispatcher={}", b.url), &id]).await;
     assert!(ok, "{out}");
     b.wait_state(&id, "KILLED", LONG).await;
-    assert!(
-        wait_for(LONG, || async { used_cpus(&c).await == 0.0 }).await,
-        "{:?}",
-        tasks(&c).await
-    );
+    released(&c).await;
 }
 
 /// A job that names its own Docker image (`spark.corral.docker.image`):
@@ -618,11 +614,7 @@ async fn a_job_runs_in_its_own_docker_image() {
         assert_eq!(t["container"]["type"], "DOCKER", "{t}");
         assert_eq!(t["container"]["docker"]["image"], image.as_str(), "{t}");
     }
-    assert!(
-        wait_for(LONG, || async { used_cpus(&c).await == 0.0 }).await,
-        "{:?}",
-        tasks(&c).await
-    );
+    released(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

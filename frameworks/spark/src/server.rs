@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::api::{ApiCall, LogTarget, Query};
-use crate::calls::{answer, volume_of, Context, CONSTRAINTS_KEY, DRIVER_CONSTRAINTS_KEY};
+use crate::calls::{answer, volume_of, Call, Context, CONSTRAINTS_KEY, DRIVER_CONSTRAINTS_KEY};
 use crate::gang::{place, Ask, Room, VolumeUse};
 use crate::plan::{parse_constraints, plan, PlanDefaults};
 use crate::queue::{ClusterTask, Command, Dispatcher, Driver, Limits};
@@ -361,7 +361,14 @@ impl Actor {
                     sizing: &self.config.sizing,
                     now_ms: now_ms(),
                 };
+                // A status call changes nothing: answered without a store
+                // write or a placement round.
+                let read_only = matches!(call.call, Call::Status(_));
                 let (reply, cmds) = answer(&mut self.dispatcher, call.call, &cx);
+                if read_only {
+                    let _ = call.reply.send(reply);
+                    return;
+                }
                 self.persist().await;
                 let _ = call.reply.send(reply);
                 self.commands(cmds).await;
