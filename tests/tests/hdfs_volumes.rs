@@ -28,6 +28,16 @@ use serde_json::{json, Value};
 const ROLE: &str = "db";
 const LEASE: &str = "4secs";
 
+/// Agents with HDFS-backed volumes in `store` (Hadoop's client on
+/// `file:///`), a short lease, and write-backs only when a task ends.
+fn hdfs_agent_flags(store: &std::path::Path) -> Vec<String> {
+    vec![
+        format!("--hdfs_volume_root=file://{}/volumes", store.display()),
+        format!("--hdfs_lease_timeout={LEASE}"),
+        "--hdfs_writeback_interval=10mins".into(),
+    ]
+}
+
 fn framework() -> Value {
     let mut f = default_framework_info("hdfs-volumes");
     f["roles"] = json!([ROLE]);
@@ -160,14 +170,7 @@ async fn an_hdfs_backed_volume_comes_back_on_another_agent() {
         .expect("store dir");
     let mut c = Cluster::start(ClusterOptions {
         agents: 2,
-        agent_flags: vec![
-            format!(
-                "--hdfs_volume_root=file://{}/volumes",
-                store.path().display()
-            ),
-            format!("--hdfs_lease_timeout={LEASE}"),
-            "--hdfs_writeback_interval=10mins".into(),
-        ],
+        agent_flags: hdfs_agent_flags(store.path()),
         ..Default::default()
     })
     .await;
@@ -355,14 +358,7 @@ async fn a_stateful_workloads_service_keeps_its_data_in_hdfs() {
         .tempdir()
         .expect("store dir");
     let c = Cluster::start(ClusterOptions {
-        agent_flags: vec![
-            format!(
-                "--hdfs_volume_root=file://{}/volumes",
-                store.path().display()
-            ),
-            format!("--hdfs_lease_timeout={LEASE}"),
-            "--hdfs_writeback_interval=10mins".into(),
-        ],
+        agent_flags: hdfs_agent_flags(store.path()),
         ..Default::default()
     })
     .await;
@@ -461,14 +457,7 @@ async fn a_spark_job_reads_and_writes_an_hdfs_backed_volume() {
     let c = Cluster::start(ClusterOptions {
         agents: 1,
         agent_resources: Some("cpus:8;mem:16384;disk:2048;ports:[26500-26999]".into()),
-        agent_flags: vec![
-            format!(
-                "--hdfs_volume_root=file://{}/volumes",
-                store.path().display()
-            ),
-            format!("--hdfs_lease_timeout={LEASE}"),
-            "--hdfs_writeback_interval=10mins".into(),
-        ],
+        agent_flags: hdfs_agent_flags(store.path()),
         ..Default::default()
     })
     .await;
