@@ -233,14 +233,10 @@ pub fn launch_logged(
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
-    // SAFETY: setsid is async-signal-safe and touches no memory of the
-    // parent; it is the only thing done between fork and exec.
+    // SAFETY: `detach_in_child` makes only async-signal-safe system calls
+    // and touches no memory of the parent.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
-        });
+        cmd.pre_exec(detach_in_child);
     }
     let child = cmd.spawn()?;
     // Our copies of the pipes' write ends go with the command, so the
@@ -250,7 +246,39 @@ pub fn launch_logged(
     Ok((process, loggers))
 }
 
-/// Reaps a child in the background: `on_exit` runs with its raw wait
+/// Run between fork and exec of every process the agent starts (executors,
+/// loggers): a session of its own, and no descriptor of the agent's but
+/// stdin, stdout and stderr. A descriptor another thread of the agent had
+/// open without close-on-exec at the moment of the fork would otherwise
+/// live as long as the executor: the JVM of Hadoop's client (HDFS-backed
+/// volumes) creates its child-process pipes that way, and waits for EOF on
+/// one of them, so an executor started at that moment held a volume's
+/// write-back for as long as its task ran.
+pub(crate) fn detach_in_child() -> std::io::Result<()> {
+    nix::unistd::setsid().map_err(std::io::Error::from)?;
+    // SAFETY: plain system calls on descriptor numbers; nothing is read or
+    // written in the parent's memory.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked != 0 {
+        // Kernels before 5.11: mark what a process usually has open.
+        for fd in 3..4096 {
+            // SAFETY: as above; a descriptor that is not open fails alone.
+            unsafe {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reaps a child in the background:/// Reaps a child in the background: `on_exit` runs with its raw wait
 /// status; with `kill_group`, whatever is left in its process group is
 /// killed first.
 pub(crate) fn reap_child(
@@ -357,6 +385,33 @@ pub fn start_time(pid: i32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_started_process_inherits_no_descriptor_of_the_agent_but_stdio() {
+        // A pipe another thread could hold open without close-on-exec
+        // (the JVM's child-process pipes) at the moment of the fork.
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&write);
+        let check = format!("test -e /proc/self/fd/{fd} && echo open || echo closed");
+        let run = |detach: bool| {
+            let mut cmd = std::process::Command::new("sh");
+            cmd.args(["-c", &check]);
+            if detach {
+                // SAFETY: as in launch.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(&mut cmd, detach_in_child);
+                }
+            }
+            String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+        };
+        assert_eq!(
+            run(false),
+            "open\n",
+            "the check sees an inherited descriptor"
+        );
+        assert_eq!(run(true), "closed\n");
+        drop((read, write));
+    }
 
     #[tokio::test]
     async fn runs_in_sandbox_with_own_group_and_output_files() {

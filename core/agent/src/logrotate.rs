@@ -421,10 +421,10 @@ pub fn spawn_logger(
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(false);
-    // SAFETY: setsid is async-signal-safe and touches no memory of the
-    // parent; it is the only thing done between fork and exec.
+    // SAFETY: `detach_in_child` makes only async-signal-safe system calls
+    // and touches no memory of the parent.
     unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(io::Error::from));
+        cmd.pre_exec(crate::containerizer::detach_in_child);
     }
     let child = cmd.spawn()?;
     // The command (with its copy of the read end) is dropped here: only the
