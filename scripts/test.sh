@@ -11,6 +11,18 @@ cd "$REPO"
 
 step() { echo; echo "==> $*"; }
 
+# No incremental compilation artefacts: CI builds once from a clean clone,
+# and they would take gigabytes of the machine's disk.
+export CARGO_INCREMENTAL=0
+step "disk free where the build goes: $(df -h --output=avail "$REPO" | tail -n 1 | tr -d ' ')"
+
+# The durable tansu (a Kafka-protocol broker) takes about 15 minutes to build
+# once on 2 cores; it is built in the background while the other parts are
+# installed, and waited for before the tests.
+mkdir -p "$REPO/target"
+scripts/tansu.sh > "$REPO/target/tansu-build.log" 2>&1 &
+TANSU_PID=$!
+
 step "installing test dependencies (pymesos venv)"
 CORRAL_PYTHON="$(scripts/test-deps.sh | tail -n 1)"
 export CORRAL_PYTHON
@@ -43,6 +55,15 @@ cargo build --workspace --all-targets --locked
 
 step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "waiting for the durable tansu build (scripts/tansu.sh; log in target/tansu-build.log)"
+if ! wait "$TANSU_PID"; then
+    cat "$REPO/target/tansu-build.log"
+    echo "error: scripts/tansu.sh failed (log above)" >&2
+    exit 1
+fi
+CORRAL_TANSU="$(tail -n 1 "$REPO/target/tansu-build.log")"
+export CORRAL_TANSU
 
 step "running every test"
 export CORRAL_BIN="$REPO/target/debug/corral"

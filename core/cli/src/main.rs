@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod kafka;
 mod spark;
 mod workloads;
 mod yarn;
@@ -88,6 +89,10 @@ enum Command {
     /// Talk to the Spark dispatcher: submit, status, kill, list, logs.
     #[command(subcommand)]
     Spark(spark::SparkCommand),
+    /// The Kafka framework: run its scheduler (`corral kafka scheduler`),
+    /// manage brokers and topics (mesos/kafka's commands).
+    #[command(subcommand)]
+    Kafka(kafka::KafkaCommand),
     /// Run Corral's command/default executor (started by agents, not by hand).
     #[command(hide = true)]
     Executor,
@@ -247,6 +252,12 @@ fn run(cli: Cli) -> Result<()> {
             }
         }),
         Command::Spark(cmd) => rt.block_on(spark::run(cmd)),
+        Command::Kafka(cmd) => rt.block_on(async {
+            tokio::select! {
+                r = kafka::run(cmd) => r,
+                _ = terminated() => Ok(()),
+            }
+        }),
         Command::Launcher { .. } | Command::Logger { .. } => Ok(()),
     }
 }
