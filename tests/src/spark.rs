@@ -289,12 +289,16 @@ impl Dispatcher {
         }
     }
 
-    /// POST a raw body: status and text.
+    /// POST a raw body: status and text. On a connection of its own
+    /// (`Connection: close`): a server refusing an oversized body with 413
+    /// closes the connection, and a later request must not be sent on it
+    /// from the client's pool (it failed so under load in CI).
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, String) {
         let r = self
             .http
             .post(format!("{}{path}", self.url))
             .header("content-type", "application/json;charset=utf-8")
+            .header("connection", "close")
             .body(body)
             .send()
             .await
