@@ -12,7 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
-use crate::{corral_bin, free_port, wait_for, TIMEOUT};
+use crate::{corral_bin, free_port, processes_in, wait_for, TIMEOUT};
 
 /// The durable tansu (`sqlite://` storage): `CORRAL_TANSU`, or where
 /// `scripts/tansu.sh` caches it.
@@ -154,6 +154,27 @@ impl KafkaScheduler {
         self.child.start_kill().expect("kill -9");
         let _ = self.child.wait().await;
     }
+}
+
+/// The pid of the tansu process running in a broker's sandbox (its
+/// executor's cwd is the sandbox too; tansu is told apart by its command
+/// line).
+pub fn broker_pid(sandbox: &Path) -> Option<i32> {
+    processes_in(sandbox).into_iter().find(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--listener-url"))
+    })
+}
+
+/// Whether process `pid` lives (a zombie does not).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|st| st != "Z")
+        })
+        .unwrap_or(false)
 }
 
 /// Produces `messages` to `topic`'s `partition` through `bootstrap`,

@@ -580,6 +580,16 @@ async fn health(State(api): State<Api>) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
+/// The counters `/metrics` exports (`corral_kafka_<name>_total`).
+pub const COUNTERS: [&str; 6] = [
+    "offers",
+    "accepts",
+    "declines",
+    "launches",
+    "kills",
+    "status_updates",
+];
+
 /// Prometheus text of a snapshot.
 pub fn metrics_text(s: &Snapshot, leading: bool) -> String {
     let now = now_ms();
@@ -613,7 +623,15 @@ pub fn metrics_text(s: &Snapshot, leading: bool) -> String {
             b.id, b.failover.failures
         ));
     }
-    for (name, v) in &s.counters {
+    // Every counter from the start (at 0 until it counts), so that a
+    // series exists for rate() and absent() before the first event.
+    let names: BTreeSet<&str> = COUNTERS
+        .iter()
+        .copied()
+        .chain(s.counters.keys().copied())
+        .collect();
+    for name in names {
+        let v = s.counters.get(name).copied().unwrap_or(0);
         out.push_str(&format!(
             "# TYPE corral_kafka_{name}_total counter\ncorral_kafka_{name}_total {v}\n"
         ));
@@ -697,5 +715,8 @@ mod tests {
         assert!(text.contains("corral_kafka_brokers{state=\"stopped\"} 1"));
         assert!(text.contains("corral_kafka_broker_failures{broker=\"0\"} 2"));
         assert!(text.contains("corral_kafka_offers_total 3"));
+        // Counters that have not counted yet are there, at 0.
+        assert!(text.contains("corral_kafka_launches_total 0"));
+        assert!(text.contains("corral_kafka_kills_total 0"));
     }
 }

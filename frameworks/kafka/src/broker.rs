@@ -182,6 +182,12 @@ pub struct Reservation {
     pub persistence_id: String,
     /// The reserved ports (client, then controller for Apache Kafka).
     pub ports: Vec<u64>,
+    /// The port of the agent's own API: with `hostname` and `address` it
+    /// tells where the agent runs, so that an agent back there under a new
+    /// AgentID (its checkpointed reservations and volumes kept) is known
+    /// for the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_port: Option<i32>,
 }
 
 /// One broker.

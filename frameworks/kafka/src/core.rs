@@ -14,7 +14,10 @@
 //! volume while its stickiness period lasts (or while it never stopped), and
 //! reuse both. Reserved resources labelled for a broker that no longer
 //! holds them on that agent (removed, or moved after its stickiness
-//! expired) are DESTROYed and UNRESERVEd when they are offered.
+//! expired) are DESTROYed and UNRESERVEd when they are offered; but an
+//! agent back under a new AgentID at the same place (hostname, address,
+//! API port) still holds its broker's reservation and volume, and the
+//! broker takes them over there.
 //!
 //! Apache Kafka brokers form one KRaft quorum of every active broker: a
 //! broker is launched once every active broker holds its reservation (so
@@ -137,6 +140,7 @@ struct Room {
     tasks: Vec<v1::TaskInfo>,
     placement: Placement,
     address: String,
+    agent_port: Option<i32>,
 }
 
 impl Room {
@@ -147,6 +151,7 @@ impl Room {
             .as_ref()
             .and_then(|u| u.address.ip.clone())
             .unwrap_or_else(|| offer.hostname.clone());
+        let agent_port = offer.url.as_ref().map(|u| u.address.port);
         Self {
             left: Resources::from_vec(&offer.resources),
             offer,
@@ -154,6 +159,7 @@ impl Room {
             tasks: Vec::new(),
             placement,
             address,
+            agent_port,
         }
     }
     fn agent(&self) -> &str {
@@ -418,6 +424,7 @@ impl Core {
             self.agents
                 .insert(r.agent().to_string(), r.placement.clone());
         }
+        let mut effects = self.rehome(now, &rooms);
         self.release(&mut rooms);
         let waiting: Vec<u32> = self
             .brokers
@@ -439,7 +446,6 @@ impl Core {
         }
         self.launch(pending, &mut rooms);
         let busy = self.waiting(now);
-        let mut effects = Vec::new();
         let mut declined = Vec::new();
         for mut room in rooms {
             if !room.tasks.is_empty() {
@@ -467,6 +473,85 @@ impl Core {
             });
         }
         effects
+    }
+
+    /// An agent back under a new AgentID where it ran before (the same
+    /// hostname, address and port: restarted after `--recover=cleanup`, or
+    /// with its checkpoint lost) still holds the reservations and volumes
+    /// made on it, which are checkpointed apart from its id; its old id is
+    /// gone for good, and with it whatever ran there. A broker whose
+    /// volume such an agent offers takes the new id for its reservation
+    /// (so its data is kept, not released as someone else's), and its task
+    /// on the old id has ended: a failure, unless it was being stopped.
+    fn rehome(&mut self, now: i64, rooms: &[Room]) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for room in rooms {
+            let agent = room.agent();
+            for r in &room.offer.resources {
+                let Some(p) = r.disk.as_ref().and_then(|d| d.persistence.as_ref()) else {
+                    continue;
+                };
+                if offers::reservation_role(r) != Some(self.config.role.as_str()) {
+                    continue;
+                }
+                let Some(id) = self.label_of(r) else { continue };
+                let Some(b) = self.brokers.get_mut(&id) else {
+                    continue;
+                };
+                let Some(res) = b.reservation.as_mut() else {
+                    continue;
+                };
+                if res.agent_id == agent
+                    || res.persistence_id != p.id
+                    || res.hostname != room.offer.hostname
+                    || res.address != room.address
+                    || res.agent_port.is_none()
+                    || res.agent_port != room.agent_port
+                {
+                    continue;
+                }
+                let old = std::mem::replace(&mut res.agent_id, agent.to_string());
+                tracing::warn!(broker = id, old_agent = %old, agent = %agent, volume = %p.id, "the broker's agent is back under a new id with its volume; the broker's reservation moves to it");
+                if b.task.as_ref().is_some_and(|t| t.slave_id == old) {
+                    let ended = Self::ended(id, b, now, "its agent came back under a new id");
+                    effects.extend(ended);
+                }
+                self.changed.insert(id);
+            }
+        }
+        effects
+    }
+
+    /// Broker `id`'s task ended (`why`): a failure unless it was asked to
+    /// stop; REVIVE if it is to start again.
+    fn ended(id: u32, b: &mut Broker, now: i64, why: &str) -> Vec<Effect> {
+        let Some(t) = b.task.take() else {
+            return vec![];
+        };
+        let expected = t.state == "stopping" || !b.active;
+        tracing::info!(broker = id, task_id = %t.id, expected, why, "broker task ended");
+        if expected || b.failover.failures == 0 {
+            b.stickiness.stop_time = Some(now);
+        }
+        if expected {
+            b.failover.reset();
+        } else {
+            b.failover.register_failure(now);
+            if b.failover.max_tries_exceeded() {
+                tracing::warn!(
+                    broker = id,
+                    failures = b.failover.failures,
+                    "the broker failed too often; deactivated"
+                );
+                b.active = false;
+                b.failed = true;
+            }
+        }
+        if b.active {
+            vec![Effect::Revive]
+        } else {
+            vec![]
+        }
     }
 
     /// DESTROY and UNRESERVE what is labelled for a broker that does not
@@ -760,6 +845,7 @@ impl Core {
             address: room.address.clone(),
             persistence_id: fit.persistence_id.clone(),
             ports: fit.ports.clone(),
+            agent_port: room.agent_port,
         };
         if let Some(bb) = self.brokers.get_mut(&id) {
             if bb.reservation.as_ref() != Some(&reservation) {
@@ -904,29 +990,12 @@ impl Core {
             v1::TaskState::TaskKilling => t.state = "stopping".into(),
             v1::TaskState::TaskUnreachable => {}
             _ => {
-                let expected = t.state == "stopping" || !b.active;
-                tracing::info!(broker = id, task_id = %task_id, state = state.as_str_name(), expected, message = status.message.as_deref().unwrap_or(""), "broker task ended");
-                b.task = None;
-                if expected || b.failover.failures == 0 {
-                    b.stickiness.stop_time = Some(now);
-                }
-                if expected {
-                    b.failover.reset();
-                } else {
-                    b.failover.register_failure(now);
-                    if b.failover.max_tries_exceeded() {
-                        tracing::warn!(
-                            broker = id,
-                            failures = b.failover.failures,
-                            "the broker failed too often; deactivated"
-                        );
-                        b.active = false;
-                        b.failed = true;
-                    }
-                }
-                if b.active {
-                    effects.push(Effect::Revive);
-                }
+                let why = format!(
+                    "{}: {}",
+                    state.as_str_name(),
+                    status.message.as_deref().unwrap_or("")
+                );
+                effects.extend(Self::ended(id, b, now, &why));
             }
         }
         self.changed.insert(id);

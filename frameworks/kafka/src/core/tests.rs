@@ -325,6 +325,116 @@ fn removing_a_stopped_broker_destroys_its_volume_and_unreserves() {
     }
 }
 
+/// `o` as agent `host` at `10.0.0.1:<port>` offers it.
+fn at(mut o: v1::Offer, host: &str, port: i32) -> v1::Offer {
+    o.hostname = host.into();
+    o.url = Some(v1::Url {
+        scheme: "http".into(),
+        address: v1::Address {
+            hostname: Some(host.into()),
+            ip: Some("10.0.0.1".into()),
+            port,
+        },
+        path: Some("/slave(1)".into()),
+        ..Default::default()
+    });
+    o
+}
+
+/// Broker 0 running on agent a1 (`host-1`, its API on port 5051); its
+/// task.
+fn running_at_a1(core: &mut Core) -> v1::TaskInfo {
+    core.add("0", &small()).expect("add");
+    core.start("0").expect("start");
+    let effects = core.offers(0, vec![at(plain(1, "a1"), "host-1", 5051)]);
+    let task = launched(&accepted(&effects)[0].1).remove(0);
+    core.status(
+        100,
+        &update(&task.task_id.value, v1::TaskState::TaskRunning),
+    );
+    let r = core.brokers()[&0].reservation.clone().expect("reserved");
+    assert_eq!(r.agent_port, Some(5051));
+    assert_eq!(r.address, "10.0.0.1");
+    task
+}
+
+/// The reserved resources and volume of `task` plus some unreserved ones.
+fn holding(task: &v1::TaskInfo) -> Vec<v1::Resource> {
+    let mut r = task.resources.clone();
+    r.extend(allocated(
+        resources::parse("cpus:3;mem:1024;disk:1000;ports:[31001-31009]").expect("r"),
+    ));
+    r
+}
+
+#[test]
+fn an_agent_back_under_a_new_id_keeps_the_brokers_volume() {
+    let mut core = tansu();
+    let first = running_at_a1(&mut core);
+    // The agent is back at host-1:5051 as a2 (after --recover=cleanup),
+    // with its checkpointed reservation and volume: they stay the
+    // broker's, and its task on a1 is gone with a1 (a failure).
+    let effects = core.offers(
+        1_000,
+        vec![at(offer(2, "a2", holding(&first)), "host-1", 5051)],
+    );
+    assert!(
+        accepted(&effects).is_empty(),
+        "nothing destroyed: {effects:?}"
+    );
+    assert!(effects.contains(&Effect::Revive), "{effects:?}");
+    let b = &core.brokers()[&0];
+    assert!(b.task.is_none());
+    assert_eq!(b.failover.failures, 1);
+    assert_eq!(
+        b.reservation.as_ref().map(|r| r.agent_id.as_str()),
+        Some("a2")
+    );
+    assert!(core.take_changed().contains(&0));
+    // After its failover delay it starts there again, on the same volume.
+    let effects = core.offers(
+        11_000,
+        vec![at(offer(3, "a2", holding(&first)), "host-1", 5051)],
+    );
+    let acc = accepted(&effects);
+    use v1::offer::operation::Type;
+    assert_eq!(op_types(&acc[0].1), [Type::Launch], "{effects:?}");
+    let second = launched(&acc[0].1).remove(0);
+    assert_eq!(second.agent_id.value, "a2");
+    assert_eq!(
+        offers::find_volume(&second.resources, "kafka-broker-0"),
+        offers::find_volume(&first.resources, "kafka-broker-0"),
+        "the same volume"
+    );
+}
+
+#[test]
+fn a_volume_left_on_an_agent_elsewhere_is_released() {
+    let mut core = tansu();
+    let first = running_at_a1(&mut core);
+    // The same volume offered by an agent at another place (another
+    // port, another host): not the broker's agent; released.
+    for (n, host, port) in [(2, "host-1", 5052), (3, "host-2", 5051)] {
+        let effects = core.offers(1_000, vec![at(offer(n, "a9", holding(&first)), host, port)]);
+        let acc = accepted(&effects);
+        use v1::offer::operation::Type;
+        assert_eq!(
+            op_types(&acc[0].1),
+            [Type::Destroy, Type::Unreserve],
+            "{effects:?}"
+        );
+        let b = &core.brokers()[&0];
+        assert_eq!(
+            b.reservation.as_ref().map(|r| r.agent_id.as_str()),
+            Some("a1")
+        );
+        assert_eq!(
+            b.task.as_ref().map(|t| t.id.as_str()),
+            Some(first.task_id.value.as_str())
+        );
+    }
+}
+
 #[test]
 fn bad_commands_change_nothing() {
     let mut core = tansu();
