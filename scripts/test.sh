@@ -37,6 +37,9 @@ step "installing Spark 4.3 (the distribution inside pyspark, into the test venv)
 CORRAL_SPARK_HOME="$(scripts/spark-env.sh | tail -n 1)"
 export CORRAL_SPARK_HOME
 
+step "installing RabbitMQ 3.10 (Debian package; the eventing tests start and stop their own brokers)"
+scripts/rabbitmq.sh install
+
 step "building the local Docker test image (idempotent)"
 CORRAL_TEST_IMAGE="$(scripts/docker-test-image.sh | tail -n 1)"
 export CORRAL_TEST_IMAGE

@@ -21,7 +21,9 @@
 //!   with an error instead of buffering without limit.
 
 pub mod kafka;
+pub mod rabbitmq;
 pub mod spark;
+pub mod tansu;
 pub mod workloads;
 pub mod yarn;
 

@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod events;
 mod kafka;
 mod spark;
 mod workloads;
@@ -93,6 +94,13 @@ enum Command {
     /// manage brokers and topics (mesos/kafka's commands).
     #[command(subcommand)]
     Kafka(kafka::KafkaCommand),
+    /// Run the eventing publisher: the cluster's events to Kafka and
+    /// RabbitMQ.
+    #[command(subcommand)]
+    Eventing(events::EventingCommand),
+    /// Read the cluster's events: `corral events tail`.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
     /// Run Corral's command/default executor (started by agents, not by hand).
     #[command(hide = true)]
     Executor,
@@ -258,6 +266,13 @@ fn run(cli: Cli) -> Result<()> {
                 _ = terminated() => Ok(()),
             }
         }),
+        Command::Eventing(cmd) => rt.block_on(async {
+            tokio::select! {
+                r = events::serve(cmd) => r,
+                _ = terminated() => Ok(()),
+            }
+        }),
+        Command::Events(cmd) => rt.block_on(events::run(cmd)),
         Command::Launcher { .. } | Command::Logger { .. } => Ok(()),
     }
 }

@@ -5,6 +5,7 @@ use anyhow::Result;
 
 pub mod allocator;
 pub mod containers;
+pub mod events;
 pub mod failover;
 pub mod spark;
 pub mod workloads;
@@ -18,6 +19,10 @@ pub enum BenchCommand {
     /// Container launch and destroy throughput on one real agent
     /// (command tasks, then Docker tasks).
     Containers(containers::Args),
+    /// The eventing publisher end to end: sustained events/s from the
+    /// master to Kafka (tansu) and the latency from a task's state change
+    /// to a consumer (simulated agents, real master, publisher and broker).
+    Events(events::Args),
     /// Master failover time (leader killed) at N simulated agents, with a
     /// real ZooKeeper and two real masters.
     Failover(failover::Args),
@@ -42,6 +47,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             .enable_all()
             .build()?
             .block_on(containers::run(args)),
+        BenchCommand::Events(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(events::run(args)),
         BenchCommand::Failover(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
