@@ -17,22 +17,7 @@ use crate::{corral_bin, free_port, processes_in, wait_for, TIMEOUT};
 /// The durable tansu (`sqlite://` storage): `CORRAL_TANSU`, or where
 /// `scripts/tansu.sh` caches it.
 pub fn tansu_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("CORRAL_TANSU") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "CORRAL_TANSU={} does not exist", p.display());
-        return p;
-    }
-    let cache = std::env::var_os("CORRAL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/corral")))
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/corral"));
-    let bin = cache.join("tansu-0.6.0-libsql/bin/tansu");
-    assert!(
-        bin.is_file(),
-        "no durable tansu at {}: run scripts/tansu.sh (or set CORRAL_TANSU)",
-        bin.display()
-    );
-    bin
+    crate::tansu::bin()
 }
 
 /// A running `corral kafka scheduler`.
