@@ -1103,7 +1103,12 @@ async fn services_a_worker_cron_and_on_demand_jobs_share_three_agents() {
         f.get("/api/history/request/adhoc/runs").await
     );
     for job in ["tick", "adhoc"] {
-        assert_eq!(f.runs(job, "FAILED").await, 0, "{job}");
+        assert_eq!(
+            f.runs(job, "FAILED").await,
+            0,
+            "{job}: {:?}",
+            f.get(&format!("/api/history/request/{job}/runs")).await
+        );
     }
 }
 
