@@ -64,6 +64,24 @@ impl Publisher {
         p
     }
 
+    /// [`Publisher::start`], then waits until `/health` answers 200.
+    async fn start_healthy(dir: &Path, master: &str, args: &[String]) -> Publisher {
+        let p = Publisher::start(dir, master, args);
+        p.wait_healthy().await;
+        p
+    }
+
+    /// Waits up to 60 s until `/health` answers 200; fails with the log
+    /// otherwise.
+    async fn wait_healthy(&self) {
+        assert!(
+            wait_for(Duration::from_secs(60), || self.healthy()).await,
+            "publisher never healthy: {:?}\nlog:\n{}",
+            self.health().await,
+            self.log()
+        );
+    }
+
     fn spawn(&mut self) {
         let log = self.dir.join(format!("publisher-{}.log", self.starts));
         self.starts += 1;
@@ -233,6 +251,11 @@ impl KafkaEvents {
         self.seen.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
+    /// Waits up to `timeout` until [`KafkaEvents::all_finished`].
+    async fn wait_all_finished(&self, fid: &str, tasks: &[String], timeout: Duration) -> bool {
+        wait_for(timeout, || async { self.all_finished(fid, tasks) }).await
+    }
+
     /// Whether every task in `tasks` of framework `fid` has reached
     /// TASK_FINISHED in what was consumed.
     fn all_finished(&self, fid: &str, tasks: &[String]) -> bool {
@@ -320,6 +343,22 @@ struct Driver {
 }
 
 impl Driver {
+    /// Runs `total` tasks of `cmd` for a new framework `name` in `role` to
+    /// completion and returns the framework id and the task ids.
+    async fn run_all(
+        base: &str,
+        name: &str,
+        role: &str,
+        total: usize,
+        cmd: &str,
+    ) -> (String, Vec<String>) {
+        let mut d = Driver::subscribe(base, name, role, total, cmd).await;
+        d.pump(|d| d.finished.len() == d.total)
+            .await
+            .unwrap_or_else(|e| panic!("framework {name}: {e}"));
+        (d.fid(), d.task_ids())
+    }
+
     async fn subscribe(base: &str, name: &str, role: &str, total: usize, cmd: &str) -> Driver {
         let mut info = default_framework_info(name);
         info["roles"] = json!([role]);
@@ -658,20 +697,15 @@ async fn two_hundred_tasks_across_a_master_failover() {
     let analytics_q = Queue::bind(&rabbit.url, TOPIC, "analytics-events", "analytics.#").await;
     let ops_q = Queue::bind(&rabbit.url, TOPIC, "ops-events", "ops.#").await;
 
-    let publisher = Publisher::start(
+    let publisher = Publisher::start_healthy(
         dir.path(),
         &zk_url,
         &[
             format!("--kafka_brokers={}", tansu.brokers()),
             format!("--amqp_url={}", rabbit.url),
         ],
-    );
-    assert!(
-        wait_for(Duration::from_secs(60), || publisher.healthy()).await,
-        "publisher never healthy: {:?}\nlog:\n{}",
-        publisher.health().await,
-        publisher.log()
-    );
+    )
+    .await;
     let consumer = KafkaEvents::start(&tansu.brokers());
 
     // The ops role: a few tasks.
@@ -901,17 +935,12 @@ async fn kafka_outage_is_spooled_and_drained() {
         .tempdir()
         .expect("tmp");
     let mut tansu = Tansu::start(&dir.path().join("tansu"));
-    let publisher = Publisher::start(
+    let publisher = Publisher::start_healthy(
         dir.path(),
         &cluster.master,
         &[format!("--kafka_brokers={}", tansu.brokers())],
-    );
-    assert!(
-        wait_for(Duration::from_secs(60), || publisher.healthy()).await,
-        "publisher never healthy: {:?}\n{}",
-        publisher.health().await,
-        publisher.log()
-    );
+    )
+    .await;
     let mut d = Driver::subscribe(&cluster.url(""), "outage", "batch", 60, "true").await;
     d.pump(|d| d.finished.len() >= 10)
         .await
@@ -972,10 +1001,9 @@ async fn kafka_outage_is_spooled_and_drained() {
     );
     let consumer = KafkaEvents::start(&tansu.brokers());
     let (fid, tasks) = (d.fid(), d.task_ids());
-    let complete = wait_for(Duration::from_secs(60), || async {
-        consumer.all_finished(&fid, &tasks)
-    })
-    .await;
+    let complete = consumer
+        .wait_all_finished(&fid, &tasks, Duration::from_secs(60))
+        .await;
     assert!(
         complete,
         "events lost: {} consumed",
@@ -996,28 +1024,18 @@ async fn publisher_restart_emits_the_missed_transitions() {
         .tempdir()
         .expect("tmp");
     let tansu = Tansu::start(&dir.path().join("tansu"));
-    let mut publisher = Publisher::start(
+    let mut publisher = Publisher::start_healthy(
         dir.path(),
         &cluster.master,
         &[format!("--kafka_brokers={}", tansu.brokers())],
-    );
-    assert!(
-        wait_for(Duration::from_secs(60), || publisher.healthy()).await,
-        "{}",
-        publisher.log()
-    );
+    )
+    .await;
     let consumer = KafkaEvents::start(&tansu.brokers());
-    let mut before = Driver::subscribe(&cluster.url(""), "before", "web", 5, "true").await;
-    before
-        .pump(|d| d.finished.len() == d.total)
-        .await
-        .expect("tasks before");
-    let (fid, before_tasks) = (before.fid(), before.task_ids());
+    let (fid, before_tasks) = Driver::run_all(&cluster.url(""), "before", "web", 5, "true").await;
     assert!(
-        wait_for(Duration::from_secs(30), || async {
-            consumer.all_finished(&fid, &before_tasks)
-        })
-        .await,
+        consumer
+            .wait_all_finished(&fid, &before_tasks, Duration::from_secs(30))
+            .await,
         "{} events",
         consumer.snapshot().len()
     );
@@ -1025,24 +1043,14 @@ async fn publisher_restart_emits_the_missed_transitions() {
 
     publisher.kill().await;
     // While it is down: another framework's tasks run to completion.
-    let mut during = Driver::subscribe(&cluster.url(""), "during", "web", 5, "true").await;
-    during
-        .pump(|d| d.finished.len() == d.total)
-        .await
-        .expect("tasks while down");
-    let (dfid, during_tasks) = (during.fid(), during.task_ids());
+    let (dfid, during_tasks) = Driver::run_all(&cluster.url(""), "during", "web", 5, "true").await;
 
     publisher.spawn();
+    publisher.wait_healthy().await;
     assert!(
-        wait_for(Duration::from_secs(60), || publisher.healthy()).await,
-        "{}",
-        publisher.log()
-    );
-    assert!(
-        wait_for(Duration::from_secs(30), || async {
-            consumer.all_finished(&dfid, &during_tasks)
-        })
-        .await,
+        consumer
+            .wait_all_finished(&dfid, &during_tasks, Duration::from_secs(30))
+            .await,
         "the missed transitions were not published: {} events\n{}",
         consumer.snapshot().len(),
         publisher.log()
@@ -1193,19 +1201,15 @@ async fn a_full_spool_pauses_the_stream_and_loses_nothing() {
         .tempdir()
         .expect("tmp");
     let mut tansu = Tansu::start(&dir.path().join("tansu"));
-    let publisher = Publisher::start(
+    let publisher = Publisher::start_healthy(
         dir.path(),
         &cluster.master,
         &[
             format!("--kafka_brokers={}", tansu.brokers()),
             "--spool_max_bytes=131072".to_string(),
         ],
-    );
-    assert!(
-        wait_for(Duration::from_secs(60), || publisher.healthy()).await,
-        "{}",
-        publisher.log()
-    );
+    )
+    .await;
     tansu.stop();
     let mut d = Driver::subscribe(&cluster.url(""), "full", "batch", 120, "true").await;
     d.pump(|d| d.finished.len() == d.total)
@@ -1233,10 +1237,9 @@ async fn a_full_spool_pauses_the_stream_and_loses_nothing() {
     tansu.restart();
     let consumer = KafkaEvents::start(&tansu.brokers());
     let (fid, tasks) = (d.fid(), d.task_ids());
-    let complete = wait_for(Duration::from_secs(90), || async {
-        consumer.all_finished(&fid, &tasks)
-    })
-    .await;
+    let complete = consumer
+        .wait_all_finished(&fid, &tasks, Duration::from_secs(90))
+        .await;
     assert!(
         complete,
         "events lost after a full spool: {} consumed; health {:?}\n{}",
@@ -1277,12 +1280,7 @@ async fn publishers_elect_a_leader_and_take_over() {
     };
     std::fs::create_dir_all(dir.path().join("a")).expect("dir");
     std::fs::create_dir_all(dir.path().join("b")).expect("dir");
-    let mut a = Publisher::start(&dir.path().join("a"), &cluster.master, &args("a"));
-    assert!(
-        wait_for(Duration::from_secs(60), || a.healthy()).await,
-        "{}",
-        a.log()
-    );
+    let mut a = Publisher::start_healthy(&dir.path().join("a"), &cluster.master, &args("a")).await;
     assert!(
         wait_for(Duration::from_secs(30), || async {
             a.health().await.1["status"] == "ok"
@@ -1302,33 +1300,21 @@ async fn publishers_elect_a_leader_and_take_over() {
         b.log()
     );
     let consumer = KafkaEvents::start(&tansu.brokers());
-    let mut first = Driver::subscribe(&cluster.url(""), "first", "web", 5, "true").await;
-    first
-        .pump(|d| d.finished.len() == d.total)
-        .await
-        .expect("first tasks");
-    let (f1, t1) = (first.fid(), first.task_ids());
+    let (f1, t1) = Driver::run_all(&cluster.url(""), "first", "web", 5, "true").await;
     assert!(
-        wait_for(Duration::from_secs(30), || async {
-            consumer.all_finished(&f1, &t1)
-        })
-        .await
+        consumer
+            .wait_all_finished(&f1, &t1, Duration::from_secs(30))
+            .await
     );
     // Only the leader publishes.
     let before = consumer.snapshot();
     assert!(before.iter().all(|s| s.source == "/corral/a"), "{before:?}");
     a.kill().await;
-    let mut second = Driver::subscribe(&cluster.url(""), "second", "web", 5, "true").await;
-    second
-        .pump(|d| d.finished.len() == d.total)
-        .await
-        .expect("second tasks");
-    let (f2, t2) = (second.fid(), second.task_ids());
+    let (f2, t2) = Driver::run_all(&cluster.url(""), "second", "web", 5, "true").await;
     assert!(
-        wait_for(Duration::from_secs(60), || async {
-            consumer.all_finished(&f2, &t2)
-        })
-        .await,
+        consumer
+            .wait_all_finished(&f2, &t2, Duration::from_secs(60))
+            .await,
         "the standby did not take over: {:?}\n{}",
         b.health().await,
         b.log()

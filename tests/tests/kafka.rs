@@ -470,6 +470,42 @@ async fn three_tansu_brokers_on_volumes_survive_restarts_and_a_scheduler_failove
     drop(dir);
 }
 
+/// `kill -9` of agent `i` and of the processes `pids` (broker 0's), then the
+/// agent again with `--recover=reconnect`; waits until broker 0 runs again
+/// as a new task (not `before`'s) and returns it.
+async fn kill_agent_and_broker(
+    c: &mut Cluster,
+    s: &KafkaScheduler,
+    i: usize,
+    pids: &[i32],
+    before: &Value,
+) -> Value {
+    c.kill_agent(i);
+    for pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        wait_for(TIMEOUT, || async { pids.iter().all(|p| !alive(*p)) }).await,
+        "the broker's processes died: {pids:?}"
+    );
+    c.restart_agent(i, &["--recover=reconnect".into()]).await;
+    assert!(
+        wait_for(TIMEOUT, || async {
+            let b = s.broker(0).await;
+            b["state"] == "running" && task_id(&b) != task_id(before)
+        })
+        .await,
+        "the broker starts again: {}\n{}\n{}",
+        s.broker(0).await,
+        s.log_text(),
+        c.agent_log(i)
+    );
+    s.broker(0).await
+}
+
 /// A broker across restarts of its agent (`kill -9`, then the agent again
 /// on the same work dir with `--recover=reconnect`, the default):
 ///
@@ -621,29 +657,7 @@ async fn a_broker_keeps_its_reservation_volume_and_data_across_agent_restarts() 
 
     // 2. kill -9 of the agent, and of the broker while its agent is down:
     // the broker starts again on the same agent, reservation and volume.
-    c.kill_agent(i);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9 the broker");
-    assert!(
-        wait_for(TIMEOUT, || async { !alive(pid) }).await,
-        "the broker died"
-    );
-    c.restart_agent(i, &["--recover=reconnect".into()]).await;
-    assert!(
-        wait_for(TIMEOUT, || async {
-            let b = s.broker(0).await;
-            b["state"] == "running" && task_id(&b) != task_id(&first)
-        })
-        .await,
-        "the broker starts again: {}\n{}\n{}",
-        s.broker(0).await,
-        s.log_text(),
-        c.agent_log(i)
-    );
-    let again = s.broker(0).await;
+    let again = kill_agent_and_broker(&mut c, &s, i, &[pid], &first).await;
     assert_eq!(
         again["task"]["slaveId"], first["task"]["slaveId"],
         "{again}"
@@ -680,30 +694,7 @@ async fn a_broker_keeps_its_reservation_volume_and_data_across_agent_restarts() 
     );
     let container = corral_tests::processes_in(&sandbox);
     assert!(container.len() >= 2, "executor and broker: {container:?}");
-    c.kill_agent(i);
-    for pid in &container {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    assert!(
-        wait_for(TIMEOUT, || async { container.iter().all(|p| !alive(*p)) }).await,
-        "the container died"
-    );
-    c.restart_agent(i, &["--recover=reconnect".into()]).await;
-    assert!(
-        wait_for(TIMEOUT, || async {
-            let b = s.broker(0).await;
-            b["state"] == "running" && task_id(&b) != task_id(&again)
-        })
-        .await,
-        "the broker starts again: {}\n{}\n{}",
-        s.broker(0).await,
-        s.log_text(),
-        c.agent_log(i)
-    );
-    let third = s.broker(0).await;
+    let third = kill_agent_and_broker(&mut c, &s, i, &container, &again).await;
     assert_eq!(
         third["task"]["slaveId"], first["task"]["slaveId"],
         "{third}"

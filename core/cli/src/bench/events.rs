@@ -235,22 +235,7 @@ async fn framework(
     let call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
         "user": "bench", "name": "events-bench", "roles": ["bench"],
         "capabilities": [{"type": "MULTI_ROLE"}]}}});
-    let resp = http
-        .post(format!("http://{master}/api/v1/scheduler"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .body(call.to_string())
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("SUBSCRIBE answered {}", resp.status());
-    }
-    let stream_id = resp
-        .headers()
-        .get("mesos-stream-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let (stream_id, resp) = super::subscribe_scheduler(&http, &master, &call).await?;
     // The stream is read by a task of its own that keeps only the offers,
     // so that the (unacknowledged) updates never back it up.
     let (offers_tx, mut offers_rx) = tokio::sync::mpsc::unbounded_channel::<(Value, Value)>();
@@ -624,39 +609,28 @@ async fn bench(a: &Inner, exe: &Path, tansu: &Path, dir: &Path) -> Result<Vec<Ph
         a.seconds
     );
     let mut phases = Vec::new();
-    phases.push(
-        phase(
-            "saturated",
-            None,
-            a.seconds,
-            &pace,
-            &launched,
-            &mut rx,
-            publisher_port,
-        )
-        .await?,
-    );
-    if fw.is_finished() {
-        bail!("the framework stopped: {:?}", fw.await);
-    }
-    eprintln!(
-        "[bench events] paced phase ({} tasks/s, {} s)",
-        a.paced, a.seconds
-    );
-    phases.push(
-        phase(
-            "paced",
-            Some(a.paced as f64),
-            a.seconds,
-            &pace,
-            &launched,
-            &mut rx,
-            publisher_port,
-        )
-        .await?,
-    );
-    if fw.is_finished() {
-        bail!("the framework stopped: {:?}", fw.await);
+    for (name, rate) in [("saturated", None), ("paced", Some(a.paced as f64))] {
+        if let Some(rate) = rate {
+            eprintln!(
+                "[bench events] paced phase ({rate} tasks/s, {} s)",
+                a.seconds
+            );
+        }
+        phases.push(
+            phase(
+                name,
+                rate,
+                a.seconds,
+                &pace,
+                &launched,
+                &mut rx,
+                publisher_port,
+            )
+            .await?,
+        );
+        if fw.is_finished() {
+            bail!("the framework stopped: {:?}", fw.await);
+        }
     }
     let _ = stop_tx.send(true);
     fw.abort();

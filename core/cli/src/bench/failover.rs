@@ -234,23 +234,7 @@ async fn subscribe(
         call["framework_id"] = serde_json::json!({"value": id});
     }
     call["subscribe"] = serde_json::json!({"framework_info": info});
-    let resp = http
-        .post(format!("http://{addr}/api/v1/scheduler"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .body(call.to_string())
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("SUBSCRIBE answered {}", resp.status());
-    }
-    let stream_id = resp
-        .headers()
-        .get("mesos-stream-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    Ok((stream_id, resp))
+    super::subscribe_scheduler(http, addr, &call).await
 }
 
 /// Reads RecordIO records until one contains `needle`; returns the

@@ -112,3 +112,29 @@ pub fn peak_rss_bytes() -> u64 {
 pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
+
+/// POSTs a JSON `SUBSCRIBE` call to the master at `addr` (host:port) and
+/// returns the stream's `Mesos-Stream-Id` and the open (RecordIO) response.
+pub(crate) async fn subscribe_scheduler(
+    http: &reqwest::Client,
+    addr: &str,
+    call: &serde_json::Value,
+) -> Result<(String, reqwest::Response)> {
+    let resp = http
+        .post(format!("http://{addr}/api/v1/scheduler"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(call.to_string())
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        anyhow::bail!("SUBSCRIBE answered {}", resp.status());
+    }
+    let stream_id = resp
+        .headers()
+        .get("mesos-stream-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Ok((stream_id, resp))
+}

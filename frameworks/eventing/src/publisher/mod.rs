@@ -589,6 +589,8 @@ pub async fn start(config: Config) -> Result<Running, PublisherError> {
 
     let (appended_tx, appended_rx) = watch::channel(last);
     let (input_tx, input_rx) = mpsc::channel::<Input>(1024);
+    // A sink that moved its cursor wakes a writer waiting for spool room.
+    let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
 
     // The writer: a thread of its own (fsync blocks).
     {
@@ -602,6 +604,7 @@ pub async fn start(config: Config) -> Result<Running, PublisherError> {
             .spawn(move || {
                 writer_loop(
                     input_rx,
+                    wake_rx,
                     spool,
                     core,
                     checkpoint_seq,
@@ -629,30 +632,24 @@ pub async fn start(config: Config) -> Result<Running, PublisherError> {
     }
 
     // The sinks.
+    let sink_io = |stat: &Arc<SinkStat>| SinkIo {
+        reader: Reader::new(&config.spool_dir, stat.cursor.load(Ordering::SeqCst) + 1),
+        appended: appended_rx.clone(),
+        stat: Arc::clone(stat),
+        ticks: input_tx.clone(),
+        wake: wake_tx.clone(),
+    };
     if let Some(k) = config.kafka.clone() {
-        let stat = Arc::clone(&sinks[0]);
-        let reader = Reader::new(&config.spool_dir, stat.cursor.load(Ordering::SeqCst) + 1);
-        let sink = kafka::KafkaSink::new(k, Arc::clone(&stat));
-        tasks.push(tokio::spawn(run_sink(
-            sink,
-            reader,
-            appended_rx.clone(),
-            stat,
-            input_tx.clone(),
-        )));
+        let stat = &sinks[0];
+        let sink = kafka::KafkaSink::new(k, Arc::clone(stat));
+        tasks.push(tokio::spawn(run_sink(sink, sink_io(stat))));
     }
     if let Some(a) = config.amqp.clone() {
-        let stat = Arc::clone(sinks.last().unwrap_or(&sinks[0]));
-        let reader = Reader::new(&config.spool_dir, stat.cursor.load(Ordering::SeqCst) + 1);
-        let sink = amqp::AmqpSink::new(a, Arc::clone(&stat));
-        tasks.push(tokio::spawn(run_sink(
-            sink,
-            reader,
-            appended_rx.clone(),
-            stat,
-            input_tx.clone(),
-        )));
+        let stat = sinks.last().unwrap_or(&sinks[0]);
+        let sink = amqp::AmqpSink::new(a, Arc::clone(stat));
+        tasks.push(tokio::spawn(run_sink(sink, sink_io(stat))));
     }
+    drop(wake_tx);
 
     tracing::info!(%addr, master = %config.master, "eventing publisher started");
     Ok(Running {
@@ -689,6 +686,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 #[allow(clippy::too_many_arguments)]
 fn writer_loop(
     mut rx: mpsc::Receiver<Input>,
+    mut wake: mpsc::Receiver<()>,
     mut spool: Spool,
     mut core: Core,
     mut checkpoint_seq: u64,
@@ -757,8 +755,9 @@ fn writer_loop(
                     spool.bytes()
                 )),
             );
-            std::thread::sleep(Duration::from_millis(100));
-            if rx.is_closed() {
+            // Wait until a sink moves its cursor (then the loop persists the
+            // cursors and frees segments), or until every sink is gone.
+            if wake.blocking_recv().is_none() {
                 return;
             }
             continue;
@@ -846,13 +845,28 @@ pub trait Sink: Send + 'static {
 const SINK_BATCH: usize = 1000;
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 
-async fn run_sink<S: Sink>(
-    mut sink: S,
+/// What a sink task reads from and reports to.
+struct SinkIo {
+    /// The spool, from the sink's cursor on.
     reader: Reader,
-    mut appended: watch::Receiver<u64>,
+    /// The last sequence number in the spool.
+    appended: watch::Receiver<u64>,
+    /// The sink's cursor and health.
     stat: Arc<SinkStat>,
+    /// The writer's input: a tick persists the moved cursor.
     ticks: mpsc::Sender<Input>,
-) {
+    /// Wakes a writer waiting for spool room.
+    wake: mpsc::Sender<()>,
+}
+
+async fn run_sink<S: Sink>(mut sink: S, io: SinkIo) {
+    let SinkIo {
+        reader,
+        mut appended,
+        stat,
+        ticks,
+        wake,
+    } = io;
     let mut reader = Some(reader);
     let mut batch: Vec<Record> = Vec::new();
     let mut backoff = Duration::from_millis(200);
@@ -911,6 +925,7 @@ async fn run_sink<S: Sink>(
                 backoff = Duration::from_millis(200);
                 // The writer persists the cursor and frees segments.
                 let _ = ticks.try_send(Input::Tick);
+                let _ = wake.try_send(());
             }
             Err(problem) => {
                 stat.errors.fetch_add(1, Ordering::SeqCst);
