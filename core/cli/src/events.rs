@@ -14,6 +14,36 @@ pub enum EventingCommand {
     /// Publish the master's operator events (tasks, agents, frameworks) to
     /// Kafka and/or RabbitMQ as CloudEvents, at least once.
     Publisher(PublisherArgs),
+    /// The eventing service's API tier: HTTP/JSON sessions on Kafka topics,
+    /// routed through RabbitMQ to the backends.
+    Api(crate::eventing_service::ApiArgs),
+    /// The eventing service's backend tier: Kafka producers and consumers
+    /// for the sessions of the shards it owns.
+    Backend(crate::eventing_service::BackendArgs),
+    /// The eventing framework: runs the API and backend tiers as tasks,
+    /// scales them, relaunches them, upgrades them one at a time.
+    Serve(crate::eventing_service::ServeArgs),
+    /// Set the number of API and/or backend instances (api=N backend=M).
+    Scale(crate::eventing_service::ScaleArgs),
+    /// Replace every task of both tiers, one per tier at a time.
+    Upgrade(crate::eventing_service::UpgradeArgs),
+    /// The tiers' instances.
+    Status(crate::eventing_service::SchedulerArgs),
+}
+
+impl EventingCommand {
+    /// Whether the command runs to its own end rather than being cut short
+    /// by SIGTERM: the backend drains, flushes and spools on SIGTERM itself,
+    /// and the client commands are short.
+    pub fn drains_on_sigterm(&self) -> bool {
+        matches!(
+            self,
+            EventingCommand::Backend(_)
+                | EventingCommand::Scale(_)
+                | EventingCommand::Upgrade(_)
+                | EventingCommand::Status(_)
+        )
+    }
 }
 
 /// `corral eventing publisher`.
@@ -80,6 +110,10 @@ pub struct PublisherArgs {
 pub enum EventsCommand {
     /// Print the cluster's events live, one line each (or JSON).
     Tail(TailArgs),
+    /// Read a topic through the eventing service (acking as it prints).
+    Read(crate::eventing_service::ReadArgs),
+    /// Write standard input's lines to a topic through the eventing service.
+    Write(crate::eventing_service::WriteArgs),
 }
 
 /// `corral events tail`.
@@ -125,6 +159,12 @@ fn key_value(s: &str) -> Result<(String, String)> {
 /// Runs a daemon of `corral eventing`.
 pub async fn serve(cmd: EventingCommand) -> Result<()> {
     match cmd {
+        EventingCommand::Api(a) => crate::eventing_service::serve_api(a).await,
+        EventingCommand::Backend(a) => crate::eventing_service::serve_backend(a).await,
+        EventingCommand::Serve(a) => crate::eventing_service::serve_framework(a).await,
+        EventingCommand::Scale(a) => crate::eventing_service::scale(a).await,
+        EventingCommand::Upgrade(a) => crate::eventing_service::upgrade(a).await,
+        EventingCommand::Status(a) => crate::eventing_service::status(a).await,
         EventingCommand::Publisher(a) => {
             let kafka = match a.kafka_brokers {
                 Some(brokers) => Some(KafkaConfig {
@@ -190,6 +230,8 @@ pub fn line(e: &TailEvent) -> String {
 /// Runs one `corral events` command.
 pub async fn run(cmd: EventsCommand) -> Result<()> {
     match cmd {
+        EventsCommand::Read(a) => crate::eventing_service::read(a).await,
+        EventsCommand::Write(a) => crate::eventing_service::write(a).await,
         EventsCommand::Tail(a) => {
             let source = match (a.kafka_brokers, a.amqp_url) {
                 (Some(brokers), None) => TailSource::Kafka {

@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod eventing_service;
 mod events;
 mod kafka;
 mod spark;
@@ -267,6 +268,10 @@ fn run(cli: Cli) -> Result<()> {
             }
         }),
         Command::Eventing(cmd) => rt.block_on(async {
+            if cmd.drains_on_sigterm() {
+                // It drains, flushes and spools on SIGTERM itself.
+                return events::serve(cmd).await;
+            }
             tokio::select! {
                 r = events::serve(cmd) => r,
                 _ = terminated() => Ok(()),

@@ -54,7 +54,7 @@ pub struct Args {
     pub json: bool,
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -67,7 +67,7 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn tansu_bin(given: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn tansu_bin(given: Option<PathBuf>) -> Result<PathBuf> {
     let bin = given
         .or_else(|| std::env::var_os("CORRAL_TANSU").map(PathBuf::from))
         .unwrap_or_else(|| {
@@ -85,7 +85,7 @@ fn tansu_bin(given: Option<PathBuf>) -> Result<PathBuf> {
     Ok(bin)
 }
 
-async fn wait_port(port: u16, what: &str) -> Result<()> {
+pub(crate) async fn wait_port(port: u16, what: &str) -> Result<()> {
     super::wait_until(what, Duration::from_secs(60), || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -93,6 +93,37 @@ async fn wait_port(port: u16, what: &str) -> Result<()> {
     })
     .await
     .map(|_| ())
+}
+
+/// A durable tansu (`sqlite://` in `<dir>/tansu`) on 127.0.0.1:`port`;
+/// answers the child and its bootstrap address once it accepts
+/// connections.
+pub(crate) async fn start_tansu(
+    tansu: &Path,
+    dir: &Path,
+    port: u16,
+) -> Result<(tokio::process::Child, String)> {
+    std::fs::create_dir_all(dir.join("tansu"))?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.join("tansu.log"))?;
+    let child = tokio::process::Command::new(tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir.join("tansu"))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("start tansu")?;
+    wait_port(port, "tansu").await?;
+    Ok((child, format!("127.0.0.1:{port}")))
 }
 
 /// A simulated agent: registers, answers pings, and runs every task at
@@ -342,7 +373,7 @@ struct Phase {
     max_ms: f64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -515,26 +546,7 @@ async fn bench(a: &Inner, exe: &Path, tansu: &Path, dir: &Path) -> Result<Vec<Ph
         &dir.join("master.log"),
     )?;
     wait_port(master_port, "the master").await?;
-    let url = format!("tcp://127.0.0.1:{kafka_port}");
-    let log = std::fs::File::create(dir.join("tansu.log"))?;
-    let mut tansu_child = tokio::process::Command::new(tansu)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .current_dir(dir.join("tansu"))
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("start tansu")?;
-    wait_port(kafka_port, "tansu").await?;
-    let brokers = format!("127.0.0.1:{kafka_port}");
+    let (mut tansu_child, brokers) = start_tansu(tansu, dir, kafka_port).await?;
     let publisher = spawn(
         exe,
         &[

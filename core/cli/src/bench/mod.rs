@@ -5,6 +5,7 @@ use anyhow::Result;
 
 pub mod allocator;
 pub mod containers;
+pub mod eventing_service;
 pub mod events;
 pub mod failover;
 pub mod spark;
@@ -23,6 +24,10 @@ pub enum BenchCommand {
     /// master to Kafka (tansu) and the latency from a task's state change
     /// to a consumer (simulated agents, real master, publisher and broker).
     Events(events::Args),
+    /// The eventing service end to end (2 API and 2 backend nodes, real
+    /// RabbitMQ and tansu): events/s, write-ack, read and end-to-end
+    /// latency, beside the same load written straight to Kafka.
+    EventingService(eventing_service::Args),
     /// Master failover time (leader killed) at N simulated agents, with a
     /// real ZooKeeper and two real masters.
     Failover(failover::Args),
@@ -51,6 +56,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             .enable_all()
             .build()?
             .block_on(events::run(args)),
+        BenchCommand::EventingService(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(eventing_service::run(args)),
         BenchCommand::Failover(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -18,11 +18,21 @@
 //! | [`offset_token`] | the opaque, HMAC-protected offset token handed to clients |
 //! | [`wire`] | the JSON request/response types of the HTTP API and the RabbitMQ envelope |
 //!
+//! The shells around them: [`api`] (the API tier: HTTP in, RabbitMQ out),
+//! [`backend`] (the backend tier: RabbitMQ in, Kafka out and in), [`amqp`]
+//! (the RabbitMQ topology both share) and [`client`] (a Rust client that
+//! resumes from offset tokens).
+//!
 //! Every error a client can cause implements [`ClientError`]: a 4xx status, a
 //! stable machine-readable code and a message (its `Display`) that names the
 //! offending field or object.
 
+pub mod amqp;
+pub mod api;
+pub mod backend;
+pub mod client;
 pub mod crypto;
+pub mod grpc;
 pub mod offset_token;
 pub mod ring;
 pub mod session;

@@ -298,6 +298,9 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     /// Its value.
     pub value: Vec<u8>,
+    /// The client write id it was written with through the service (the
+    /// `corral-write-id` header), for readers to drop copies by.
+    pub write_id: Option<String>,
 }
 
 impl Record {
@@ -1457,6 +1460,22 @@ impl Sessions {
             .values()
             .map(|s| s.last_active.saturating_add(self.config.idle_timeout_ms))
             .min()
+    }
+
+    /// Closes the sessions whose shard (of `shards`) is in `released`, in id
+    /// order: the backend gave those shards up (their new owner answers
+    /// "unknown session" and clients allocate again from their tokens).
+    pub fn close_shards(&mut self, released: &HashSet<ShardId>, shards: u32) -> Vec<Closed> {
+        let mut ids: Vec<SessionId> = self
+            .sessions
+            .keys()
+            .filter(|id| released.contains(&id.shard(shards)))
+            .copied()
+            .collect();
+        ids.sort();
+        ids.into_iter()
+            .map(|id| self.close(id, CloseReason::Shutdown))
+            .collect()
     }
 
     /// Closes every session (shutdown, after draining), in id order.

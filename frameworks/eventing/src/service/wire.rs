@@ -359,6 +359,10 @@ impl ReadRequest {
 pub struct EventOut {
     /// The delivery offset: ack up to it.
     pub offset: u64,
+    /// The client write id the event was written with through the service
+    /// (absent for events other producers wrote); readers drop copies by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// The Kafka partition.
     pub partition: i32,
     /// The Kafka offset.
@@ -397,6 +401,7 @@ impl EventOut {
         let (value, value_base64) = text_or_base64(&d.record.value);
         EventOut {
             offset: d.seq,
+            id: d.record.write_id.clone(),
             partition: d.record.partition,
             kafka_offset: d.record.offset,
             timestamp_ms: d.record.timestamp_ms,
@@ -956,33 +961,14 @@ impl Envelope {
             operation: self.request.operation().to_owned(),
             body,
         };
-        let bytes = serde_json::to_vec(&repr).map_err(|e| WireError::Malformed(e.to_string()))?;
-        if bytes.len() > MAX_ENVELOPE_BYTES {
-            return Err(WireError::BodyTooLarge {
-                size: bytes.len(),
-                limit: MAX_ENVELOPE_BYTES,
-            });
-        }
-        Ok(bytes)
+        to_bounded_json(&repr)
     }
 
     /// Parses and validates an envelope: size, JSON, version, operation,
     /// body, and that the body's session id is the envelope's.
     pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, WireError> {
-        if bytes.len() > MAX_ENVELOPE_BYTES {
-            return Err(WireError::BodyTooLarge {
-                size: bytes.len(),
-                limit: MAX_ENVELOPE_BYTES,
-            });
-        }
-        let repr: EnvelopeRepr =
-            serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
-        if repr.version != ENVELOPE_VERSION {
-            return Err(field(
-                "version",
-                format!("unsupported envelope version {}", repr.version),
-            ));
-        }
+        let repr: EnvelopeRepr = from_bounded_json(bytes)?;
+        check_version(repr.version)?;
         check_token_text("requestId", &repr.request_id)?;
         check_token_text("replyTo", &repr.reply_to)?;
         if repr.principal.is_empty() || repr.principal.len() > 128 {
@@ -1083,34 +1069,48 @@ impl Reply {
 
     /// Serialises the reply, refusing one over [`MAX_ENVELOPE_BYTES`].
     pub fn to_bytes(&self) -> Result<Vec<u8>, WireError> {
-        let bytes = serde_json::to_vec(self).map_err(|e| WireError::Malformed(e.to_string()))?;
-        if bytes.len() > MAX_ENVELOPE_BYTES {
-            return Err(WireError::BodyTooLarge {
-                size: bytes.len(),
-                limit: MAX_ENVELOPE_BYTES,
-            });
-        }
-        Ok(bytes)
+        to_bounded_json(self)
     }
 
     /// Parses a reply.
     pub fn from_bytes(bytes: &[u8]) -> Result<Reply, WireError> {
-        if bytes.len() > MAX_ENVELOPE_BYTES {
-            return Err(WireError::BodyTooLarge {
-                size: bytes.len(),
-                limit: MAX_ENVELOPE_BYTES,
-            });
-        }
-        let r: Reply =
-            serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
-        if r.version != ENVELOPE_VERSION {
-            return Err(field(
-                "version",
-                format!("unsupported envelope version {}", r.version),
-            ));
-        }
+        let r: Reply = from_bounded_json(bytes)?;
+        check_version(r.version)?;
         Ok(r)
     }
+}
+
+/// JSON of at most [`MAX_ENVELOPE_BYTES`].
+fn to_bounded_json<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| WireError::Malformed(e.to_string()))?;
+    check_envelope_size(bytes.len())?;
+    Ok(bytes)
+}
+
+/// Parses JSON of at most [`MAX_ENVELOPE_BYTES`] (checked before parsing).
+fn from_bounded_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    check_envelope_size(bytes.len())?;
+    serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+fn check_envelope_size(size: usize) -> Result<(), WireError> {
+    if size > MAX_ENVELOPE_BYTES {
+        return Err(WireError::BodyTooLarge {
+            size,
+            limit: MAX_ENVELOPE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn check_version(version: u8) -> Result<(), WireError> {
+    if version != ENVELOPE_VERSION {
+        return Err(field(
+            "version",
+            format!("unsupported envelope version {version}"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

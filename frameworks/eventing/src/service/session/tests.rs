@@ -46,6 +46,7 @@ fn rec(partition: i32, offset: i64, value: &str) -> Record {
         timestamp_ms: Some(1_700_000_000_000),
         key: None,
         value: value.as_bytes().to_vec(),
+        write_id: None,
     }
 }
 

@@ -156,6 +156,7 @@ fn responses_serialise_in_camel_case() {
                     timestamp_ms: Some(5),
                     key: Some(b"k".to_vec()),
                     value: b"text".to_vec(),
+                    write_id: None,
                 },
             },
             Delivered {
@@ -166,6 +167,7 @@ fn responses_serialise_in_camel_case() {
                     timestamp_ms: None,
                     key: Some(vec![0xff]),
                     value: vec![0xff, 0x00],
+                    write_id: Some("w-2".into()),
                 },
             },
         ],
@@ -181,7 +183,7 @@ fn responses_serialise_in_camel_case() {
             "sessionId": id.to_string(),
             "events": [
                 {"offset":1,"partition":0,"kafkaOffset":41,"timestampMs":5,"key":"k","value":"text"},
-                {"offset":2,"partition":1,"kafkaOffset":7,"keyBase64":"/w==","valueBase64":"/wA="}
+                {"offset":2,"id":"w-2","partition":1,"kafkaOffset":7,"keyBase64":"/w==","valueBase64":"/wA="}
             ],
             "acked": 0, "lastDelivered": 2, "more": false
         })
@@ -401,7 +403,7 @@ proptest! {
 
     #[test]
     fn event_bytes_round_trip(value in prop::collection::vec(any::<u8>(), 0..64), key in prop::option::of(prop::collection::vec(any::<u8>(), 0..16))) {
-        let d = Delivered { seq: 1, record: Record { partition: 0, offset: 0, timestamp_ms: None, key: key.clone(), value: value.clone() } };
+        let d = Delivered { seq: 1, record: Record { partition: 0, offset: 0, timestamp_ms: None, key: key.clone(), value: value.clone(), write_id: None } };
         let out = EventOut::from_delivered(&d);
         prop_assert_eq!(out.value_bytes().unwrap(), value.clone());
         // What a reader gets back can be written again unchanged.
@@ -499,7 +501,8 @@ fn end_to_end_through_the_cores() {
                     offset: 0,
                     timestamp_ms: None,
                     key: None,
-                    value: b"hi".to_vec()
+                    value: b"hi".to_vec(),
+                    write_id: None
                 }
             )
             .unwrap(),

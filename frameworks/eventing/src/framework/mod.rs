@@ -1,0 +1,7 @@
+//! The eventing framework (`corral eventing serve`): deploys and supervises
+//! the service's two tiers as Corral tasks — scale each on its own,
+//! relaunch on failure, rolling replacement on upgrade. See [`core`] (the
+//! pure scheduler) and [`server`] (the shell and its REST API).
+
+pub mod core;
+pub mod server;
