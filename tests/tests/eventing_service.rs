@@ -77,7 +77,7 @@ impl Service {
             dir.path().join("tokens.json"),
             json!({"tokens": [
                 {"principal": "writer", "token": WRITER_TOKEN,
-                 "read": ["orders", "secure", "audit*"], "write": ["orders", "secure", "audit*"]},
+                 "read": ["orders", "secure", "audit*", "corral.events"], "write": ["orders", "secure", "audit*"]},
                 {"principal": "outsider", "token": OUTSIDER_TOKEN, "read": ["public"]}
             ]})
             .to_string(),
@@ -442,6 +442,19 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
     // spawn() adds --listen=127.0.0.1:<a free port>.
     let mut framework = spawn(s.dir.path(), "framework", &args);
     let scheduler = format!("http://127.0.0.1:{}", framework.port);
+    // The cluster's own events (part 1's publisher) go to the same Kafka,
+    // to be read through the service like any topic.
+    let mut publisher = spawn(
+        s.dir.path(),
+        "publisher",
+        &[
+            "eventing".to_string(),
+            "publisher".to_string(),
+            format!("--master={}", cluster.master),
+            format!("--kafka_brokers={}", s.tansu.brokers()),
+            format!("--spool_dir={}", s.dir.path().join("publisher").display()),
+        ],
+    );
     let tiers = |v: &Value, tier: &str, state: &str, generation: u64| -> usize {
         v["tiers"][tier]["instances"].as_array().map_or(0, |a| {
             a.iter()
@@ -599,6 +612,43 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
         write_and_read_back(&client, "audit.upgrade", &["u0"], 500).await,
         500
     );
+    // The cluster's events through the same API: the eventing tasks' own
+    // launches are there.
+    let mut reader = ResumingReader::new(
+        &client,
+        AllocateRequest {
+            topic: "corral.events".into(),
+            partition: None,
+            group: None,
+            mode: WireMode::Read,
+            start: Some(WireStart::Earliest),
+            offset_token: None,
+        },
+    );
+    let mut found = false;
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !found && std::time::Instant::now() < until {
+        let events = reader
+            .read(500, 500, Duration::from_secs(30))
+            .await
+            .expect("read corral.events");
+        found = events.iter().any(|e| {
+            e.value
+                .as_deref()
+                .is_some_and(|v| v.contains("eventing-backend-0") && v.contains("TASK_RUNNING"))
+        });
+        if let Some(last) = events.last() {
+            reader.ack(last.offset).await.expect("ack");
+        }
+    }
+    reader.close().await;
+    assert!(
+        found,
+        "no cluster event of the backend tasks read through the service\n{}",
+        s.logs_of(&publisher)
+    );
+    publisher.child.take();
+
     let out = Command::new(corral_bin())
         .args(["eventing", "status", "--scheduler", &scheduler])
         .output()
@@ -780,6 +830,20 @@ async fn raw(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// `POST /v1/sessions` with `body` as the writer; the session id.
+async fn allocate_raw(http: &reqwest::Client, api: &str, body: &str) -> String {
+    let (code, a) = raw(
+        http,
+        reqwest::Method::POST,
+        format!("{api}/v1/sessions"),
+        Some(WRITER_TOKEN),
+        Some(body),
+    )
+    .await;
+    assert_eq!(code, 200, "{a}");
+    a["sessionId"].as_str().expect("id").to_owned()
+}
+
 /// Encryption, permissions, bad input and the Python example: Kafka holds
 /// no plaintext of an encrypted topic; a reader without permission gets 403;
 /// every bad request is a 4xx with a message and changes nothing.
@@ -912,16 +976,12 @@ async fn encryption_permissions_and_bad_input() {
 
     // A session with two events delivered: an ack beyond them is refused and
     // changes nothing (the events come again).
-    let (code, a) = raw(
+    let sid = allocate_raw(
         &http,
-        reqwest::Method::POST,
-        sessions.clone(),
-        Some(WRITER_TOKEN),
-        Some(r#"{"topic":"secure","partition":0,"mode":"readWrite"}"#),
+        &api,
+        r#"{"topic":"secure","partition":0,"mode":"readWrite"}"#,
     )
     .await;
-    assert_eq!(code, 200, "{a}");
-    let sid = a["sessionId"].as_str().expect("id").to_owned();
     let (code, wr) = raw(
         &http,
         reqwest::Method::POST,
@@ -1112,6 +1172,117 @@ async fn encryption_permissions_and_bad_input() {
         assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
     }
 
+    // TLS: an API node with a certificate serves HTTPS and gRPC over TLS;
+    // a client trusting the CA gets through, plain HTTP and a client that
+    // does not trust it do not.
+    // A test CA and a server certificate it signed (for 127.0.0.1).
+    let tls_dir = s.dir.path().join("tls");
+    std::fs::create_dir_all(&tls_dir).expect("tls dir");
+    std::fs::write(
+        tls_dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    for args in [
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=corral-test-ca -keyout ca.key -out ca.pem",
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out req.csr",
+        "x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -out cert.pem -extfile ext.cnf",
+    ] {
+        let made = std::process::Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(&tls_dir)
+            .output()
+            .expect("openssl");
+        assert!(made.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&made.stderr));
+    }
+    let (cert, key) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
+    let tls_api = spawn(
+        s.dir.path(),
+        "api-tls",
+        &[
+            "eventing".to_string(),
+            "api".to_string(),
+            format!("--amqp_url={}", s.rabbit.url),
+            "--node=api-tls".to_string(),
+            format!(
+                "--tokens_file={}",
+                s.dir.path().join("tokens.json").display()
+            ),
+            "--shards=16".to_string(),
+            format!("--tls_cert={}", cert.display()),
+            format!("--tls_key={}", key.display()),
+        ],
+    );
+    let https = format!("https://127.0.0.1:{}", tls_api.port);
+    let pem = std::fs::read(tls_dir.join("ca.pem")).expect("ca");
+    let tls_client =
+        Client::with_ca(vec![https.clone()], Some(WRITER_TOKEN.into()), &pem).expect("ca");
+    let mut allocated = Err(CallError::Transport("not tried".into()));
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while allocated.is_err() && std::time::Instant::now() < until {
+        allocated = tls_client
+            .allocate(&spec("audit.tls", Some(0), WireMode::ReadWrite))
+            .await;
+    }
+    let a =
+        allocated.unwrap_or_else(|e| panic!("no session over https: {e}\n{}", s.logs_of(&tls_api)));
+    let w = tls_client
+        .write(&a.session_id, vec![EventIn::text("tls-1", "over tls")])
+        .await
+        .expect("write over https");
+    assert_eq!(
+        w.results[0].status,
+        corral_eventing::service::wire::WireWriteStatus::Acked
+    );
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/health", tls_api.port))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || !plain.as_ref().is_ok_and(|r| r.status().is_success()),
+        "plain http answered: {plain:?}"
+    );
+    let untrusted = Client::new(vec![https.clone()], Some(WRITER_TOKEN.into()))
+        .allocate(&spec("audit.tls", Some(0), WireMode::Read))
+        .await;
+    assert!(
+        matches!(untrusted, Err(CallError::Transport(_))),
+        "{untrusted:?}"
+    );
+    {
+        use corral_eventing::service::grpc::pb;
+        let channel = tonic::transport::Channel::from_shared(https.clone())
+            .expect("uri")
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(&pem))
+                    .domain_name("127.0.0.1"),
+            )
+            .expect("tls config")
+            .connect()
+            .await
+            .expect("grpc over tls");
+        let mut g = pb::eventing_client::EventingClient::new(channel);
+        let mut r = tonic::Request::new(pb::ReadRequest {
+            session_id: a.session_id.clone(),
+            wait_ms: Some(2000),
+            ..Default::default()
+        });
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {WRITER_TOKEN}").parse().expect("header"),
+        );
+        let events = g
+            .read(r)
+            .await
+            .expect("grpc read over tls")
+            .into_inner()
+            .events;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].value, b"over tls");
+    }
+
     // The OpenAPI document is served.
     let text = http
         .get(format!("{api}/v1/openapi.yaml"))
@@ -1201,16 +1372,12 @@ async fn a_graceful_shutdown_spools_pending_writes_and_the_next_start_replays_th
     let mut s = Service::start(1, 1, &["--flush_timeout=2secs"]).await;
     let api = s.api_urls()[0].clone();
     let http = reqwest::Client::new();
-    let (code, a) = raw(
+    let sid = allocate_raw(
         &http,
-        reqwest::Method::POST,
-        format!("{api}/v1/sessions"),
-        Some(WRITER_TOKEN),
-        Some(r#"{"topic":"orders","partition":1,"mode":"write"}"#),
+        &api,
+        r#"{"topic":"orders","partition":1,"mode":"write"}"#,
     )
     .await;
-    assert_eq!(code, 200, "{a}");
-    let sid = a["sessionId"].as_str().expect("id").to_owned();
     let (code, wr) = raw(
         &http,
         reqwest::Method::POST,

@@ -72,6 +72,12 @@ pub struct ApiArgs {
     /// The largest request body, in bytes.
     #[arg(long = "max_body_bytes", default_value_t = corral_eventing::service::wire::MAX_REQUEST_BYTES)]
     max_body_bytes: usize,
+    /// Serve HTTPS (and gRPC over TLS): the certificate chain (PEM).
+    #[arg(long = "tls_cert", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long = "tls_key", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// `corral eventing backend`.
@@ -162,6 +168,10 @@ pub async fn serve_api(a: ApiArgs) -> Result<()> {
         auth: Arc::new(auth),
         request_timeout: a.request_timeout,
         max_body: a.max_body_bytes,
+        tls: match (a.tls_cert, a.tls_key) {
+            (Some(cert), Some(key)) => Some(corral_eventing::service::api::TlsFiles { cert, key }),
+            _ => None,
+        },
     })
     .await
     .context("eventing api")
@@ -235,6 +245,10 @@ pub struct ClientArgs {
     /// A file holding the bearer token.
     #[arg(long = "token_file")]
     token_file: Option<PathBuf>,
+    /// For https:// API nodes: the CA certificate(s) (PEM) that signed
+    /// theirs, besides the system's.
+    #[arg(long = "ca_file")]
+    ca_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -259,7 +273,14 @@ impl ClientArgs {
         if bases.is_empty() {
             bail!("--api: give http://host:port");
         }
-        Ok(Client::new(bases, token))
+        match &self.ca_file {
+            Some(p) => {
+                let pem = std::fs::read(p).with_context(|| format!("--ca_file {}", p.display()))?;
+                Client::with_ca(bases, token, &pem)
+                    .map_err(|e| anyhow::anyhow!("--ca_file {}: {e}", p.display()))
+            }
+            None => Ok(Client::new(bases, token)),
+        }
     }
 }
 
@@ -499,6 +520,12 @@ pub struct ServeArgs {
     /// The bearer tokens file for the API tier (on every agent).
     #[arg(long = "tokens_file")]
     tokens_file: Option<PathBuf>,
+    /// The API tier's TLS certificate (PEM, on every agent).
+    #[arg(long = "tls_cert", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The API tier's TLS key (PEM, on every agent).
+    #[arg(long = "tls_key", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// The backends' spool directories: <spool_root>/backend-<slot> on
     /// their agents.
     #[arg(long = "spool_root", default_value = "/var/lib/corral/eventing")]
@@ -546,6 +573,10 @@ pub async fn serve_framework(a: ServeArgs) -> Result<()> {
     let mut api_args = common.clone();
     if let Some(t) = &a.tokens_file {
         api_args.push(format!("--tokens_file={}", absolute(t, "tokens_file")?));
+    }
+    if let (Some(c), Some(k)) = (&a.tls_cert, &a.tls_key) {
+        api_args.push(format!("--tls_cert={}", absolute(c, "tls_cert")?));
+        api_args.push(format!("--tls_key={}", absolute(k, "tls_key")?));
     }
     let mut backend_args = common;
     backend_args.push(format!("--kafka_brokers={}", a.kafka_brokers));

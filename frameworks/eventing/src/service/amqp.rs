@@ -13,7 +13,9 @@
 //! (declarations are idempotent); requests are retry-safe, so nothing needs
 //! to survive a broker restart.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 use serde::{Deserialize, Serialize};
@@ -113,6 +115,28 @@ impl Topology {
             .await?;
         }
         Ok(())
+    }
+
+    /// A private queue (see [`Topology::private_queue`]) consumed without
+    /// acks under `tag`.
+    pub async fn private_consumer(
+        ch: &Channel,
+        exchange: Option<&str>,
+        tag: &str,
+    ) -> Result<(ShortString, lapin::Consumer), lapin::Error> {
+        let queue = Topology::private_queue(ch, exchange).await?;
+        let consumer = ch
+            .basic_consume(
+                queue.clone(),
+                ShortString::from(tag),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((queue, consumer))
     }
 
     /// Declares a private (exclusive, server-named) queue, optionally bound

@@ -34,8 +34,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::ShortString;
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde::de::DeserializeOwned;
@@ -70,6 +70,17 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// The largest request body.
     pub max_body: usize,
+    /// Serve HTTPS (and gRPC over TLS) with this certificate and key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM), the server's first.
+    pub cert: std::path::PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 /// Why the API node cannot start or stopped.
@@ -78,6 +89,9 @@ pub enum ApiError {
     /// RabbitMQ refused or went away.
     #[error("rabbitmq: {0}")]
     Amqp(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The listening socket.
     #[error("cannot listen on {addr}: {message}")]
     Listen {
@@ -157,19 +171,7 @@ pub async fn start(cfg: ApiConfig) -> Result<RunningApi, ApiError> {
         .await
         .map_err(amqp)?;
     let reply_ch = conn.create_channel().await.map_err(amqp)?;
-    let reply_queue = Topology::private_queue(&reply_ch, None)
-        .await
-        .map_err(amqp)?;
-    let mut replies = reply_ch
-        .basic_consume(
-            reply_queue.clone(),
-            ShortString::from("replies"),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    let (reply_queue, mut replies) = Topology::private_consumer(&reply_ch, None, "replies")
         .await
         .map_err(amqp)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -234,13 +236,89 @@ pub async fn start(cfg: ApiConfig) -> Result<RunningApi, ApiError> {
             tonic::service::Routes::new(super::grpc::server(Arc::clone(&api))).into_axum_router(),
         )
         .fallback(not_found);
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the api's http server failed");
-        }
-    });
+    let acceptor = match &api.cfg.tls {
+        Some(files) => Some(tls_acceptor(files)?),
+        None => None,
+    };
+    let server = match acceptor {
+        Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, app)),
+        None => tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the api's http server failed");
+            }
+        }),
+    };
     tracing::info!(%addr, node = %api.cfg.node, "eventing api started");
     Ok(RunningApi { addr, server, api })
+}
+
+/// The TLS acceptor for `files`: rustls (aws-lc-rs), TLS 1.2 and 1.3, ALPN
+/// `h2` (gRPC) and `http/1.1`.
+pub fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, ApiError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| ApiError::Tls(format!("--tls_cert {}: {e}", files.cert.display())))?;
+    if certs.is_empty() {
+        return Err(ApiError::Tls(format!(
+            "--tls_cert {}: no certificate in the file",
+            files.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| ApiError::Tls(format!("--tls_key {}: {e}", files.key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ApiError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            ApiError::Tls(format!(
+                "--tls_cert {} and --tls_key {} do not make a certificate: {e}",
+                files.cert.display(),
+                files.key.display()
+            ))
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` over TLS: HTTP/1.1 and HTTP/2 (gRPC) by ALPN.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "tls handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+        });
+    }
 }
 
 /// Runs an API node until its RabbitMQ connection is lost.

@@ -372,21 +372,10 @@ pub async fn start(cfg: BackendConfig) -> Result<RunningBackend, BackendError> {
     let (tx, rx) = mpsc::channel::<Ev>(4096);
     // Heartbeats: listen, then announce.
     let hb_ch = conn.create_channel().await.map_err(amqp)?;
-    let members_q = Topology::private_queue(&hb_ch, Some(&cfg.topology.members_exchange()))
-        .await
-        .map_err(amqp)?;
-    let mut hb_consumer = hb_ch
-        .basic_consume(
-            members_q,
-            ShortString::from("members"),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(amqp)?;
+    let (_, mut hb_consumer) =
+        Topology::private_consumer(&hb_ch, Some(&cfg.topology.members_exchange()), "members")
+            .await
+            .map_err(amqp)?;
     {
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -459,6 +448,7 @@ pub async fn start(cfg: BackendConfig) -> Result<RunningBackend, BackendError> {
         parked_reads: HashMap::new(),
         parked_writes: HashMap::new(),
         inflight: HashMap::new(),
+        acked_sessions: HashSet::new(),
         topics: HashMap::new(),
         waiting_topic: HashMap::new(),
         producer,
@@ -509,6 +499,9 @@ struct Backend {
     parked_reads: HashMap<SessionId, ParkedRead>,
     parked_writes: HashMap<SessionId, Vec<ParkedWrite>>,
     inflight: HashMap<(SessionId, String), SpooledWrite>,
+    /// Sessions with parked writes that Kafka acknowledged some of since
+    /// the last answer.
+    acked_sessions: HashSet<SessionId>,
     topics: HashMap<String, (i32, Instant)>,
     waiting_topic: HashMap<String, Vec<Envelope>>,
     producer: FutureProducer,
@@ -523,6 +516,8 @@ struct Backend {
 }
 
 const TICK: Duration = Duration::from_millis(200);
+/// Events handled in a row before parked writes are answered.
+const DRAIN: usize = 512;
 const TOPIC_CACHE: Duration = Duration::from_secs(10);
 
 impl Backend {
@@ -539,6 +534,25 @@ impl Backend {
                 Some(ev) => self.on_event(ev).await,
                 None if rx.is_closed() => break,
                 None => {}
+            }
+            // What else is waiting, before answering writes: one answer
+            // per batch of Kafka acknowledgements, not one per event.
+            let mut stop = false;
+            for _ in 0..DRAIN {
+                match rx.try_recv() {
+                    Ok(Ev::Shutdown) => {
+                        stop = true;
+                        break;
+                    }
+                    Ok(ev) => self.on_event(ev).await,
+                    Err(_) => break,
+                }
+            }
+            for session in std::mem::take(&mut self.acked_sessions) {
+                self.answer_writes(session, false);
+            }
+            if stop {
+                break;
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -708,8 +722,8 @@ impl Backend {
                         self.sessions.write_failed(session, &write_id, &e)
                     }
                 };
-                if r.is_ok() {
-                    self.answer_writes(session, false);
+                if r.is_ok() && self.parked_writes.contains_key(&session) {
+                    self.acked_sessions.insert(session);
                 }
             }
             Ev::Shutdown => {}

@@ -77,8 +77,28 @@ impl Client {
     /// A client of the API nodes at `bases` (`http://host:port`), sending
     /// `token` as a bearer token when given.
     pub fn new(bases: Vec<String>, token: Option<String>) -> Client {
+        Client::build(bases, token, reqwest::Client::builder())
+    }
+
+    /// A client of `https://` API nodes whose certificates are signed by
+    /// the PEM certificate(s) `ca_pem` (as well as the system's roots).
+    pub fn with_ca(
+        bases: Vec<String>,
+        token: Option<String>,
+        ca_pem: &[u8],
+    ) -> Result<Client, CallError> {
+        let mut builder = reqwest::Client::builder();
+        for cert in reqwest::Certificate::from_pem_bundle(ca_pem)
+            .map_err(|e| CallError::Transport(format!("the CA file is not PEM: {e}")))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+        Ok(Client::build(bases, token, builder))
+    }
+
+    fn build(bases: Vec<String>, token: Option<String>, builder: reqwest::ClientBuilder) -> Client {
         Client {
-            http: reqwest::Client::builder()
+            http: builder
                 .timeout(Duration::from_secs(75))
                 .build()
                 .unwrap_or_default(),
