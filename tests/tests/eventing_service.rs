@@ -1475,3 +1475,90 @@ async fn a_graceful_shutdown_spools_pending_writes_and_the_next_start_replays_th
             >= 3.0
     );
 }
+
+/// Consumer-group sessions: two sessions of one group share the topic's
+/// partitions and together read every event; acks are committed to the
+/// group, so a later session of the group starts after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_sessions_share_partitions_and_commit_on_ack() {
+    let s = Service::start(1, 1, &[]).await;
+    let client = Arc::new(s.client(Some(WRITER_TOKEN)));
+    let topic = "audit.group";
+    let mut writer = ResumingWriter::new(&client, spec(topic, None, WireMode::Write));
+    let events: Vec<EventIn> = (0..300)
+        .map(|i| {
+            let mut e = EventIn::text(format!("g-{i}"), format!("event {i}"));
+            e.partition = Some(i % 3);
+            e
+        })
+        .collect();
+    let written: BTreeSet<String> = writer
+        .write_all(events, Duration::from_secs(60))
+        .await
+        .expect("write")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(written.len(), 300);
+    writer.close().await;
+    let group_spec = AllocateRequest {
+        topic: topic.into(),
+        partition: None,
+        group: Some("g1".into()),
+        mode: WireMode::Read,
+        start: Some(WireStart::Earliest),
+        offset_token: None,
+    };
+    let seen = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
+    let mut members = Vec::new();
+    for m in 0..2usize {
+        let (client, seen, spec) = (Arc::clone(&client), Arc::clone(&seen), group_spec.clone());
+        members.push(tokio::spawn(async move {
+            let mut r = ResumingReader::new(&client, spec);
+            let until = std::time::Instant::now() + Duration::from_secs(90);
+            let done =
+                |seen: &Mutex<BTreeMap<String, usize>>| seen.lock().expect("seen").len() >= 300;
+            while !done(&seen) && std::time::Instant::now() < until {
+                let events = r
+                    .read(100, 500, Duration::from_secs(30))
+                    .await
+                    .expect("group read");
+                if let Some(last) = events.last().map(|e| e.offset) {
+                    {
+                        let mut sn = seen.lock().expect("seen");
+                        for e in &events {
+                            if let Some(id) = &e.id {
+                                sn.entry(id.clone()).or_insert(m);
+                            }
+                        }
+                    }
+                    r.ack(last).await.expect("ack");
+                }
+            }
+            r.close().await;
+        }));
+    }
+    for m in members {
+        m.await.expect("member");
+    }
+    let seen = seen.lock().expect("seen").clone();
+    let ids: BTreeSet<String> = seen.keys().cloned().collect();
+    assert_eq!(ids, written, "the group read every event\n{}", s.logs());
+    // A new session of the group starts after what was acked: nothing of
+    // the 300 comes again (reads wait up to 1 s each).
+    let mut r = ResumingReader::new(&client, group_spec);
+    for _ in 0..3 {
+        let again = r
+            .read(100, 1000, Duration::from_secs(30))
+            .await
+            .expect("read");
+        assert!(
+            again
+                .iter()
+                .all(|e| !e.id.as_ref().is_some_and(|i| written.contains(i))),
+            "acked events came again: {:?}",
+            again.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+        );
+    }
+    r.close().await;
+}

@@ -168,11 +168,16 @@ enum Ev {
         result: Result<i32, ErrorBody>,
     },
     /// A reader asks where to start its partitions: `(partition, low,
-    /// high)` watermarks in, `(partition, offset)` out.
+    /// high, the group's committed offset)` in, `(partition, offset)` out.
     Assign {
         session: SessionId,
-        parts: Vec<(i32, i64, i64)>,
+        parts: Vec<(i32, i64, i64, Option<i64>)>,
         reply: oneshot::Sender<Vec<(i32, i64)>>,
+    },
+    /// A group session's consumer lost partitions (a rebalance).
+    Revoke {
+        session: SessionId,
+        partitions: Vec<i32>,
     },
     /// A reader fetched records (in partition order).
     Fetched {
@@ -208,6 +213,59 @@ enum Verdict {
 struct ReaderHandle {
     go: mpsc::Sender<()>,
     waiting: bool,
+    /// A group session's consumer (acks are committed to the group).
+    group: Option<Arc<ReaderConsumer>>,
+}
+
+/// What a session's reader reads.
+enum Reading {
+    /// These partitions, assigned by the session (offsets from its token).
+    Partitions(Vec<i32>),
+    /// The partitions a consumer group gives it (subscribe; offsets
+    /// committed to the group on ack).
+    Group(String),
+}
+
+/// A group's rebalance, as the reader hears of it.
+enum GroupChange {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// The context of a reader's consumer: forwards a group's rebalances to
+/// the reader (partition sessions never rebalance).
+struct ReaderContext {
+    changes: mpsc::UnboundedSender<GroupChange>,
+}
+
+type ReaderConsumer = StreamConsumer<ReaderContext>;
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+impl rdkafka::client::ClientContext for ReaderContext {}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {
+    fn pre_rebalance(
+        &self,
+        _: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance {
+            let _ = self.changes.send(GroupChange::Revoked(partitions_of(tpl)));
+        }
+    }
+
+    fn post_rebalance(
+        &self,
+        _: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Assign(tpl) = rebalance {
+            let _ = self.changes.send(GroupChange::Assigned(partitions_of(tpl)));
+        }
+    }
 }
 
 struct ParkedRead {
@@ -642,11 +700,11 @@ impl Backend {
             } => {
                 let start = self.sessions.get(&session).map(|s| s.start());
                 let mut out = Vec::new();
-                for (p, low, high) in parts {
-                    let default = match start {
+                for (p, low, high, committed) in parts {
+                    let default = committed.unwrap_or(match start {
                         Some(StartFrom::Latest) => high,
                         _ => low,
-                    };
+                    });
                     match self.sessions.assign_partition(session, p, default) {
                         Ok(at) => out.push((p, at.clamp(low, high.max(low)))),
                         Err(e) => tracing::debug!(error = %e, "partition not assigned"),
@@ -701,6 +759,18 @@ impl Backend {
                     }
                 }
                 let _ = reply.send(verdict);
+            }
+            Ev::Revoke {
+                session,
+                partitions,
+            } => {
+                if self
+                    .sessions
+                    .revoke_partitions(session, &partitions)
+                    .is_ok()
+                {
+                    tracing::info!(%session, ?partitions, "a group rebalance took partitions");
+                }
             }
             Ev::ReaderFailed { session, error } => {
                 tracing::warn!(%session, %error, "a session's kafka consumer failed");
@@ -810,6 +880,7 @@ impl Backend {
                     if out.flow.can_fetch() {
                         self.go_on(id);
                     }
+                    self.commit_to_group(id, &out.positions);
                     self.reply(
                         &env.reply_to,
                         Reply::ok(&env.request_id, &AckResponse::from_outcome(id, &out)),
@@ -892,20 +963,12 @@ impl Backend {
                 self.reply(&env.reply_to, Reply::error(&env.request_id, body));
                 return;
             }
-            Selector::Group(_) => {
-                let body = custom_error(
-                    400,
-                    "unsupported",
-                    "field \"group\": consumer-group sessions are not supported by this backend yet; read one partition (\"partition\") or all of them (neither field)".into(),
-                );
-                self.reply(&env.reply_to, Reply::error(&env.request_id, body));
-                return;
-            }
             _ => {}
         }
         let now = now_ms(self.origin);
         let mode = spec.mode;
         let selector = spec.selector.clone();
+        let spec_start_latest = spec.start == StartFrom::Latest;
         match self
             .sessions
             .allocate(env.session_id, &env.principal, spec, now)
@@ -915,11 +978,13 @@ impl Backend {
                     .sessions
                     .store(self.sessions.len() as u64, Ordering::Relaxed);
                 if mode.can_read() {
-                    let parts: Vec<i32> = match selector {
-                        Selector::Partition(p) => vec![p],
-                        _ => (0..partitions).collect(),
+                    let reading = match selector {
+                        Selector::Partition(p) => Reading::Partitions(vec![p]),
+                        Selector::AllPartitions => Reading::Partitions((0..partitions).collect()),
+                        Selector::Group(g) => Reading::Group(g),
                     };
-                    self.spawn_reader(a.id, r.topic.clone(), parts);
+                    let latest = spec_start_latest;
+                    self.spawn_reader(a.id, r.topic.clone(), reading, latest);
                 }
                 let resp = AllocateResponse::new(&r, &a, self.cfg.sessions.idle_timeout_ms);
                 self.reply(&env.reply_to, Reply::ok(&env.request_id, &resp));
@@ -975,32 +1040,66 @@ impl Backend {
         });
     }
 
-    fn spawn_reader(&mut self, session: SessionId, topic: String, parts: Vec<i32>) {
-        let consumer: StreamConsumer = match consumer_config(&self.cfg).create() {
+    fn spawn_reader(&mut self, session: SessionId, topic: String, reading: Reading, latest: bool) {
+        let mut config = consumer_config(&self.cfg);
+        if let Reading::Group(g) = &reading {
+            config.set("group.id", g).set(
+                "auto.offset.reset",
+                if latest { "latest" } else { "earliest" },
+            );
+        }
+        let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+        let consumer: ReaderConsumer = match config.create_with_context(ReaderContext {
+            changes: changes_tx,
+        }) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot create a kafka consumer");
                 return;
             }
         };
+        let consumer = Arc::new(consumer);
         let (go_tx, go_rx) = mpsc::channel(1);
         self.readers.insert(
             session,
             ReaderHandle {
                 go: go_tx,
                 waiting: false,
+                group: matches!(reading, Reading::Group(_)).then(|| Arc::clone(&consumer)),
             },
         );
-        let tx = self.tx.clone();
-        let keyring = Arc::clone(&self.cfg.keyring);
-        let stats = Arc::clone(&self.stats);
+        let io = ReaderIo {
+            session,
+            topic,
+            keyring: Arc::clone(&self.cfg.keyring),
+            tx: self.tx.clone(),
+            stats: Arc::clone(&self.stats),
+        };
         tokio::spawn(async move {
-            if let Err(error) =
-                reader(session, consumer, topic, parts, keyring, &tx, go_rx, &stats).await
-            {
+            let tx = io.tx.clone();
+            if let Err(error) = reader(io, consumer, reading, go_rx, changes_rx).await {
                 let _ = tx.send(Ev::ReaderFailed { session, error }).await;
             }
         });
+    }
+
+    /// Commits a group session's acked positions to its consumer group.
+    fn commit_to_group(&self, session: SessionId, positions: &super::offset_token::Positions) {
+        let Some(consumer) = self.readers.get(&session).and_then(|h| h.group.clone()) else {
+            return;
+        };
+        let Some(topic) = self.sessions.get(&session).map(|s| s.topic().to_owned()) else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for (p, at) in positions {
+            let _ = tpl.add_partition_offset(&topic, *p, Offset::Offset(*at));
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
+                tracing::debug!(%session, error = %e, "commit to the group failed");
+            }
+        }
     }
 
     /// The session's reader waited for room; there is room again.
@@ -1368,56 +1467,103 @@ impl Backend {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn reader(
+/// What a reader reports to.
+struct ReaderIo {
     session: SessionId,
-    consumer: StreamConsumer,
     topic: String,
-    parts: Vec<i32>,
     keyring: Arc<Keyring>,
-    tx: &mpsc::Sender<Ev>,
-    mut go: mpsc::Receiver<()>,
-    stats: &Stats,
-) -> Result<(), String> {
-    // Watermarks, then where to start, then assign.
-    let consumer = Arc::new(consumer);
-    let watermarks = {
-        let c = Arc::clone(&consumer);
-        let t = topic.clone();
-        tokio::task::spawn_blocking(move || {
-            parts
+    tx: mpsc::Sender<Ev>,
+    stats: Arc<Stats>,
+}
+
+impl ReaderIo {
+    /// Asks the actor where partitions start (`(p, low, high, committed)`
+    /// in); `None` when the actor is gone.
+    async fn starts(&self, parts: Vec<(i32, i64, i64, Option<i64>)>) -> Option<Vec<(i32, i64)>> {
+        let (rtx, rrx) = oneshot::channel();
+        self.tx
+            .send(Ev::Assign {
+                session: self.session,
+                parts,
+                reply: rtx,
+            })
+            .await
+            .ok()?;
+        rrx.await.ok()
+    }
+}
+
+/// Low and high watermarks (and, for a group, the committed offset) of
+/// `parts`.
+async fn positions_of(
+    consumer: &Arc<ReaderConsumer>,
+    topic: &str,
+    parts: Vec<i32>,
+    group: bool,
+) -> Result<Vec<(i32, i64, i64, Option<i64>)>, String> {
+    let c = Arc::clone(consumer);
+    let t = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let committed: std::collections::BTreeMap<i32, i64> = if group {
+            let mut tpl = TopicPartitionList::new();
+            for p in &parts {
+                tpl.add_partition(&t, *p);
+            }
+            c.committed_offsets(tpl, Duration::from_secs(10))
+                .map_err(|e| format!("committed offsets of {t}: {e}"))?
+                .elements()
                 .iter()
-                .map(|&p| {
-                    c.fetch_watermarks(&t, p, Duration::from_secs(10))
-                        .map(|(lo, hi)| (p, lo, hi))
-                        .map_err(|e| format!("watermarks of {t}/{p}: {e}"))
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Some((e.partition(), o)),
+                    _ => None,
                 })
-                .collect::<Result<Vec<_>, String>>()
-        })
-        .await
-        .map_err(|e| e.to_string())??
+                .collect()
+        } else {
+            Default::default()
+        };
+        parts
+            .iter()
+            .map(|&p| {
+                c.fetch_watermarks(&t, p, Duration::from_secs(10))
+                    .map(|(lo, hi)| (p, lo, hi, committed.get(&p).copied()))
+                    .map_err(|e| format!("watermarks of {t}/{p}: {e}"))
+            })
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+async fn reader(
+    io: ReaderIo,
+    consumer: Arc<ReaderConsumer>,
+    reading: Reading,
+    mut go: mpsc::Receiver<()>,
+    mut changes: mpsc::UnboundedReceiver<GroupChange>,
+) -> Result<(), String> {
+    let (session, topic) = (io.session, io.topic.clone());
+    let group = match reading {
+        Reading::Partitions(parts) => {
+            // Watermarks, then where to start, then assign.
+            let parts = positions_of(&consumer, &topic, parts, false).await?;
+            let Some(starts) = io.starts(parts).await else {
+                return Ok(());
+            };
+            let mut tpl = TopicPartitionList::new();
+            for (p, at) in &starts {
+                tpl.add_partition_offset(&topic, *p, Offset::Offset(*at))
+                    .map_err(|e| e.to_string())?;
+            }
+            consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
+            false
+        }
+        Reading::Group(_) => {
+            consumer
+                .subscribe(&[&topic])
+                .map_err(|e| format!("subscribe: {e}"))?;
+            true
+        }
     };
-    let (rtx, rrx) = oneshot::channel();
-    if tx
-        .send(Ev::Assign {
-            session,
-            parts: watermarks,
-            reply: rtx,
-        })
-        .await
-        .is_err()
-    {
-        return Ok(());
-    }
-    let Ok(starts) = rrx.await else {
-        return Ok(());
-    };
-    let mut tpl = TopicPartitionList::new();
-    for (p, at) in &starts {
-        tpl.add_partition_offset(&topic, *p, Offset::Offset(*at))
-            .map_err(|e| e.to_string())?;
-    }
-    consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
     let mut held: Vec<Record> = Vec::new();
     loop {
         let records = if held.is_empty() {
@@ -1428,10 +1574,50 @@ async fn reader(
                     Some(()) => continue,
                     None => return Ok(()),
                 },
+                c = changes.recv(), if group => {
+                    match c {
+                        Some(GroupChange::Assigned(ps)) => {
+                            // Start where the session's token says, else
+                            // where the group committed.
+                            let parts = positions_of(&consumer, &topic, ps, true).await?;
+                            let committed: std::collections::BTreeMap<i32, Option<i64>> =
+                                parts.iter().map(|(p, _, _, c)| (*p, *c)).collect();
+                            let Some(starts) = io.starts(parts).await else {
+                                return Ok(());
+                            };
+                            let seeks: Vec<(i32, i64)> = starts
+                                .into_iter()
+                                .filter(|(p, at)| committed.get(p).copied().flatten() != Some(*at))
+                                .collect();
+                            if !seeks.is_empty() {
+                                let (c, t) = (Arc::clone(&consumer), topic.clone());
+                                let _ = tokio::task::spawn_blocking(move || {
+                                    for (p, at) in seeks {
+                                        if let Err(e) = c.seek(&t, p, Offset::Offset(at), Duration::from_secs(5)) {
+                                            tracing::warn!(partition = p, error = %e, "seek failed");
+                                        }
+                                    }
+                                })
+                                .await;
+                            }
+                        }
+                        Some(GroupChange::Revoked(ps)) => {
+                            let _ = io
+                                .tx
+                                .send(Ev::Revoke {
+                                    session,
+                                    partitions: ps,
+                                })
+                                .await;
+                        }
+                        None => return Ok(()),
+                    }
+                    continue;
+                },
             };
             let mut batch = Vec::new();
             match msg {
-                Ok(m) => batch.extend(to_record(&m, &topic, &keyring, stats)),
+                Ok(m) => batch.extend(to_record(&m, &topic, &io.keyring, &io.stats)),
                 Err(e) => {
                     tracing::debug!(%session, error = %e, "kafka consumer error");
                     continue;
@@ -1440,7 +1626,7 @@ async fn reader(
             // And what else is already fetched, without waiting.
             while batch.len() < READ_BATCH {
                 match futures::FutureExt::now_or_never(consumer.recv()) {
-                    Some(Ok(m)) => batch.extend(to_record(&m, &topic, &keyring, stats)),
+                    Some(Ok(m)) => batch.extend(to_record(&m, &topic, &io.keyring, &io.stats)),
                     _ => break,
                 }
             }
@@ -1452,7 +1638,8 @@ async fn reader(
             std::mem::take(&mut held)
         };
         let (vtx, vrx) = oneshot::channel();
-        if tx
+        if io
+            .tx
             .send(Ev::Fetched {
                 session,
                 records,
