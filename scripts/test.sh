@@ -59,6 +59,9 @@ cargo build --workspace --all-targets --locked
 step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the eventing service's client alone (corral-eventing without its server feature: no librdkafka, lapin, axum or tonic)"
+cargo check -p corral-eventing --no-default-features --lib --locked
+
 step "waiting for the durable tansu build (scripts/tansu.sh; log in target/tansu-build.log)"
 if ! wait "$TANSU_PID"; then
     cat "$REPO/target/tansu-build.log"

@@ -398,10 +398,11 @@ async fn write_events(
 /// The framework (`corral eventing serve`) on a real master and two agents
 /// runs two API and two backend tasks; 10,000 events written by four
 /// writers through sessions while three readers (one per partition) read
-/// them back: each id exactly once after dropping copies, in order per
-/// partition. Then: `corral eventing scale backend=3`, a backend task's
-/// process `kill -9`ed (relaunched), and a rolling upgrade — and the
-/// service still answers.
+/// them back, and in the middle of it a backend task's process is `kill
+/// -9`ed and the backends are scaled 2 -> 4 (`corral eventing scale`): each
+/// id read exactly once after dropping copies, in order per partition,
+/// nothing acked lost. Then a rolling upgrade, and the service still
+/// answers; the cluster's own events are read through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
     let per_agent_flags = (0..2u32)
@@ -515,37 +516,76 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
         get("/v1/tiers").await,
         s.logs_of(&framework)
     );
-    let endpoints: Vec<String> = get("/v1/endpoints").await["api"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| Some(format!("http://{}", e.as_str()?)))
-        .collect();
-    assert_eq!(endpoints.len(), 2, "{endpoints:?}");
-    let client = Arc::new(Client::new(endpoints.clone(), Some(WRITER_TOKEN.into())));
-    let written = write_and_read_back(&client, "orders", &["w0", "w1", "w2", "w3"], 2500).await;
-    assert_eq!(written, 10_000);
-
-    // Scale the backends 2 -> 3 with the CLI.
-    let out = Command::new(corral_bin())
-        .args(["eventing", "scale", "backend=3", "--scheduler", &scheduler])
-        .output()
-        .await
-        .expect("corral eventing scale");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let endpoints = || async {
+        get("/v1/endpoints").await["api"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some(format!("http://{}", e.as_str()?)))
+            .collect::<Vec<String>>()
+    };
     assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("backend  3"), "{text}");
-    assert!(
-        wait_for(Duration::from_secs(90), || backends_agree(3)).await,
-        "three backends never shared the shards: {}",
+        wait_for(Duration::from_secs(60), || async {
+            endpoints().await.len() == 2
+        })
+        .await,
+        "the API tasks never passed their health checks: {}",
         get("/v1/tiers").await
     );
-
-    // kill -9 of a backend task's process: the framework relaunches it.
+    let endpoints_now = endpoints().await;
+    let client = Arc::new(Client::new(endpoints_now, Some(WRITER_TOKEN.into())));
+    // 10,000 events (small batches, so that the stream lasts a while)...
+    let stream = {
+        let client = Arc::clone(&client);
+        tokio::spawn(async move {
+            write_and_read_back(&client, "orders", &["w0", "w1", "w2", "w3"], 2500, 20).await
+        })
+    };
+    let backend_ports = || async {
+        let v = get("/v1/tiers").await;
+        v["tiers"]["backend"]["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| Some((i["host"].as_str()?.to_owned(), i["port"].as_u64()?)))
+            .collect::<Vec<_>>()
+    };
+    let produced = || async {
+        let mut total = 0.0;
+        for (host, port) in backend_ports().await {
+            let text = match s
+                .http
+                .get(format!("http://{host}:{port}/metrics"))
+                .send()
+                .await
+            {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => continue,
+            };
+            total += text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("corral_eventing_backend_produced_total ")?
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap_or(0.0);
+        }
+        total
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            produced().await >= 1500.0
+        })
+        .await,
+        "the stream did not start"
+    );
+    assert!(
+        !stream.is_finished(),
+        "the stream must still run when a backend dies"
+    );
+    // ...a backend task's process kill -9ed in the middle of them...
     let v = get("/v1/tiers").await;
     let b0 = v["tiers"]["backend"]["instances"][0].clone();
     let (host, bport) = (
@@ -568,6 +608,22 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
     )
     .expect("kill -9");
     let old_task = b0["taskId"].as_str().expect("task").to_owned();
+    // ...and the backends scaled 2 -> 4 with the CLI, under that load.
+    let out = Command::new(corral_bin())
+        .args(["eventing", "scale", "backend=4", "--scheduler", &scheduler])
+        .output()
+        .await
+        .expect("corral eventing scale");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("backend  4"), "{text}");
+    // Nothing acked is lost, nothing skipped, each id once, in order.
+    let written = stream.await.expect("the stream");
+    assert_eq!(written, 10_000);
     assert!(
         wait_for(Duration::from_secs(90), || async {
             let v = get("/v1/tiers").await;
@@ -575,8 +631,8 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
             b["state"] == "running" && b["taskId"].as_str() != Some(old_task.as_str())
         })
         .await
-            && wait_for(Duration::from_secs(60), || backends_agree(3)).await,
-        "backend 0 was not relaunched: {}",
+            && wait_for(Duration::from_secs(90), || backends_agree(4)).await,
+        "backend 0 was not relaunched or four backends never shared the shards: {}",
         get("/v1/tiers").await
     );
 
@@ -594,22 +650,24 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
     assert!(
         wait_for(Duration::from_secs(180), || async {
             let v = get("/v1/tiers").await;
-            tiers(&v, "api", "running", 2) == 2 && tiers(&v, "backend", "running", 2) == 3
+            tiers(&v, "api", "running", 2) == 2 && tiers(&v, "backend", "running", 2) == 4
         })
         .await
-            && wait_for(Duration::from_secs(60), || backends_agree(3)).await,
+            && wait_for(Duration::from_secs(60), || backends_agree(4)).await,
         "the upgrade did not finish: {}",
         get("/v1/tiers").await
     );
-    let endpoints: Vec<String> = get("/v1/endpoints").await["api"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| Some(format!("http://{}", e.as_str()?)))
-        .collect();
-    let client = Arc::new(Client::new(endpoints, Some(WRITER_TOKEN.into())));
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            endpoints().await.len() == 2
+        })
+        .await,
+        "{}",
+        get("/v1/tiers").await
+    );
+    let client = Arc::new(Client::new(endpoints().await, Some(WRITER_TOKEN.into())));
     assert_eq!(
-        write_and_read_back(&client, "audit.upgrade", &["u0"], 500).await,
+        write_and_read_back(&client, "audit.upgrade", &["u0"], 500, 250).await,
         500
     );
     // The cluster's events through the same API: the eventing tasks' own
@@ -658,7 +716,7 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
     assert!(table.starts_with("TIER"), "{table}");
     assert_eq!(
         table.lines().filter(|l| l.contains(" running ")).count(),
-        5,
+        6,
         "{table}"
     );
     framework.child.take();
@@ -672,6 +730,7 @@ async fn write_and_read_back(
     topic: &str,
     names: &[&str],
     each: usize,
+    batch: usize,
 ) -> usize {
     let total = names.len() * each;
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -682,7 +741,7 @@ async fn write_and_read_back(
             topic.into(),
             w.to_string(),
             each,
-            250,
+            batch,
         )));
     }
     let mut readers = Vec::new();
@@ -735,7 +794,7 @@ async fn a_killed_backend_and_scaling_lose_nothing() {
             "orders".into(),
             format!("k{w}"),
             total / 3,
-            50,
+            20,
         )));
     }
     let mut readers = Vec::new();
@@ -758,18 +817,29 @@ async fn a_killed_backend_and_scaling_lose_nothing() {
         "the stream did not start\n{}",
         s.logs()
     );
-    s.kill_backend(0).await;
+    // The backend holding the most sessions dies, while writers still write.
+    let mut held = Vec::new();
+    for b in &s.backends {
+        held.push(s.metric(b.port, "corral_eventing_backend_sessions").await);
+    }
+    let victim = if held[0] >= held[1] { 0 } else { 1 };
+    assert!(held[victim] >= 1.0, "sessions per backend: {held:?}");
+    assert!(
+        writers.iter().any(|w| !w.is_finished()),
+        "the stream must still run when the backend dies"
+    );
+    s.kill_backend(victim).await;
     // The survivor takes every shard.
     s.wait_ready().await;
     let moved_before = s
         .metric(
-            s.backends[1].port,
+            s.backends[1 - victim].port,
             "corral_eventing_backend_shards_moved_total",
         )
         .await;
     assert!(moved_before > 0.0, "{}", s.logs());
     // Relaunch it and add two more: 2 -> 4 under load.
-    s.relaunch_backend(0);
+    s.relaunch_backend(victim);
     s.add_backend();
     s.add_backend();
     s.wait_ready().await;

@@ -96,6 +96,9 @@ pub struct Slot {
     /// When its task started running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_since_ms: Option<i64>,
+    /// Whether its task's health check (`/health`) passes.
+    #[serde(default)]
+    pub healthy: bool,
     /// Tasks launched in this slot so far.
     pub launches: u64,
     /// What the last task said when it ended.
@@ -271,6 +274,7 @@ impl Core {
                     failures: 0,
                     next_launch_ms: 0,
                     running_since_ms: None,
+                    healthy: false,
                     launches: 0,
                     last_message: None,
                 });
@@ -346,8 +350,12 @@ impl Core {
                 .values()
                 .filter(|s| s.tier == t && s.index < count)
                 .collect();
-            let all_running = tier.iter().all(|s| s.state == SlotState::Running);
-            if !all_running {
+            // One at a time: only while every slot of the tier runs and
+            // passes its health check.
+            let all_healthy = tier
+                .iter()
+                .all(|s| s.state == SlotState::Running && s.healthy);
+            if !all_healthy {
                 continue;
             }
             let outdated = tier
@@ -433,6 +441,7 @@ impl Core {
             slot.generation = self.spec.generation;
             slot.launches += 1;
             slot.running_since_ms = None;
+            slot.healthy = false;
             self.changed = true;
             tracing::info!(tier = tier.name(), slot = index, %task_id, host = %offer.hostname, port, "launching an eventing task");
             rooms[room].2.push(task);
@@ -517,6 +526,7 @@ impl Core {
                 }),
                 ..Default::default()
             }),
+            health_check: Some(self.health_check(tier, port)),
             kill_policy: Some(v1::KillPolicy {
                 grace_period: Some(v1::DurationInfo {
                     nanoseconds: (KILL_GRACE_SECONDS * 1e9) as i64,
@@ -524,6 +534,41 @@ impl Core {
             }),
             ..Default::default()
         }
+    }
+
+    /// A slot's health check: `GET /health` on its port (a TCP connect for
+    /// an API tier serving TLS), every second, 3 failures in a row kill it,
+    /// failures in its first 30 s do not count.
+    fn health_check(&self, tier: Tier, port: u16) -> v1::HealthCheck {
+        let tls = tier == Tier::Api
+            && self
+                .spec
+                .api_args
+                .iter()
+                .any(|a| a.starts_with("--tls_cert"));
+        let mut hc = v1::HealthCheck {
+            interval_seconds: Some(1.0),
+            timeout_seconds: Some(3.0),
+            consecutive_failures: Some(3),
+            delay_seconds: Some(0.0),
+            grace_period_seconds: Some(30.0),
+            ..Default::default()
+        };
+        if tls {
+            hc.r#type = Some(v1::health_check::Type::Tcp as i32);
+            hc.tcp = Some(v1::health_check::TcpCheckInfo {
+                port: u32::from(port),
+                ..Default::default()
+            });
+        } else {
+            hc.r#type = Some(v1::health_check::Type::Http as i32);
+            hc.http = Some(v1::health_check::HttpCheckInfo {
+                port: u32::from(port),
+                path: Some("/health".into()),
+                ..Default::default()
+            });
+        }
+        hc
     }
 
     /// A task's status update.
@@ -554,6 +599,9 @@ impl Core {
                     slot.state = SlotState::Running;
                 }
                 slot.running_since_ms.get_or_insert(now);
+                if let Some(h) = status.healthy {
+                    slot.healthy = h;
+                }
                 Vec::new()
             }
             s if terminal(s) => {
@@ -561,6 +609,7 @@ impl Core {
                 let was = slot.state;
                 slot.task_id = None;
                 slot.running_since_ms = None;
+                slot.healthy = false;
                 slot.last_message = status.message.clone();
                 if key.1 >= count {
                     self.slots.remove(&key);
@@ -592,11 +641,11 @@ impl Core {
         }
     }
 
-    /// The running API endpoints (`host:port`).
+    /// The running, healthy API endpoints (`host:port`).
     pub fn api_endpoints(&self) -> Vec<String> {
         self.slots
             .values()
-            .filter(|s| s.tier == Tier::Api && s.state == SlotState::Running)
+            .filter(|s| s.tier == Tier::Api && s.state == SlotState::Running && s.healthy)
             .filter_map(|s| Some(format!("{}:{}", s.host.as_ref()?, s.port?)))
             .collect()
     }
@@ -682,7 +731,9 @@ mod tests {
     fn run_all(c: &mut Core, now: i64) {
         let ids: Vec<String> = c.slots().filter_map(|s| s.task_id.clone()).collect();
         for id in ids {
-            c.status(now, &status(&id, v1::TaskState::TaskRunning));
+            let mut st = status(&id, v1::TaskState::TaskRunning);
+            st.healthy = Some(true);
+            c.status(now, &st);
         }
     }
 
@@ -781,7 +832,7 @@ mod tests {
             })
             .collect();
         assert_eq!(kills.len(), 2, "one per tier: {effects:?}");
-        // Nothing more until those are replaced and running.
+        // Nothing more until those are replaced, running and healthy.
         assert!(c.tick(30).is_empty());
         for k in &kills {
             c.status(40, &status(k, v1::TaskState::TaskKilled));
@@ -791,6 +842,11 @@ mod tests {
         assert!(tasks
             .iter()
             .all(|t| t.command.as_ref().unwrap().arguments[0] == "/opt/corral-2"));
+        let new_ids: Vec<String> = tasks.iter().map(|t| t.task_id.value.clone()).collect();
+        for id in &new_ids {
+            c.status(55, &status(id, v1::TaskState::TaskRunning));
+        }
+        assert!(c.tick(56).is_empty(), "running but not yet healthy: wait");
         run_all(&mut c, 60);
         let next = c.tick(70);
         assert_eq!(next.len(), 2, "the second slot of each tier: {next:?}");

@@ -27,11 +27,15 @@
 //! stable machine-readable code and a message (its `Display`) that names the
 //! offending field or object.
 
+#[cfg(feature = "server")]
 pub mod amqp;
+#[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "server")]
 pub mod backend;
 pub mod client;
 pub mod crypto;
+#[cfg(feature = "server")]
 pub mod grpc;
 pub mod offset_token;
 pub mod ring;
