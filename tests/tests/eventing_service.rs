@@ -1390,6 +1390,96 @@ async fn encryption_permissions_and_bad_input() {
         String::from_utf8_lossy(&out.stderr),
         s.logs()
     );
+
+    // The CLI: `corral events write` (stdin lines) and `corral events read`
+    // (a table, acking; the resume token on stderr), then a read resumed
+    // from that token sees nothing again.
+    let mut write = Command::new(corral_bin())
+        .args([
+            "events",
+            "write",
+            "--api",
+            &api,
+            "--topic",
+            "audit.cli",
+            "--partition",
+            "1",
+        ])
+        .args([
+            "--token",
+            WRITER_TOKEN,
+            "--id_prefix",
+            "cli",
+            "--batch",
+            "4",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("corral events write");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = write.stdin.take().expect("stdin");
+        for i in 0..10 {
+            stdin
+                .write_all(format!("line {i}\n").as_bytes())
+                .await
+                .expect("write stdin");
+        }
+    }
+    let out = write.wait_with_output().await.expect("events write");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("wrote 10 events to audit.cli"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |token: Option<String>| {
+        let api = api.clone();
+        async move {
+            let mut cmd = Command::new(corral_bin());
+            cmd.args([
+                "events",
+                "read",
+                "--api",
+                &api,
+                "--topic",
+                "audit.cli",
+                "--partition",
+                "1",
+            ])
+            .args(["--token", WRITER_TOKEN, "--idle_exit", "3secs"]);
+            if let Some(t) = token {
+                cmd.args(["--offset_token", &t]);
+            }
+            cmd.output().await.expect("corral events read")
+        }
+    };
+    let out = read(None).await;
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{table}{err}");
+    assert!(table.starts_with("PARTITION"), "{table}");
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 10, "{table}");
+    assert!(
+        rows[0].contains("cli-1") && rows[0].ends_with("line 0"),
+        "{table}"
+    );
+    assert!(
+        rows[9].contains("cli-10") && rows[9].ends_with("line 9"),
+        "{table}"
+    );
+    let token = err
+        .split("--offset_token ")
+        .nth(1)
+        .map(|t| t.trim().to_owned())
+        .expect("a resume token on stderr");
+    let again = read(Some(token)).await;
+    let table = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{table}");
+    assert_eq!(table.lines().count(), 1, "only the header: {table}");
 }
 
 /// Every record of `topic` in Kafka, from the beginning: (partition, write
