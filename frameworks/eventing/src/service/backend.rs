@@ -577,6 +577,9 @@ const TICK: Duration = Duration::from_millis(200);
 /// Events handled in a row before parked writes are answered.
 const DRAIN: usize = 512;
 const TOPIC_CACHE: Duration = Duration::from_secs(10);
+/// The most allocations waiting for topic metadata (more are refused with
+/// 503 and retried by their clients).
+const MAX_WAITING_ALLOCATIONS: usize = 10_000;
 
 impl Backend {
     async fn run(mut self, mut rx: mpsc::Receiver<Ev>) -> Result<(), BackendError> {
@@ -837,6 +840,16 @@ impl Backend {
                         self.allocate(env, n);
                     }
                     _ => {
+                        let queued: usize = self.waiting_topic.values().map(Vec::len).sum();
+                        if queued >= MAX_WAITING_ALLOCATIONS {
+                            let body = custom_error(
+                                503,
+                                "overloaded",
+                                format!("{queued} allocations already wait for Kafka's metadata; retry later"),
+                            );
+                            self.reply(&env.reply_to, Reply::error(&env.request_id, body));
+                            return;
+                        }
                         let waiting = self.waiting_topic.entry(topic.clone()).or_default();
                         waiting.push(env);
                         if waiting.len() == 1 {
