@@ -1449,10 +1449,14 @@ async fn encryption_permissions_and_bad_input() {
                 "--partition",
                 "1",
             ])
-            .args(["--token", WRITER_TOKEN, "--idle_exit", "3secs"]);
-            if let Some(t) = token {
-                cmd.args(["--offset_token", &t]);
-            }
+            .args(["--token", WRITER_TOKEN]);
+            match token {
+                // The first read stops on a condition (10 events); the idle
+                // exit is only a bound so that a failure cannot hang.
+                None => cmd.args(["--limit", "10", "--idle_exit", "60secs"]),
+                // A resumed read must see nothing: it watches for 3 s.
+                Some(t) => cmd.args(["--offset_token", &t, "--idle_exit", "3secs"]),
+            };
             cmd.output().await.expect("corral events read")
         }
     };
