@@ -40,6 +40,10 @@ export CORRAL_SPARK_HOME
 step "installing RabbitMQ 3.10 (Debian package; the eventing tests start and stop their own brokers)"
 scripts/rabbitmq.sh install
 
+step "installing Chromium and chromedriver (Debian packages; the web UI tests drive a real headless browser)"
+CORRAL_CHROMEDRIVER="$(scripts/chromium.sh install | tail -n 1)"
+export CORRAL_CHROMEDRIVER
+
 step "building the local Docker test image (idempotent)"
 CORRAL_TEST_IMAGE="$(scripts/docker-test-image.sh | tail -n 1)"
 export CORRAL_TEST_IMAGE

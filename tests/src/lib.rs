@@ -20,6 +20,7 @@
 //!   [`recordio::Decoder`]: a malformed or oversized frame ends the stream
 //!   with an error instead of buffering without limit.
 
+pub mod browser;
 pub mod kafka;
 pub mod rabbitmq;
 pub mod spark;

@@ -142,6 +142,18 @@ async fn corral_dev_runs_a_pymesos_framework_and_stops_cleanly() {
         .map(|ts| ts.iter().filter(|t| t["state"] == "TASK_FINISHED").count());
     assert_eq!(finished, Some(6), "state: {state}");
 
+    // The web UI is up at the master's root and shows what ran.
+    let ui = reqwest::get(format!("http://{master}/"))
+        .await
+        .expect("GET /");
+    assert_eq!(ui.status(), reqwest::StatusCode::OK);
+    assert!(ui.headers()["content-type"]
+        .to_str()
+        .is_ok_and(|t| t.starts_with("text/html")));
+    let page = ui.text().await.expect("page");
+    assert!(page.contains("Cluster overview"), "{page}");
+    assert!(page.contains("corral-pymesos-framework"), "{page}");
+
     // SIGTERM stops corral dev and everything it started.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(dev_pid as i32),
@@ -153,6 +165,15 @@ async fn corral_dev_runs_a_pymesos_framework_and_stops_cleanly() {
         .expect("corral dev stops within 40s")
         .expect("wait");
     assert!(status.success(), "corral dev exited with {status}");
+    let mut printed = String::new();
+    if let Some(mut out) = dev.stdout.take() {
+        use tokio::io::AsyncReadExt;
+        out.read_to_string(&mut printed).await.expect("stdout");
+    }
+    assert!(
+        printed.contains(&format!("web UI         http://{master}/")),
+        "corral dev does not print the web UI's address:\n{printed}"
+    );
     assert!(
         daemons.iter().all(|p| !alive(*p)),
         "daemons still running after corral dev stopped: {daemons:?}"

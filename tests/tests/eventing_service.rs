@@ -13,6 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use corral_eventing::service::client::{CallError, Client, ResumingReader, ResumingWriter};
 use corral_eventing::service::wire::{AllocateRequest, EventIn, EventOut, WireMode, WireStart};
+use corral_tests::browser::{Browser, DESKTOP, PHONE};
 use corral_tests::rabbitmq::RabbitMq;
 use corral_tests::tansu::Tansu;
 use corral_tests::{corral_bin, free_port, wait_for, Cluster, ClusterOptions};
@@ -532,6 +533,55 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
         "the API tasks never passed their health checks: {}",
         get("/v1/tiers").await
     );
+    // The framework's own pages in a real browser: both tiers with their
+    // slots, the backend tier's page; the master links to the pages
+    // (webui_url).
+    let web = Browser::start().await.expect("browser");
+    web.open(&format!("{scheduler}/ui"))
+        .await
+        .expect("tiers page");
+    web.wait_for_text("HEALTHY", Duration::from_secs(20))
+        .await
+        .expect("healthy slots");
+    let text = web.main_text().await.expect("text");
+    for want in [
+        "API tier",
+        "Backend tier",
+        "api-1",
+        "backend-1",
+        "running",
+        "generation 1",
+    ] {
+        assert!(text.contains(want), "{want} in\n{text}");
+    }
+    web.screenshot("eventing-tiers", DESKTOP)
+        .await
+        .expect("shot");
+    web.screenshot("eventing-tiers", PHONE).await.expect("shot");
+    web.open(&format!("{scheduler}/ui/tiers/backend"))
+        .await
+        .expect("backend tier page");
+    let text = web.main_text().await.expect("text");
+    assert!(
+        text.contains("Backend tier") && text.contains("2 of 2 slots run it"),
+        "{text}"
+    );
+    web.screenshot("eventing-backend", DESKTOP)
+        .await
+        .expect("shot");
+    web.screenshot("eventing-backend", PHONE)
+        .await
+        .expect("shot");
+    let webui = format!("{scheduler}/ui");
+    assert!(
+        cluster.get_json("/master/state").await["frameworks"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["webui_url"] == webui.as_str())),
+        "no framework with webui_url {webui}"
+    );
+    web.eval("window.__notReloaded = true; return true;")
+        .await
+        .expect("mark the page");
     let endpoints_now = endpoints().await;
     let client = Arc::new(Client::new(endpoints_now, Some(WRITER_TOKEN.into())));
     // 10,000 events (small batches, so that the stream lasts a while)...
@@ -635,6 +685,17 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
         "backend 0 was not relaunched or four backends never shared the shards: {}",
         get("/v1/tiers").await
     );
+    // The backend tier's open page shows the new slots without a reload.
+    web.wait_for_text("backend-3", Duration::from_secs(20))
+        .await
+        .expect("the new backend on the open page");
+    assert_eq!(
+        web.eval("return window.__notReloaded || null;")
+            .await
+            .expect("mark"),
+        json!(true),
+        "the page was not reloaded"
+    );
 
     // A rolling upgrade replaces every task; the service keeps answering.
     let out = Command::new(corral_bin())
@@ -705,6 +766,20 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
         "no cluster event of the backend tasks read through the service\n{}",
         s.logs_of(&publisher)
     );
+    // The publisher's page: its Kafka sink with its cursor and lag.
+    web.open(&format!("http://127.0.0.1:{}/ui", publisher.port))
+        .await
+        .expect("publisher page");
+    web.wait_for_text("kafka", Duration::from_secs(20))
+        .await
+        .expect("the kafka sink");
+    web.screenshot("eventing-publisher", DESKTOP)
+        .await
+        .expect("shot");
+    web.screenshot("eventing-publisher", PHONE)
+        .await
+        .expect("shot");
+    web.quit().await.expect("quit the browser");
     publisher.child.take();
 
     let out = Command::new(corral_bin())

@@ -288,6 +288,21 @@ async fn standbys_redirect_to_the_leader_and_a_standby_takes_over_after_kill_9()
         .expect("get");
     assert_eq!(resp.status(), reqwest::StatusCode::TEMPORARY_REDIRECT);
 
+    // A standby's web UI sends the browser to the leader's (a real
+    // headless Chromium, tests/src/browser.rs).
+    let browser = corral_tests::browser::Browser::start()
+        .await
+        .expect("browser");
+    browser
+        .open(&format!("http://127.0.0.1:{standby}/ui/agents"))
+        .await
+        .expect("the standby's UI page loads (at the leader)");
+    let at = browser.url().await.expect("url");
+    assert_eq!(at, format!("http://127.0.0.1:{leader}/ui/agents"));
+    let text = browser.main_text().await.expect("text");
+    assert!(text.contains("Agents"), "{text}");
+    browser.quit().await.expect("quit");
+
     // An agent finds the leader through ZooKeeper.
     let a = agent(dir.path(), &zk.connect);
     assert!(

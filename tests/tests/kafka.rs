@@ -21,6 +21,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use corral_tests::browser::{Browser, DESKTOP, PHONE};
 use corral_tests::kafka::{alive, broker_pid, consume, produce, KafkaScheduler};
 use corral_tests::{corral_bin, redirects_to, wait_for, Cluster, ClusterOptions, TIMEOUT};
 use serde_json::{json, Value};
@@ -130,32 +131,28 @@ async fn kafka_frameworks(c: &Cluster) -> Vec<Value> {
 }
 
 /// How the framework registered: one framework, with the role, the
-/// principal, checkpointing and `webui_url` pointing at `s`'s API.
+/// principal, checkpointing and `webui_url` pointing at `s`'s pages.
 async fn assert_registered(c: &Cluster, s: &KafkaScheduler) -> Value {
     let fws = kafka_frameworks(c).await;
     assert_eq!(fws.len(), 1, "{fws:?}");
     let fw = fws[0].clone();
-    assert_eq!(
-        fw["webui_url"],
-        format!("{}/api/broker/list", s.url),
-        "{fw}"
-    );
+    assert_eq!(fw["webui_url"], format!("{}/ui", s.url), "{fw}");
     assert_eq!(fw["principal"], "kafka", "{fw}");
     assert_eq!(fw["roles"], json!(["kafka"]), "{fw}");
     assert_eq!(fw["checkpoint"], true, "{fw}");
     assert_eq!(fw["active"], true, "{fw}");
-    // The webui_url answers: it is the broker list.
+    // The webui_url answers: it is the brokers page.
     let url = fw["webui_url"].as_str().unwrap_or_default().to_string();
-    let list: Value = c
+    let page = c
         .http
         .get(&url)
         .send()
         .await
         .expect("webui_url answers")
-        .json()
+        .text()
         .await
-        .expect("json");
-    assert!(list["brokers"].is_array(), "{list}");
+        .expect("html");
+    assert!(page.contains("<h1>Brokers</h1>"), "{page}");
     fw
 }
 
@@ -272,6 +269,45 @@ async fn three_tansu_brokers_on_volumes_survive_restarts_and_a_scheduler_failove
         );
     }
 
+    // The scheduler's own pages in a real browser: the brokers with their
+    // endpoints, broker 1's page; the master links to the pages
+    // (webui_url).
+    let web = Browser::start().await.expect("browser");
+    web.open(&format!("{}/ui", s.url))
+        .await
+        .expect("brokers page");
+    let text = web.main_text().await.expect("text");
+    for b in &brokers {
+        assert!(
+            text.contains(&endpoint(b))
+                && text.contains(b["task"]["slaveId"].as_str().unwrap_or("?")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("running"), "{text}");
+    web.screenshot("kafka-brokers", DESKTOP)
+        .await
+        .expect("shot");
+    web.screenshot("kafka-brokers", PHONE).await.expect("shot");
+    let fws = kafka_frameworks(&c).await;
+    assert_eq!(fws[0]["webui_url"], format!("{}/ui", s.url), "{fws:?}");
+    let first = s.broker(1).await;
+    web.open(&format!("{}/ui/brokers/1", s.url))
+        .await
+        .expect("broker page");
+    let text = web.main_text().await.expect("text");
+    assert!(
+        text.contains("Broker 1")
+            && text.contains(&task_id(&first))
+            && text.contains("kafka-broker-1"),
+        "{text}"
+    );
+    web.screenshot("kafka-broker", DESKTOP).await.expect("shot");
+    web.screenshot("kafka-broker", PHONE).await.expect("shot");
+    web.eval("window.__notReloaded = true; return true;")
+        .await
+        .expect("mark the page");
+
     // A topic with three partitions and replication factor 3, through
     // Kafka's admin protocol, on every broker (each is its own cluster).
     let (status, added) = s
@@ -344,6 +380,26 @@ async fn three_tansu_brokers_on_volumes_survive_restarts_and_a_scheduler_failove
     );
     let after = s.broker(1).await;
     assert_ne!(task_id(&after), task_id(&before));
+    // Broker 1's open page shows its new task without a reload.
+    web.wait_for_text(&task_id(&after), TIMEOUT)
+        .await
+        .expect("the new task on the open page");
+    assert_eq!(
+        web.eval("return window.__notReloaded || null;")
+            .await
+            .expect("mark"),
+        serde_json::json!(true),
+        "the page was not reloaded"
+    );
+    web.open(&format!("{}/ui/topics", s.url))
+        .await
+        .expect("topics page");
+    web.wait_for_text("events", TIMEOUT)
+        .await
+        .expect("the topic on the topics page");
+    web.screenshot("kafka-topics", DESKTOP).await.expect("shot");
+    web.screenshot("kafka-topics", PHONE).await.expect("shot");
+    web.quit().await.expect("quit the browser");
     assert_eq!(after["task"]["slaveId"], before["task"]["slaveId"]);
     assert_eq!(after["volume"], before["volume"]);
     assert_eq!(after["reservation"], before["reservation"]);

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use corral_tests::browser::{Browser, DESKTOP, PHONE};
 use corral_tests::spark::{
     pi_jar, spark_docker_image, spark_submit_async, spark_tarball, submission_id, wordcount_py,
     Dispatcher,
@@ -216,6 +217,50 @@ async fn spark_submit_runs_a_jvm_pi_to_finished_with_its_output_in_the_sandbox()
         .await,
         "the Spark UI at {ui} did not answer"
     );
+    // The dispatcher's own pages in a real browser: the running driver
+    // with a link to its Spark UI, and its page; the master links to the
+    // pages (webui_url).
+    let web = Browser::start().await.expect("browser");
+    web.open(&format!("{}/ui", d.url))
+        .await
+        .expect("drivers page");
+    let text = web.main_text().await.expect("text");
+    assert!(text.contains(&id) && text.contains("RUNNING"), "{text}");
+    let link = web
+        .eval("return document.querySelector('a[aria-label^=\"Spark UI of\"]').href")
+        .await
+        .expect("a Spark UI link");
+    assert_eq!(
+        link.as_str().map(|l| l.trim_end_matches('/')),
+        Some(ui.trim_end_matches('/')),
+        "{link}"
+    );
+    web.screenshot("spark-drivers", DESKTOP)
+        .await
+        .expect("shot");
+    web.screenshot("spark-drivers", PHONE).await.expect("shot");
+    web.open(&format!("{}/ui/drivers/{id}", d.url))
+        .await
+        .expect("driver page");
+    let text = web.main_text().await.expect("text");
+    assert!(
+        text.contains(&format!("Driver {id}"))
+            && text.contains("RUNNING")
+            && text.contains(".master"),
+        "{text}"
+    );
+    web.screenshot("spark-driver", DESKTOP).await.expect("shot");
+    web.screenshot("spark-driver", PHONE).await.expect("shot");
+    let webui = format!("{}/ui", d.url);
+    assert!(
+        c.get_json("/master/state").await["frameworks"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["webui_url"] == webui.as_str())),
+        "no framework with webui_url {webui}"
+    );
+    web.eval("window.__notReloaded = true; return true;")
+        .await
+        .expect("mark the page");
     // The estimate is in the driver's stdout (corral spark logs).
     let dispatcher_flag = format!("--dispatcher={}", d.url);
     assert!(
@@ -234,6 +279,18 @@ async fn spark_submit_runs_a_jvm_pi_to_finished_with_its_output_in_the_sandbox()
     let done = d.wait_state(&id, "FINISHED", LONG).await;
     assert_eq!(spark_status(&d, &id).await, "FINISHED");
     assert_eq!(done["attempts"], 1);
+    // The open page follows it to FINISHED without a reload.
+    web.wait_for_text("FINISHED", Duration::from_secs(20))
+        .await
+        .expect("FINISHED on the open page");
+    assert_eq!(
+        web.eval("return window.__notReloaded || null;")
+            .await
+            .expect("mark"),
+        json!(true),
+        "the page was not reloaded"
+    );
+    web.quit().await.expect("quit the browser");
     // Its master and worker are released with it.
     assert!(
         wait_for(LONG, || async {

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use corral_tests::browser::{Browser, DESKTOP, PHONE};
 use corral_tests::workloads::Framework;
 use corral_tests::{corral_bin, free_port, wait_for, Cluster, ClusterOptions, TIMEOUT};
 use serde_json::{json, Value};
@@ -60,6 +61,63 @@ async fn services_and_jobs_through_the_singularity_api() {
     assert_eq!(parent["state"], "ACTIVE");
     assert_eq!(parent["activeDeploy"]["id"], "1", "{parent}");
 
+    // The framework's own pages in a real browser: the requests, the
+    // worker's page with its deploy and tasks linked to their sandboxes in
+    // the master's UI; the master links to the pages (webui_url).
+    let b = Browser::start().await.expect("browser");
+    b.open(&format!("{}/ui", f.url))
+        .await
+        .expect("requests page");
+    let text = b.main_text().await.expect("text");
+    assert!(
+        text.contains("worker") && text.contains("WORKER") && text.contains("2 of 2"),
+        "{text}"
+    );
+    b.screenshot("workloads-requests", DESKTOP)
+        .await
+        .expect("shot");
+    b.screenshot("workloads-requests", PHONE)
+        .await
+        .expect("shot");
+    b.open(&format!("{}/ui/requests/worker", f.url))
+        .await
+        .expect("request page");
+    let text = b.main_text().await.expect("text");
+    assert!(
+        text.contains("Request worker")
+            && text.contains("sleep 300")
+            && text.contains("2 running of 2"),
+        "{text}"
+    );
+    let sandbox = b
+        .eval("return document.querySelector('a[aria-label^=\"sandbox of\"]').href")
+        .await
+        .expect("a sandbox link");
+    assert!(
+        sandbox
+            .as_str()
+            .is_some_and(|h| h.starts_with(&format!("http://{}/ui/sandbox?agent=", c.master))),
+        "{sandbox}"
+    );
+    b.screenshot("workloads-request", DESKTOP)
+        .await
+        .expect("shot");
+    b.screenshot("workloads-request", PHONE)
+        .await
+        .expect("shot");
+    let framework_id = f.get("/api/state").await.1["frameworkId"].clone();
+    let fw = c.get_json("/master/state").await["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|fw| fw["id"] == framework_id)
+        .cloned()
+        .expect("the framework in /master/state");
+    assert_eq!(fw["webui_url"], format!("{}/ui", f.url), "{fw}");
+    b.eval("window.__notReloaded = true; return true;")
+        .await
+        .expect("mark the page");
+
     // Scale to one.
     let (status, body) = f
         .send(
@@ -73,6 +131,22 @@ async fn services_and_jobs_through_the_singularity_api() {
         wait_for(TIMEOUT, || async { f.tasks_of("worker").await.len() == 1 }).await,
         "scaled down"
     );
+    // The open page follows without a reload: one instance left, the
+    // other one in the task history.
+    b.wait_for_text("1 running of 1", TIMEOUT)
+        .await
+        .expect("the scale on the open page");
+    b.wait_for_text("TASK_KILLED", TIMEOUT)
+        .await
+        .expect("the killed task in the history");
+    assert_eq!(
+        b.eval("return window.__notReloaded || null;")
+            .await
+            .expect("mark"),
+        json!(true),
+        "the page was not reloaded"
+    );
+    b.quit().await.expect("quit the browser");
 
     // A job every two seconds, and an on-demand one.
     let (status, body) = f

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use corral_tests::browser::{Browser, DESKTOP, PHONE};
 use corral_tests::yarn::{Bridge, RmStandin};
 use corral_tests::{corral_bin, files_under, wait_for, Cluster, ClusterOptions, TIMEOUT};
 use serde_json::{json, Value};
@@ -142,6 +143,57 @@ async fn flex_up_on_three_agents_with_constraints_and_a_graceful_flex_down() {
         assert!(!ports.is_empty(), "{t}");
     }
 
+    // The bridge's own pages in a real browser: the NodeManagers, one
+    // NodeManager, the profiles and the autoscaler; the master links to
+    // them (webui_url).
+    let web = Browser::start().await.expect("browser");
+    for (path, name, expect) in [
+        (
+            format!("/ui/nodemanagers/{}", active[0]),
+            "nodemanager",
+            active[0].clone(),
+        ),
+        ("/ui/profiles".to_string(), "profiles", "small".to_string()),
+        (
+            "/ui/autoscaler".to_string(),
+            "autoscaler",
+            "no autoscaling policies".to_string(),
+        ),
+        ("/ui".to_string(), "nodemanagers", "yarn-node-2".to_string()),
+    ] {
+        web.open(&format!("{}{path}", b.url))
+            .await
+            .expect("page loads");
+        web.wait_for_text(&expect, TIMEOUT)
+            .await
+            .expect("the page shows it");
+        web.screenshot(&format!("yarn-bridge-{name}"), DESKTOP)
+            .await
+            .expect("shot");
+        web.screenshot(&format!("yarn-bridge-{name}"), PHONE)
+            .await
+            .expect("shot");
+    }
+    let text = web.main_text().await.expect("text");
+    assert!(
+        active.iter().all(|id| text.contains(id.as_str()))
+            && text.contains("yarn-node-1")
+            && text.contains("ACTIVE"),
+        "{text}"
+    );
+    let state = c.get_json("/master/state").await;
+    let fw = state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["name"] == "corral-yarn-bridge")
+        .cloned()
+        .expect("the bridge in /master/state");
+    assert_eq!(fw["webui_url"], format!("{}/ui", b.url), "{fw}");
+    web.eval("window.__notReloaded = true; return true;")
+        .await
+        .expect("mark the page");
+
     // A third one cannot go there (one per host), nor a large one anywhere
     // (8 cpus): they wait, saying why.
     let (status, _) = b
@@ -169,6 +221,22 @@ async fn flex_up_on_three_agents_with_constraints_and_a_graceful_flex_down() {
         b.nodemanagers().await
     );
     assert_eq!(b.tasks("pendingTasks").await.len(), 2);
+    // The open NodeManagers page shows the new, pending ones without a
+    // reload.
+    web.wait_for_text("nm.large.", TIMEOUT)
+        .await
+        .expect("the large NodeManager on the open page");
+    web.wait_for_text("PENDING", TIMEOUT)
+        .await
+        .expect("pending on the open page");
+    assert_eq!(
+        web.eval("return window.__notReloaded || null;")
+            .await
+            .expect("mark"),
+        json!(true),
+        "the page was not reloaded"
+    );
+    web.quit().await.expect("quit the browser");
     // Flex down takes pending ones first.
     let (status, text) = b
         .flexdown(json!({"instances": 1, "profile": "large"}))

@@ -6,7 +6,8 @@
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::workloads::{call_api, print_json, print_table, text};
+use crate::table::print_table;
+use crate::workloads::{call_api, print_json, text};
 
 /// `corral kafka ...`.
 #[derive(clap::Subcommand)]

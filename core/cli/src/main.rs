@@ -7,19 +7,24 @@
 //!   execs the executor (started by agents).
 //! * `corral logger` – copies an executor's stdout or stderr into a sandbox
 //!   file rotated by size (started by agents with the logrotate logger).
+//! * `corral agents|frameworks|tasks|...` – the operator commands
+//!   ([`operator`]): read and change a running cluster through the
+//!   master's operator API; `corral completions` and `corral man`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
 mod eventing_service;
 mod events;
 mod kafka;
+mod operator;
 mod spark;
+mod table;
 mod workloads;
 mod yarn;
 
@@ -102,6 +107,53 @@ enum Command {
     /// Read the cluster's events: `corral events tail`.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// List the agents: address, state, resources used/total, attributes
+    /// (GET_AGENTS).
+    Agents(operator::agents::AgentsArgs),
+    /// List the frameworks: roles, state, tasks, allocation, offers
+    /// (GET_STATE).
+    Frameworks(operator::frameworks::FrameworksArgs),
+    /// List the tasks, by framework, state or agent (GET_STATE).
+    Tasks(operator::tasks::TasksArgs),
+    /// List the roles: weight, frameworks, allocation, quota (GET_ROLES,
+    /// GET_QUOTA).
+    Roles(operator::roles::RolesArgs),
+    /// List the roles' weights (GET_WEIGHTS); `corral weights set` changes
+    /// them.
+    Weights(operator::roles::WeightsArgs),
+    /// List the roles' quota (GET_QUOTA); `corral quota set` changes one.
+    Quota(operator::quota::QuotaArgs),
+    /// List the reserved resources of the agents (GET_AGENTS).
+    Reservations(operator::reservations::ReservationsArgs),
+    /// List the persistent volumes of the agents (GET_AGENTS).
+    Volumes(operator::volumes::VolumesArgs),
+    /// List the outstanding offers (GET_FRAMEWORKS).
+    Offers(operator::offers::OffersArgs),
+    /// Show the maintenance schedule and status (GET_MAINTENANCE_SCHEDULE,
+    /// GET_MAINTENANCE_STATUS).
+    Maintenance(operator::maintenance::MaintenanceArgs),
+    /// Print a task's stdout or stderr from its sandbox; -f follows it
+    /// until the task ends.
+    Logs(operator::logs::LogsArgs),
+    /// Live usage of the agents and their containers.
+    Top(operator::top::TopArgs),
+    /// Reserve an agent's resources for a role (RESERVE_RESOURCES).
+    Reserve(operator::reservations::ReserveArgs),
+    /// Give reserved resources back to every role (UNRESERVE_RESOURCES).
+    Unreserve(operator::reservations::ReserveArgs),
+    /// Create a persistent volume on reserved disk (CREATE_VOLUMES).
+    CreateVolume(operator::volumes::CreateVolumeArgs),
+    /// Destroy a persistent volume and its data (DESTROY_VOLUMES).
+    DestroyVolume(operator::volumes::DestroyVolumeArgs),
+    /// Tear a framework down: its tasks are killed (TEARDOWN).
+    Teardown(operator::frameworks::TeardownArgs),
+    /// Drain an agent: its tasks are killed and it gets no more
+    /// (DRAIN_AGENT).
+    Drain(operator::maintenance::DrainArgs),
+    /// Print a shell completion script.
+    Completions(operator::docs::CompletionsArgs),
+    /// Write the man pages, one per command.
+    Man(operator::docs::ManArgs),
     /// Run Corral's command/default executor (started by agents, not by hand).
     #[command(hide = true)]
     Executor,
@@ -214,12 +266,20 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            // The operator commands' exit codes: 1 refused, 2 usage, 3
+            // no master reachable.
+            match e.downcast_ref::<operator::Failure>() {
+                Some(f) => std::process::ExitCode::from(f.code),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if cli.command.is_operator() {
+        return run_operator(cli);
+    }
     init_tracing(cli.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -279,7 +339,87 @@ fn run(cli: Cli) -> Result<()> {
         }),
         Command::Events(cmd) => rt.block_on(events::run(cmd)),
         Command::Launcher { .. } | Command::Logger { .. } => Ok(()),
+        // Handled by run_operator.
+        _ => Ok(()),
     }
+}
+
+impl Command {
+    /// The operator commands (clients of a running cluster).
+    fn is_operator(&self) -> bool {
+        matches!(
+            self,
+            Command::Agents(_)
+                | Command::Frameworks(_)
+                | Command::Tasks(_)
+                | Command::Roles(_)
+                | Command::Weights(_)
+                | Command::Quota(_)
+                | Command::Reservations(_)
+                | Command::Volumes(_)
+                | Command::Offers(_)
+                | Command::Maintenance(_)
+                | Command::Logs(_)
+                | Command::Top(_)
+                | Command::Reserve(_)
+                | Command::Unreserve(_)
+                | Command::CreateVolume(_)
+                | Command::DestroyVolume(_)
+                | Command::Teardown(_)
+                | Command::Drain(_)
+                | Command::Completions(_)
+                | Command::Man(_)
+        )
+    }
+}
+
+/// Runs an operator command. Libraries log nothing unless `CORRAL_LOG`
+/// asks (the command prints its own errors), and the runtime is shut down
+/// without waiting for stragglers (a ZooKeeper client still reconnecting).
+fn run_operator(cli: Cli) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the tokio runtime")?;
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Agents(a) => operator::agents::run(a).await,
+            Command::Frameworks(a) => operator::frameworks::run(a).await,
+            Command::Tasks(a) => operator::tasks::run(a).await,
+            Command::Roles(a) => operator::roles::run_roles(a).await,
+            Command::Weights(a) => operator::roles::run_weights(a).await,
+            Command::Quota(a) => operator::quota::run(a).await,
+            Command::Reservations(a) => operator::reservations::run(a).await,
+            Command::Volumes(a) => operator::volumes::run(a).await,
+            Command::Offers(a) => operator::offers::run(a).await,
+            Command::Maintenance(a) => operator::maintenance::run(a).await,
+            Command::Logs(a) => operator::logs::run(a).await,
+            Command::Top(a) => operator::top::run(a).await,
+            Command::Reserve(a) => operator::reservations::reserve(a).await,
+            Command::Unreserve(a) => operator::reservations::unreserve(a).await,
+            Command::CreateVolume(a) => operator::volumes::create(a).await,
+            Command::DestroyVolume(a) => operator::volumes::destroy(a).await,
+            Command::Teardown(a) => operator::frameworks::teardown(a).await,
+            Command::Drain(a) => operator::maintenance::drain(a).await,
+            Command::Completions(a) => {
+                operator::docs::completions(a, Cli::command());
+                Ok(())
+            }
+            Command::Man(a) => operator::docs::man(a, Cli::command()),
+            _ => Ok(()),
+        }
+    });
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
 async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
@@ -456,6 +596,13 @@ async fn dev(args: DevArgs, log_format: LogFormat) -> Result<()> {
             } else {
                 "scheduler API /api/v1/scheduler, state /master/state"
             },
+        );
+    }
+    if let Some(first) = masters.first() {
+        row(
+            "web UI",
+            &format!("http://{first}/"),
+            "overview, agents, frameworks, tasks, sandboxes (live)",
         );
     }
     if let (Some(z), Some(url)) = (&zookeeper, &zk_url) {

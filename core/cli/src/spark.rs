@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::workloads::{call_api, duration, millis, print_json, print_table, text};
+use crate::table::print_table;
+use crate::workloads::{call_api, duration, millis, print_json, text};
 
 /// The Spark version the dispatcher reports (`serverSparkVersion`) and the
 /// CLI sends (`clientSparkVersion`).

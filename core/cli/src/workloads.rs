@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::table::print_table;
+
 /// The framework's commands.
 #[derive(clap::Subcommand)]
 pub enum WorkloadsCommand {
@@ -578,27 +580,6 @@ fn print_requests(client: &ClientArgs, v: &Value) -> Result<()> {
         &rows,
     );
     Ok(())
-}
-
-pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", parts.join("  ").trim_end());
-    };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        line(row.clone());
-    }
 }
 
 #[cfg(test)]

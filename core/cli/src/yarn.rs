@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::workloads::{call_api, duration, print_json, print_table, text};
+use crate::table::print_table;
+use crate::workloads::{call_api, duration, print_json, text};
 
 /// `corral yarn-bridge`.
 #[derive(clap::Args)]

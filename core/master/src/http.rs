@@ -17,6 +17,7 @@ mod support;
 use legacy::*;
 use operator::*;
 use scheduler::*;
+pub(crate) use support::unavailable;
 pub use support::{
     query, read_body, request_encoding, response_encoding, version_info, HttpError, Shared,
 };
@@ -180,6 +181,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/destroy-volumes", post(legacy::destroy_volumes))
         .route("/master/teardown", post(teardown_form))
         .route("/teardown", post(teardown_form))
+        .merge(crate::webui::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::jsonp::wrap))
         .with_state(shared)

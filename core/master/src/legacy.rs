@@ -37,6 +37,17 @@ pub fn task_json(t: &v1::Task) -> Value {
             if let Some(h) = s.healthy {
                 m.insert("healthy".into(), json!(h));
             }
+            // Not in Mesos' state JSON, which clients tolerate: the web
+            // UI shows why a task ended.
+            if let Some(reason) = s
+                .reason
+                .and_then(|r| v1::task_status::Reason::try_from(r).ok())
+            {
+                m.insert("reason".into(), json!(reason.as_str_name()));
+            }
+            if let Some(message) = s.message.as_ref().filter(|m| !m.is_empty()) {
+                m.insert("message".into(), json!(message));
+            }
             if let Some(cs) = &s.container_status {
                 m.insert("container_status".into(), codec::to_json_value(cs));
             }

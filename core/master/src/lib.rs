@@ -21,6 +21,7 @@ mod jsonp;
 pub mod legacy;
 pub mod registry;
 pub mod state;
+pub mod webui;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -336,7 +337,14 @@ pub async fn run(
         advertised: format!("{hostname}:{}", local.port()),
         registry,
         registry_writes: Arc::new(tokio::sync::Mutex::new(())),
+        history: Default::default(),
+        http: reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| MasterError::Serve(std::io::Error::other(e)))?,
     };
+    tokio::spawn(webui::sample_forever(shared.clone()));
     let grpc =
         tonic::service::Routes::new(AgentServiceServer::new(grpc::AgentSessions { inputs: tx }))
             .into_axum_router();

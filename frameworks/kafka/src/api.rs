@@ -3,8 +3,9 @@
 //! `/api/topic/<cmd>?topic=<expr>&...` (add, list, update), parameters in
 //! the query string or a form body (GET or POST), JSON answers with
 //! mesos/kafka's field names, a `400` naming the parameter for bad input
-//! (nothing changes then); plus `/health` and Prometheus `/metrics`. Only
-//! the leader answers `/api/...` (a standby redirects to it).
+//! (nothing changes then); plus `/health`, Prometheus `/metrics` and the
+//! web pages under `/ui` ([`crate::webui`]). Only the leader answers
+//! `/api/...` and `/ui...` (a standby redirects to it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -654,7 +655,7 @@ async fn metrics(State(api): State<Api>) -> Response {
 
 async fn not_found(uri: axum::http::Uri) -> Response {
     ApiError::not_found(format!(
-        "no endpoint {} (/api/broker/<cmd>, /api/topic/<cmd>, /health, /metrics)",
+        "no endpoint {} (/api/broker/<cmd>, /api/topic/<cmd>, /health, /metrics, /ui)",
         uri.path()
     ))
     .into_response()
@@ -666,6 +667,7 @@ pub fn router(
     snapshot: watch::Receiver<Arc<Snapshot>>,
     gate: corral_sdk::gate::Gate,
 ) -> Router {
+    let pages = crate::webui::router(snapshot.clone(), gate.clone());
     let api = Api {
         calls,
         snapshot,
@@ -682,6 +684,7 @@ pub fn router(
             corral_sdk::gate::only_the_leader,
         ))
         .with_state(api)
+        .merge(pages)
 }
 
 #[cfg(test)]

@@ -18,8 +18,9 @@
 //!   in; RESERVE/CREATE/LAUNCH, DESTROY/UNRESERVE, kills and revives out.
 //!
 //! Shell: [`topics`] (Kafka's admin protocol through rdkafka), [`api`]
-//! (mesos/kafka's REST API, `/health`, `/metrics`) and [`server`] (the
-//! actor: the SDK's scheduler driver, the store, failover).
+//! (mesos/kafka's REST API, `/health`, `/metrics`), [`webui`] (its web
+//! pages: brokers and topics) and [`server`] (the actor: the SDK's
+//! scheduler driver, the store, failover).
 
 pub mod api;
 pub mod broker;
@@ -29,3 +30,4 @@ pub mod expr;
 pub mod launch;
 pub mod server;
 pub mod topics;
+pub mod webui;

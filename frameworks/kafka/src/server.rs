@@ -156,7 +156,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     });
     tracing::info!(listen = %config.listen, master = %config.master, role = %config.role, engine = config.engine.name(), ha = config.zk.is_some(), "kafka scheduler serving");
     let mut info = framework_info(&config.name, &[&config.role], config.principal.as_deref());
-    info.webui_url = Some(format!("http://{}/api/broker/list", config.listen));
+    info.webui_url = Some(corral_sdk::webui::advertised_url(
+        config.listen,
+        None,
+        "/ui",
+    ));
     let (scheduler, events) =
         corral_sdk::shell::lead_and_start(election.as_ref(), store.as_ref(), &config.master, info)
             .await?;

@@ -1,7 +1,8 @@
-//! The REST API of a framework run as several instances: only the elected
-//! leader answers `/api/...`; a standby redirects the caller to it (`307`
-//! with the leader's address), or answers `503` while no leader is known.
-//! Paths outside `/api/` (`/health`) are always answered.
+//! The REST API and web pages of a framework run as several instances:
+//! only the elected leader answers `/api/...` and `/ui...`; a standby
+//! redirects the caller to it (`307` with the leader's address), or answers
+//! `503` while no leader is known. Other paths (`/health`) are always
+//! answered.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,14 +41,16 @@ impl Gate {
 }
 
 /// Middleware (`axum::middleware::from_fn_with_state(gate, only_the_leader)`):
-/// a standby answers API calls with a redirect to the leader (503 while
-/// none is known).
+/// a standby answers API calls and page requests with a redirect to the
+/// leader (503 while none is known).
 pub async fn only_the_leader(
     State(gate): State<Gate>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if gate.is_leading() || !request.uri().path().starts_with("/api/") {
+    let path = request.uri().path();
+    let gated = path.starts_with("/api/") || path == "/ui" || path.starts_with("/ui/");
+    if gate.is_leading() || !gated {
         return next.run(request).await;
     }
     let leader = gate.leader.as_ref().and_then(|l| l.borrow().clone());

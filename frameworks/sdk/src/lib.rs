@@ -23,6 +23,9 @@
 //! * [`shell`]: what every framework's shell does alike — the store and
 //!   the election opened from `--zk`/`--state_dir`, events and ticks fed to
 //!   its actor, API refusals with a status and a message.
+//! * [`webui`]: what the frameworks' web pages share — the advertised
+//!   `webui_url` (a listen address and a hostname), a framework's pages'
+//!   brand and navigation, HTML answers and error pages, times.
 
 pub mod detector;
 pub mod gate;
@@ -32,3 +35,4 @@ pub mod sandbox;
 pub mod scheduler;
 pub mod shell;
 pub mod store;
+pub mod webui;

@@ -20,7 +20,8 @@
 //!   Spark's server would answer it.
 //!
 //! Shell: [`api`] (the submission server, which unmodified `spark-submit`
-//! talks to, and the dispatcher's JSON API) and [`server`] (the actor:
+//! talks to, and the dispatcher's JSON API), [`webui`] (its web pages:
+//! queued, running and finished drivers) and [`server`] (the actor:
 //! offers, launches, task states, the store, failover).
 
 pub mod api;
@@ -31,3 +32,4 @@ pub mod protocol;
 pub mod queue;
 pub mod server;
 pub mod tasks;
+pub mod webui;

@@ -1,5 +1,6 @@
 //! The shell: the SDK's scheduler driver, the state store, a timer and the
-//! two APIs (Spark's submission protocol and the dispatcher's JSON) feed
+//! two APIs (Spark's submission protocol and the dispatcher's JSON, which
+//! the web pages under `/ui` read too) feed
 //! one actor over a bounded channel of [`Input`]s. The actor runs the pure
 //! cores — [`Dispatcher`] (the queue), [`plan`] (sizes), [`place`] (a whole
 //! application on offers or nothing) — and carries out what they return:
@@ -151,7 +152,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let (calls_tx, mut calls_rx) = mpsc::channel::<ApiCall>(INPUTS);
     let (queries_tx, mut queries_rx) = mpsc::channel::<Query>(INPUTS);
     let app = crate::api::router(calls_tx, gate.clone(), &config.server_version)
-        .merge(crate::api::json_router(queries_tx, gate.clone()));
+        .merge(crate::api::json_router(queries_tx.clone(), gate.clone()))
+        .merge(crate::webui::router(queries_tx, gate.clone()));
     let forward = tx.clone();
     tokio::spawn(async move {
         while let Some(c) = calls_rx.recv().await {
@@ -176,7 +178,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     tracing::info!(listen = %config.listen, master = %config.master, roles = ?config.roles, ha = config.zk.is_some(), "spark dispatcher serving");
     let roles: Vec<&str> = config.roles.iter().map(String::as_str).collect();
     let mut info = framework_info(&config.name, &roles, config.principal.as_deref());
-    info.webui_url = Some(format!("http://{}/api/drivers", config.listen));
+    info.webui_url = Some(corral_sdk::webui::advertised_url(
+        config.listen,
+        None,
+        "/ui",
+    ));
     let (scheduler, events) =
         corral_sdk::shell::lead_and_start(election.as_ref(), store.as_ref(), &config.master, info)
             .await?;

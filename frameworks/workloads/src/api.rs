@@ -1,7 +1,7 @@
 //! The REST API, shaped like Singularity's (`/api/requests`,
 //! `/api/deploys`, `/api/tasks/active`, `/api/history/...`, `/api/state`),
 //! the load balancer's upstreams as JSON (`/api/loadbalancer/upstreams`),
-//! plus `/health`.
+//! plus `/health`, and the web pages under `/ui` ([`crate::webui`]).
 //! Every call is answered by the actor; refusals are 4xx with a message
 //! naming the field, and change nothing. Bodies are bounded.
 
@@ -216,6 +216,7 @@ pub(crate) fn router(
         .route("/api/history/request/{id}/tasks", get(task_history))
         .route("/api/loadbalancer/upstreams", get(upstreams))
         .route("/api/sandbox/{task_id}/read", get(read_log))
+        .merge(crate::webui::routes())
         .fallback(not_found)
         .layer(Extension(cluster))
         .layer(Extension(logs))

@@ -17,7 +17,9 @@
 //! * [`lb`] — load balancing of SERVICE requests through a real HAProxy
 //!   (configuration written, checked and reloaded without dropping
 //!   connections);
-//! * [`server`] and its REST API — the shell running the cores.
+//! * [`server`] and its REST API — the shell running the cores;
+//! * [`webui`] — its web pages (requests, deploys, task history, sandbox
+//!   links), rendered from the API's documents.
 
 mod api;
 pub mod cluster;
@@ -29,3 +31,4 @@ pub mod schedule;
 pub mod server;
 pub mod services;
 pub mod taskinfo;
+pub mod webui;

@@ -214,7 +214,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         &[config.role.as_str()],
         config.principal.as_deref(),
     );
-    info.webui_url = Some(format!("http://{}/api/state", config.listen));
+    info.webui_url = Some(corral_sdk::webui::advertised_url(
+        config.listen,
+        None,
+        "/ui",
+    ));
     let (scheduler, events) =
         corral_sdk::shell::lead_and_start(election.as_ref(), store.as_ref(), &config.master, info)
             .await?;

@@ -220,6 +220,8 @@ pub struct TaskEnd {
     pub instance: u32,
     /// Its agent's hostname.
     pub host: String,
+    /// Its agent (where its sandbox is).
+    pub agent_id: String,
     /// The final state (`TASK_FINISHED`, `TASK_FAILED`, ...).
     pub last_task_state: String,
     /// When it was launched (ms since the epoch).
@@ -816,6 +818,7 @@ impl Services {
                     deploy_id: task.deploy_id.clone(),
                     instance: task.instance,
                     host: task.placement.hostname.clone(),
+                    agent_id: task.agent_id.clone(),
                     last_task_state: state.as_str_name().to_string(),
                     launched_at: task.launched_at.as_millisecond(),
                     updated_at: now.as_millisecond(),

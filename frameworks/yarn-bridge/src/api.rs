@@ -12,8 +12,9 @@
 //! and Corral's own: `GET /api/nodemanagers` (each NodeManager with its
 //! host, ports, YARN state and, while pending, why), `GET /api/autoscaler`
 //! (the policies and every decision with its reason and figures),
-//! `GET /api/profiles`, `/health`. Refusals are `400` with a message;
-//! bodies are bounded.
+//! `GET /api/profiles`, `/health`; and the web pages under `/ui`
+//! ([`crate::webui`]). Refusals are `400` with a message; bodies are
+//! bounded.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -189,6 +190,7 @@ pub(crate) fn router(
         .route("/api/nodemanagers", get(nodemanagers))
         .route("/api/autoscaler", get(autoscaler))
         .route("/api/framework/shutdown/framework", post(shutdown))
+        .merge(crate::webui::routes())
         .fallback(not_found)
         .layer(Extension(std::sync::Arc::new(config)))
         .layer(Extension(rm))

@@ -29,7 +29,8 @@
 //! The shell: [`server`] (the actor that runs the cores on the SDK's
 //! scheduler, the store and leader election), [`rm`] (the
 //! ResourceManager's REST API and `yarn rmadmin`) and [`api`] (Myriad's
-//! REST API and Corral's additions).
+//! REST API and Corral's additions), and [`webui`] (its web pages:
+//! NodeManagers, profiles, the autoscaler's decisions).
 
 pub mod api;
 pub mod autoscaler;
@@ -41,3 +42,4 @@ pub mod nodemanagers;
 pub mod profiles;
 pub mod rm;
 pub mod server;
+pub mod webui;

@@ -32,6 +32,10 @@ pub struct Shared {
     /// Serialises registry writes with their application to the state, so
     /// the state always reflects the latest write.
     pub registry_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The web UI's utilisation history.
+    pub history: crate::webui::SharedHistory,
+    /// HTTP client for the web UI's sandbox proxy to agents.
+    pub http: reqwest::Client,
 }
 
 /// An HTTP error with a plain-text message.

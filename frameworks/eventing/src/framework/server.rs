@@ -16,6 +16,7 @@
 //! | `POST /v1/upgrade` | `{"binary": "/opt/corral-new"}` (optional): a rolling replacement of every task |
 //! | `GET /v1/endpoints` | the running API nodes, `{"api": ["host:port", ...]}` |
 //! | `GET /health`, `GET /metrics` | |
+//! | `GET /ui`, `GET /ui/tiers/{api,backend}` | the web pages ([`super::webui`]); `GET /` redirects to `/ui` |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,9 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerEvent};
@@ -158,6 +159,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         .route("/v1/upgrade", post(upgrade))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/", get(|| async { Redirect::to("/ui").into_response() }))
+        .route("/favicon.ico", get(corral_sdk::webui::favicon))
+        .route("/ui", get(ui_tiers))
+        .route("/ui/tiers/{tier}", get(ui_tier))
+        .route("/ui/{*rest}", get(ui_unknown))
         .layer(axum::middleware::from_fn_with_state(
             gate.clone(),
             corral_sdk::gate::only_the_leader,
@@ -181,7 +187,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     });
     tracing::info!(listen = %config.listen, master = %config.master, "eventing framework serving");
     let mut info = framework_info(&config.name, &[&config.role], config.principal.as_deref());
-    info.webui_url = Some(format!("http://{}/v1/tiers", config.listen));
+    info.webui_url = Some(corral_sdk::webui::advertised_url(
+        config.listen,
+        None,
+        "/ui",
+    ));
     let (scheduler, events) =
         corral_sdk::shell::lead_and_start(election.as_ref(), store.as_ref(), &config.master, info)
             .await?;
@@ -585,4 +595,57 @@ async fn metrics(State(api): State<Api>) -> Response {
         s.generation
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+fn tiers_doc(api: &Api) -> serde_json::Value {
+    let s = api.snapshot.borrow().clone();
+    serde_json::to_value(s.as_ref()).unwrap_or_default()
+}
+
+async fn ui_tiers(State(api): State<Api>) -> Response {
+    corral_sdk::webui::html(200, super::webui::tiers_page(&tiers_doc(&api)))
+}
+
+async fn ui_tier(State(api): State<Api>, Path(tier): Path<String>) -> Response {
+    let now = now_ms();
+    match super::webui::tier_page(&tiers_doc(&api), &tier, now) {
+        Some(page) => corral_sdk::webui::html(200, page),
+        None => super::webui::SITE.not_found(&format!(
+            "There is no tier {tier:?}: the tiers are api and backend."
+        )),
+    }
+}
+
+async fn ui_unknown(uri: axum::http::Uri) -> Response {
+    super::webui::SITE.not_found(&format!("There is no page {}.", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_pages_render_the_tiers_and_404_an_unknown_tier() {
+        let (calls, _rx) = mpsc::channel(1);
+        let (_tx, snapshot) = watch::channel(Arc::new(Snapshot {
+            generation: 1,
+            binary: "/bin/<corral>".into(),
+            ..Snapshot::default()
+        }));
+        let api = Api { calls, snapshot };
+        let r = ui_tiers(State(api.clone())).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert!(String::from_utf8_lossy(&body).contains("/bin/&lt;corral&gt;"));
+        let r = ui_tier(State(api.clone()), Path("backend".into())).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = ui_tier(State(api), Path("<script>".into())).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert!(String::from_utf8_lossy(&body).contains("&quot;&lt;script&gt;&quot;"));
+    }
 }

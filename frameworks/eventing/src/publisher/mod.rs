@@ -1,6 +1,7 @@
 //! The publisher's shell: the master's operator stream in, the core, the
-//! spool, a Kafka sink and a RabbitMQ sink out, and `/health` and
-//! `/metrics`.
+//! spool, a Kafka sink and a RabbitMQ sink out, and `/health`,
+//! `/metrics` and a web page (`/ui`: the sinks with their cursor and lag,
+//! [`webui`]).
 //!
 //! ```text
 //!  master (SUBSCRIBE) --> reader --[bounded channel]--> writer thread
@@ -20,6 +21,7 @@
 pub mod amqp;
 pub mod kafka;
 pub mod master;
+pub mod webui;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use corral_api::v1::master as op;
@@ -564,6 +566,10 @@ pub async fn start(config: Config) -> Result<Running, PublisherError> {
         let app = Router::new()
             .route("/health", get(health))
             .route("/metrics", get(metrics))
+            .route("/", get(|| async { Redirect::to("/ui").into_response() }))
+            .route("/favicon.ico", get(corral_sdk::webui::favicon))
+            .route("/ui", get(ui))
+            .route("/ui/{*rest}", get(ui_unknown))
             .with_state(Arc::clone(&shared));
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -673,6 +679,14 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+async fn ui(State(shared): State<Arc<Shared>>) -> Response {
+    corral_sdk::webui::html(200, webui::page(&webui::document(&shared)))
+}
+
+async fn ui_unknown(uri: axum::http::Uri) -> Response {
+    webui::SITE.not_found(&format!("There is no page {}.", uri.path()))
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
