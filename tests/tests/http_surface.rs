@@ -18,8 +18,15 @@ use serde_json::Value;
 async fn unknown_paths_are_404_and_legacy_endpoints_take_what_mesos_tools_send() {
     // The agent registered over gRPC on the same port, so gRPC still works.
     let c = Cluster::start(ClusterOptions::default()).await;
+    // The root is the web UI (tests/tests/webui.rs), not a 404.
+    let (status, headers, body) = c.get("/").await;
+    assert_eq!(status, StatusCode::OK, "/: {body}");
+    assert!(headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/html")));
+    assert!(body.contains("Cluster overview"), "{body}");
     for path in [
-        "/",
         "/nonexistent",
         "/files/read?path=/master/log&offset=0",
         "/files/browse?path=/",
