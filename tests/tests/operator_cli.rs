@@ -274,14 +274,54 @@ async fn read_commands_show_a_running_task_as_tables_and_json() {
         .json();
     assert_eq!(v, json!([]));
 
-    // maintenance: this master does not serve it yet; the CLI says so.
-    let run = cli(&c, &["maintenance"]).await;
-    assert_eq!(run.code, 1, "{run:?}");
+    // maintenance: empty, then a schedule posted to Mesos' endpoint.
+    let run = cli(&c, &["maintenance"]).await.ok();
     assert!(
-        run.stderr.contains("GET_MAINTENANCE_SCHEDULE")
-            && run.stderr.contains("not supported by this master yet"),
+        run.stdout.contains("Schedule:") && run.stdout.contains("MACHINES"),
         "{run:?}"
     );
+    let schedule = json!({"windows": [{
+        "machine_ids": [{"hostname": "maint-host.example", "ip": "10.1.2.3"}],
+        "unavailability": {"start": {"nanoseconds": 1_900_000_000_000_000_000_i64},
+                           "duration": {"nanoseconds": 3_600_000_000_000_i64}},
+    }]});
+    let (status, _, body) = c
+        .post_raw(
+            "/maintenance/schedule",
+            &[("Content-Type", "application/json")],
+            serde_json::to_vec(&schedule).expect("json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let run = cli(&c, &["maintenance"]).await.ok();
+    let scheduled = row(&run, "maint-host.example").unwrap_or_else(|| panic!("{run:?}"));
+    assert!(scheduled.contains(&"2030-03-17T17:46:40Z"), "{run:?}");
+    assert!(run.stdout.contains("DRAINING"), "{run:?}");
+    let v = cli(&c, &["maintenance", "--json"]).await.ok().json();
+    assert_eq!(v["schedule"], schedule, "{v}");
+    assert_eq!(
+        v["status"]["draining_machines"][0]["id"]["hostname"],
+        "maint-host.example"
+    );
+    // A machine twice is refused, and the schedule stays as it was.
+    let twice =
+        json!({"windows": [schedule["windows"][0].clone(), schedule["windows"][0].clone()]});
+    let (status, body) = c
+        .operator(json!({"type": "UPDATE_MAINTENANCE_SCHEDULE",
+                         "update_maintenance_schedule": {"schedule": twice}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("more than one window"), "{body}");
+    let v = cli(&c, &["maintenance", "--json"]).await.ok().json();
+    assert_eq!(v["schedule"], schedule, "{v}");
+    // Cleared by an empty schedule, through the operator API.
+    let (status, body) = c
+        .operator(json!({"type": "UPDATE_MAINTENANCE_SCHEDULE",
+                         "update_maintenance_schedule": {"schedule": {}}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v = cli(&c, &["maintenance", "--json"]).await.ok().json();
+    assert_eq!(v["schedule"], json!({}), "{v}");
 
     // top: the agent and the task's container
     let run = cli(&c, &["top", "--once"]).await.ok();
@@ -860,17 +900,6 @@ async fn bad_input_names_the_flag_or_object_and_changes_nothing() {
         ),
         (vec!["drain", "nope"], 1, vec!["no agent 'nope'"]),
         (
-            vec![
-                "drain",
-                &agent,
-                "--max_grace_period",
-                "30secs",
-                "--mark_gone",
-            ],
-            1,
-            vec!["DRAIN_AGENT", "501", "not supported by this master yet"],
-        ),
-        (
             vec!["drain", &agent, "--max_grace_period", "soon"],
             2,
             vec!["--max_grace_period 'soon'"],
@@ -984,4 +1013,144 @@ async fn zk_and_standby_masters_lead_the_cli_to_the_leader() {
     assert_eq!(run.code, 3, "{run:?}");
     assert!(run.stderr.contains(&dead), "{run:?}");
     drop(masters);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_kills_the_agents_tasks_waits_until_drained_and_marks_it_gone() {
+    let c = Cluster::start(ClusterOptions::default()).await;
+    let mut s = running_task(&c, "drained", "victim").await;
+    let agent = c.agents[0].id.clone();
+    // --wait follows the drain while the framework acknowledges the kill.
+    let mut args: Vec<String> = [
+        "drain",
+        &agent,
+        "--max_grace_period",
+        "1secs",
+        "--mark_gone",
+        "--wait",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(["--master".to_string(), c.master.clone()]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let drain = tokio::spawn(tokio::time::timeout(
+        Duration::from_secs(60),
+        command(&argv).output(),
+    ));
+    let seen = s.follow("victim", "TASK_KILLED").await;
+    assert_eq!(
+        seen.last().map(|u| u["state"].clone()),
+        Some(json!("TASK_KILLED"))
+    );
+    let out = drain
+        .await
+        .expect("join")
+        .expect("corral drain --wait ended within 60s")
+        .expect("run corral");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("task(s) remaining"),
+        "progress is shown: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("agent {agent} is drained")),
+        "{stdout}"
+    );
+    // Marked gone: no longer among the agents, and it cannot come back.
+    let agents = operator(&c, "GET_AGENTS").await;
+    assert!(
+        !agents.to_string().contains(&agent),
+        "a drained agent with --mark_gone is gone: {agents}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_agent_shows_its_state_and_is_reactivated_through_the_operator_api() {
+    let c = Cluster::start(ClusterOptions::default()).await;
+    let agent = c.agents[0].id.clone();
+    let run = cli(&c, &["drain", &agent]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("0 task(s) remaining"), "{run:?}");
+    let run = cli(&c, &["agents"]).await;
+    let cols = row(&run, &agent).unwrap_or_else(|| panic!("no agent row: {run:?}"));
+    assert!(cols.contains(&"drained"), "{run:?}");
+    let state = c.get_json("/master/state").await;
+    assert_eq!(state["slaves"][0]["deactivated"], json!(true));
+    assert_eq!(state["slaves"][0]["drain_info"]["state"], json!("DRAINED"));
+    // Reactivation ends the drain; a second one is refused with nothing changed.
+    let call =
+        json!({"type": "REACTIVATE_AGENT", "reactivate_agent": {"agent_id": {"value": agent}}});
+    let (status, body) = c.operator(call.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = c.operator(call).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let state = c.get_json("/master/state").await;
+    assert_eq!(state["slaves"][0]["deactivated"], json!(false));
+    assert_eq!(state["slaves"][0]["drain_info"], Value::Null);
+    let run = cli(&c, &["agents"]).await;
+    let cols = row(&run, &agent).unwrap_or_else(|| panic!("no agent row: {run:?}"));
+    assert!(cols.contains(&"active"), "{run:?}");
+    // Bad calls: 400 naming what is wrong.
+    let (status, body) = c
+        .operator(json!({"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": "nope"}}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = c.operator(json!({"type": "DEACTIVATE_AGENT"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maintenance_schedule_survives_a_master_restart_and_shows_on_the_agent() {
+    // The registry in a file under --work_dir, as a single master keeps it.
+    let registry = tempfile::tempdir().expect("registry dir");
+    let mut c = Cluster::start(ClusterOptions {
+        master_flags: vec![format!("--work_dir={}", registry.path().display())],
+        ..Default::default()
+    })
+    .await;
+    let state = c.get_json("/master/state").await;
+    let hostname = state["slaves"][0]["hostname"]
+        .as_str()
+        .expect("agent hostname")
+        .to_string();
+    let schedule = json!({"windows": [{
+        "machine_ids": [{"hostname": hostname}],
+        "unavailability": {"start": {"nanoseconds": 1_900_000_000_000_000_000_i64}},
+    }]});
+    let (status, body) = c
+        .operator(json!({"type": "UPDATE_MAINTENANCE_SCHEDULE",
+                         "update_maintenance_schedule": {"schedule": schedule}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    c.restart_master().await;
+    let got = c.get_json("/maintenance/schedule").await;
+    assert_eq!(got, schedule, "the registry keeps the schedule");
+    let status = c.get_json("/master/maintenance/status").await;
+    assert_eq!(
+        status["draining_machines"][0]["id"]["hostname"],
+        json!(hostname)
+    );
+    // The web UI's agents page shows the window.
+    let (code, _, page) = c.get("/ui/agents").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(page.contains("SCHEDULED: starts in"), "{page}");
+    // Bad input: 400, schedule unchanged.
+    let (status, _, body) = c
+        .post_raw(
+            "/maintenance/schedule",
+            &[("Content-Type", "application/json")],
+            br#"{"windows": [{"machine_ids": [{}], "unavailability": {"start": {"nanoseconds": 1}}}]}"#.to_vec(),
+        )
+        .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("neither hostname nor ip"), "{body}");
+    assert_eq!(c.get_json("/maintenance/schedule").await, schedule);
 }

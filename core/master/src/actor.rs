@@ -215,6 +215,7 @@ impl Actor {
                     self.handle(input);
                     // Prompt allocation of agents whose resources changed.
                     let now = self.now();
+                    self.master.drain_progress(now);
                     self.master.allocate(now, false);
                 }
                 _ = allocation.tick() => {

@@ -179,6 +179,16 @@ pub fn router(shared: Shared) -> Router {
         .route("/create-volumes", post(legacy::create_volumes))
         .route("/master/destroy-volumes", post(legacy::destroy_volumes))
         .route("/destroy-volumes", post(legacy::destroy_volumes))
+        .route(
+            "/master/maintenance/schedule",
+            get(maintenance_schedule_json).post(maintenance_schedule_post),
+        )
+        .route(
+            "/maintenance/schedule",
+            get(maintenance_schedule_json).post(maintenance_schedule_post),
+        )
+        .route("/master/maintenance/status", get(maintenance_status_json))
+        .route("/maintenance/status", get(maintenance_status_json))
         .route("/master/teardown", post(teardown_form))
         .route("/teardown", post(teardown_form))
         .merge(crate::webui::routes())

@@ -244,7 +244,8 @@ fn agent_json(a: &crate::state::Agent) -> Value {
         "offered_resources_full": resources_full_json(&a.offered),
         "attributes": attributes,
         "active": a.connected,
-        "deactivated": false,
+        "deactivated": a.deactivated,
+        "drain_info": a.drain.as_ref().map(codec::to_json_value).unwrap_or(Value::Null),
         "version": a.version,
         "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
     })

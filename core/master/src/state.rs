@@ -173,6 +173,11 @@ pub struct Agent {
     pub disconnected_at: Option<Duration>,
     /// Pings sent without a pong.
     pub pings_outstanding: u32,
+    /// Deactivated by the operator (DEACTIVATE_AGENT, DRAIN_AGENT): its
+    /// resources are not offered until REACTIVATE_AGENT.
+    pub deactivated: bool,
+    /// Draining (DRAIN_AGENT): its state and configuration.
+    pub drain: Option<v1::DrainInfo>,
 }
 
 impl Agent {
@@ -250,6 +255,8 @@ pub struct Master {
     pub weights: BTreeMap<String, f64>,
     /// Quota configurations in force, by role.
     pub quotas: BTreeMap<String, v1::quota::QuotaConfig>,
+    /// Maintenance schedules in force (from the registry).
+    pub schedules: Vec<v1::maintenance::Schedule>,
     /// `--roles`: when set, the only roles frameworks may use besides `*`.
     pub roles_whitelist: Option<BTreeSet<String>>,
     /// Agents the registry holds as admitted.
@@ -267,6 +274,8 @@ pub struct Master {
     /// Offer operations (RESERVE, CREATE, ...) pending on agents or with
     /// statuses frameworks have not acknowledged.
     pub operations: Operations,
+    /// Agents in DRAINING, watched until they have no tasks left.
+    pub(crate) draining: BTreeSet<String>,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
@@ -336,6 +345,8 @@ impl Master {
             recovering: BTreeMap::new(),
             reregister_deadline: None,
             operations: Operations::default(),
+            draining: BTreeSet::new(),
+            schedules: Vec::new(),
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,
@@ -654,6 +665,9 @@ pub fn quota_of(config: &v1::quota::QuotaConfig) -> corral_allocator::Quota {
 }
 
 mod agents;
+mod drain;
+pub mod maintenance;
+pub use drain::AgentCallError;
 mod frameworks;
 mod launch;
 mod offers;

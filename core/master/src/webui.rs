@@ -201,6 +201,20 @@ impl Snapshot {
                 .collect(),
             gone: m.gone.iter().cloned().collect(),
             now: now.wall,
+            maintenance: m
+                .agents
+                .keys()
+                .filter_map(|id| {
+                    let u = m.agent_unavailability(id)?;
+                    Some((
+                        id.clone(),
+                        (
+                            u.start.nanoseconds as f64 / 1e9,
+                            u.duration.map(|d| d.nanoseconds as f64 / 1e9),
+                        ),
+                    ))
+                })
+                .collect(),
         }
     }
 }

@@ -116,6 +116,18 @@ pub(crate) fn sync_response(m: &Master, ty: op::call::Type, now: Clock) -> Optio
             get_operations: Some(m.get_operations()),
             ..op_response(R::GetOperations)
         },
+        T::GetMaintenanceSchedule => op::Response {
+            get_maintenance_schedule: Some(r::GetMaintenanceSchedule {
+                schedule: m.maintenance_schedule(),
+            }),
+            ..op_response(R::GetMaintenanceSchedule)
+        },
+        T::GetMaintenanceStatus => op::Response {
+            get_maintenance_status: Some(r::GetMaintenanceStatus {
+                status: m.maintenance_status(),
+            }),
+            ..op_response(R::GetMaintenanceStatus)
+        },
         T::GetMaster => op::Response {
             get_master: Some(r::GetMaster {
                 master_info: Some(m.info.clone()),
@@ -213,6 +225,20 @@ pub async fn operator_api(
             query(&shared, move |m, now| m.mark_agent_gone(&agent_id, now))
                 .await?
                 .map_err(|message| HttpError(StatusCode::BAD_REQUEST, message))?;
+            return Ok(StatusCode::OK.into_response());
+        }
+        T::UpdateMaintenanceSchedule => {
+            let Some(u) = call.update_maintenance_schedule else {
+                return Err(HttpError(
+                    StatusCode::BAD_REQUEST,
+                    "Expecting 'update_maintenance_schedule' to be present".into(),
+                ));
+            };
+            update_schedule(&shared, u.schedule).await?;
+            return Ok(StatusCode::OK.into_response());
+        }
+        T::DrainAgent | T::DeactivateAgent | T::ReactivateAgent => {
+            agent_call(&shared, ty, call).await?;
             return Ok(StatusCode::OK.into_response());
         }
         T::UpdateWeights => {
@@ -411,4 +437,114 @@ pub(crate) async fn teardown(shared: &Shared, framework_id: String) -> Result<()
             "No framework found with the specified ID".into(),
         ))
     }
+}
+
+/// DRAIN_AGENT, DEACTIVATE_AGENT and REACTIVATE_AGENT: 200 once applied,
+/// 400 for a malformed call or an unknown agent, 409 when the agent's
+/// state does not allow it; nothing changes unless it is applied.
+async fn agent_call(shared: &Shared, ty: op::call::Type, call: op::Call) -> Result<(), HttpError> {
+    use op::call::Type as T;
+    let missing = |what: &str| {
+        HttpError(
+            StatusCode::BAD_REQUEST,
+            format!("Expecting '{what}' to be present"),
+        )
+    };
+    let result = match ty {
+        T::DrainAgent => {
+            let d = call.drain_agent.ok_or_else(|| missing("drain_agent"))?;
+            let grace = match d.max_grace_period {
+                None => None,
+                Some(g) if g.seconds < 0 || g.nanos < 0 => {
+                    return Err(HttpError(
+                        StatusCode::BAD_REQUEST,
+                        "drain_agent.max_grace_period must not be negative".into(),
+                    ))
+                }
+                Some(g) => Some(
+                    std::time::Duration::from_secs(g.seconds as u64)
+                        + std::time::Duration::from_nanos(g.nanos as u64),
+                ),
+            };
+            let mark_gone = d.mark_gone.unwrap_or(false);
+            let agent_id = d.agent_id.value;
+            query(shared, move |m, now| {
+                m.drain_agent(&agent_id, grace, mark_gone, now)
+            })
+            .await?
+        }
+        T::DeactivateAgent => {
+            let agent_id = call
+                .deactivate_agent
+                .ok_or_else(|| missing("deactivate_agent"))?
+                .agent_id
+                .value;
+            query(shared, move |m, _| m.deactivate_agent(&agent_id)).await?
+        }
+        _ => {
+            let agent_id = call
+                .reactivate_agent
+                .ok_or_else(|| missing("reactivate_agent"))?
+                .agent_id
+                .value;
+            query(shared, move |m, _| m.reactivate_agent(&agent_id)).await?
+        }
+    };
+    result.map_err(|e| match e {
+        crate::state::AgentCallError::UnknownAgent(_) => {
+            HttpError(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        crate::state::AgentCallError::Conflict(_) => HttpError(StatusCode::CONFLICT, e.to_string()),
+    })
+}
+
+/// Validates a maintenance schedule (400 with the reason, nothing changed)
+/// and makes it the one in force: written to the registry first.
+pub(crate) async fn update_schedule(
+    shared: &Shared,
+    schedule: v1::maintenance::Schedule,
+) -> Result<(), HttpError> {
+    crate::state::maintenance::validate_schedule(&schedule)
+        .map_err(|e| HttpError(StatusCode::BAD_REQUEST, format!("invalid schedule: {e}")))?;
+    let schedules = if schedule.windows.is_empty() {
+        Vec::new()
+    } else {
+        vec![schedule]
+    };
+    update_registry(shared, vec![Operation::UpdateSchedule(schedules)]).await
+}
+
+/// `GET /maintenance/schedule`: the schedule as JSON.
+pub async fn maintenance_schedule_json(
+    State(shared): State<Shared>,
+) -> Result<Response, HttpError> {
+    let schedule = query(&shared, |m, _| m.maintenance_schedule()).await?;
+    Ok(json_answer(corral_api::codec::to_json_value(&schedule)))
+}
+
+/// `POST /maintenance/schedule`: replaces the schedule (a Schedule in
+/// JSON, as Mesos' endpoint takes it).
+pub async fn maintenance_schedule_post(
+    State(shared): State<Shared>,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let bytes = read_body(body, shared.max_body).await?;
+    let schedule: v1::maintenance::Schedule = decode(Encoding::Json, &bytes)?;
+    update_schedule(&shared, schedule).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `GET /maintenance/status`: the machines' status as JSON.
+pub async fn maintenance_status_json(State(shared): State<Shared>) -> Result<Response, HttpError> {
+    let status = query(&shared, |m, _| m.maintenance_status()).await?;
+    Ok(json_answer(corral_api::codec::to_json_value(&status)))
+}
+
+fn json_answer(v: serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        corral_api::codec::json_bytes(&v),
+    )
+        .into_response()
 }

@@ -4,11 +4,13 @@
 use super::*;
 
 impl Master {
-    /// Brings weights and quota in line with the registry's state.
+    /// Brings weights, quota and maintenance schedules in line with the
+    /// registry's state.
     pub fn apply_registry(&mut self, state: &crate::registry::RegistryState) {
         let weights: Vec<(String, f64)> =
             state.weights.iter().map(|(k, v)| (k.clone(), *v)).collect();
         self.set_weights(&weights);
+        self.schedules = state.schedules.clone();
         let removed: Vec<String> = self
             .quotas
             .keys()
@@ -381,6 +383,15 @@ impl Master {
             .get(&id)
             .map(|a| a.registered_time)
             .unwrap_or(now.wall);
+        // The operator's deactivation and draining outlive a reconnection.
+        let (deactivated, drain) = self
+            .agents
+            .get(&id)
+            .map(|a| (a.deactivated, a.drain))
+            .unwrap_or((false, None));
+        if deactivated {
+            self.allocator.set_agent_active(&id, false);
+        }
         self.agents.insert(
             id.clone(),
             Agent {
@@ -396,6 +407,8 @@ impl Master {
                 offered: Resources::new(),
                 disconnected_at: None,
                 pings_outstanding: 0,
+                deactivated,
+                drain,
             },
         );
         self.learn_agent_operations(&id, reg.operations);

@@ -882,3 +882,199 @@ fn executor_failure_events_always_carry_a_status() {
         assert_eq!(failure.executor_id.unwrap().value, "e");
     }
 }
+
+fn finish(m: &mut Master, aid: &str, fid: &str, task: &str, state: TaskState, uuid: u8) -> Vec<u8> {
+    let uuid = vec![uuid; 16];
+    m.agent_message(
+        aid,
+        internal::agent_message::Message::StatusUpdate(internal::StatusUpdate {
+            framework_id: v1::FrameworkId { value: fid.into() },
+            status: v1::TaskStatus {
+                task_id: v1::TaskId { value: task.into() },
+                state: state as i32,
+                uuid: Some(uuid.clone()),
+                ..Default::default()
+            },
+            executor_id: None,
+            latest_state: None,
+        }),
+        at(5),
+    );
+    uuid
+}
+
+fn ack(m: &mut Master, aid: &str, fid: &str, task: &str, uuid: Vec<u8>) {
+    let call = scheduler::Call {
+        framework_id: Some(v1::FrameworkId { value: fid.into() }),
+        r#type: Some(scheduler::call::Type::Acknowledge as i32),
+        acknowledge: Some(scheduler::call::Acknowledge {
+            agent_id: v1::AgentId { value: aid.into() },
+            task_id: v1::TaskId { value: task.into() },
+            uuid,
+        }),
+        ..Default::default()
+    };
+    m.scheduler_call(fid, call, at(6)).unwrap();
+}
+
+fn drain_state(m: &Master, aid: &str) -> Option<v1::DrainState> {
+    m.agents[aid]
+        .drain
+        .as_ref()
+        .and_then(|d| v1::DrainState::try_from(d.state).ok())
+}
+
+#[test]
+fn deactivated_agents_are_not_offered_until_reactivated() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    let aid = add_agent(&mut m, "cpus:2;mem:1024");
+    let offer = offered(&mut m, &fid);
+    m.deactivate_agent(&aid).unwrap();
+    // The outstanding offer is rescinded and no new one comes.
+    let effects = m.take_effects();
+    assert!(effects.iter().any(|e| matches!(e, Effect::Framework { event, .. } if event.rescind.as_ref().is_some_and(|r| r.offer_id == offer.id))));
+    m.allocate(at(30), true);
+    assert!(offers_of(&m.take_effects(), &fid).is_empty());
+    assert!(m.get_agents().agents[0].deactivated == Some(true));
+    // A re-registration does not undo the operator's deactivation.
+    let reg = internal::RegisterAgent {
+        agent_info: v1::AgentInfo {
+            id: Some(v1::AgentId { value: aid.clone() }),
+            hostname: "host1".into(),
+            port: Some(5051),
+            resources: parse("cpus:2;mem:1024").unwrap(),
+            ..Default::default()
+        },
+        version: "1.11.0".into(),
+        endpoint: "127.0.0.1:5051".into(),
+        ..Default::default()
+    };
+    m.agent_disconnected(&aid, at(35));
+    assert_eq!(m.register_agent(reg, at(36)).unwrap(), aid);
+    m.take_effects();
+    assert!(m.agents[&aid].deactivated);
+    m.allocate(at(40), true);
+    assert!(offers_of(&m.take_effects(), &fid).is_empty());
+    m.reactivate_agent(&aid).unwrap();
+    m.allocate(at(50), true);
+    assert_eq!(offers_of(&m.take_effects(), &fid).len(), 1);
+    assert_eq!(
+        m.reactivate_agent(&aid),
+        Err(AgentCallError::Conflict(format!(
+            "Agent {aid} is not deactivated"
+        )))
+    );
+    assert_eq!(
+        m.deactivate_agent("nope"),
+        Err(AgentCallError::UnknownAgent("nope".into()))
+    );
+}
+
+#[test]
+fn draining_kills_tasks_with_capped_grace_then_drains_and_marks_gone() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    let aid = add_agent(&mut m, "cpus:2;mem:1024");
+    let offer = offered(&mut m, &fid);
+    let mut long = command_task("long", "cpus:0.5");
+    long.kill_policy = Some(v1::KillPolicy {
+        grace_period: Some(v1::DurationInfo {
+            nanoseconds: 60_000_000_000,
+        }),
+    });
+    let short = command_task("short", "cpus:0.5");
+    m.scheduler_call(&fid, accept(&offer, vec![long, short]), at(2))
+        .unwrap();
+    m.take_effects();
+    m.drain_agent(&aid, Some(Duration::from_secs(5)), true, at(3))
+        .unwrap();
+    let effects = m.take_effects();
+    let mut kills: Vec<(String, i64)> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Agent {
+                message: ToAgent::KillTask(k),
+                ..
+            } => Some((
+                k.task_id.value.clone(),
+                k.kill_policy
+                    .as_ref()
+                    .and_then(|p| p.grace_period.as_ref())
+                    .map_or(-1, |g| g.nanoseconds),
+            )),
+            _ => None,
+        })
+        .collect();
+    kills.sort();
+    // Each task's grace is its own, cut down to the drain's 5 s.
+    assert_eq!(
+        kills,
+        vec![
+            ("long".into(), 5_000_000_000),
+            ("short".into(), 5_000_000_000)
+        ]
+    );
+    assert_eq!(drain_state(&m, &aid), Some(v1::DrainState::Draining));
+    assert!(
+        m.reactivate_agent(&aid).is_err(),
+        "no reactivation while draining"
+    );
+    // Terminal updates alone do not drain it: they must be acknowledged.
+    let u1 = finish(&mut m, &aid, &fid, "long", TaskState::TaskKilled, 1);
+    let u2 = finish(&mut m, &aid, &fid, "short", TaskState::TaskKilled, 2);
+    m.drain_progress(at(5));
+    assert_eq!(drain_state(&m, &aid), Some(v1::DrainState::Draining));
+    ack(&mut m, &aid, &fid, "long", u1);
+    m.drain_progress(at(6));
+    assert_eq!(drain_state(&m, &aid), Some(v1::DrainState::Draining));
+    ack(&mut m, &aid, &fid, "short", u2);
+    m.drain_progress(at(6));
+    // Drained, and marked gone as asked.
+    assert!(
+        m.gone.contains(&aid),
+        "mark_gone marks the drained agent gone"
+    );
+}
+
+#[test]
+fn an_idle_agent_drains_at_once_and_can_be_reactivated() {
+    let mut m = master();
+    let fid = subscribe(&mut m, "fw", &[]);
+    let aid = add_agent(&mut m, "cpus:2;mem:1024");
+    m.drain_agent(&aid, None, false, at(3)).unwrap();
+    assert_eq!(drain_state(&m, &aid), Some(v1::DrainState::Drained));
+    let view = &m.get_agents().agents[0];
+    assert_eq!(view.deactivated, Some(true));
+    assert_eq!(
+        view.drain_info.as_ref().map(|d| d.state),
+        Some(v1::DrainState::Drained as i32)
+    );
+    m.take_effects();
+    m.allocate(at(30), true);
+    assert!(offers_of(&m.take_effects(), &fid).is_empty());
+    m.reactivate_agent(&aid).unwrap();
+    assert_eq!(drain_state(&m, &aid), None);
+    m.allocate(at(40), true);
+    assert_eq!(offers_of(&m.take_effects(), &fid).len(), 1);
+    assert!(!m.gone.contains(&aid));
+}
+
+#[test]
+fn kill_policies_are_capped_only_when_a_cap_is_given() {
+    let own = Some(v1::KillPolicy {
+        grace_period: Some(v1::DurationInfo { nanoseconds: 1_000 }),
+    });
+    assert_eq!(drain::capped_kill_policy(own, None), own);
+    assert_eq!(
+        drain::capped_kill_policy(own, Some(Duration::from_secs(1))),
+        own,
+        "a shorter grace of its own is kept"
+    );
+    assert_eq!(
+        drain::capped_kill_policy(None, Some(Duration::from_secs(2)))
+            .and_then(|p| p.grace_period)
+            .map(|g| g.nanoseconds),
+        Some(2_000_000_000)
+    );
+}

@@ -61,7 +61,8 @@ impl Master {
         Some(op::response::get_agents::Agent {
             agent_info: a.info.clone(),
             active: a.connected,
-            deactivated: Some(false),
+            deactivated: Some(a.deactivated),
+            drain_info: a.drain,
             version: a.version.clone(),
             pid: Some(a.pid()),
             registered_time: Some(time(a.registered_time)),

@@ -28,6 +28,26 @@ pub struct Snapshot {
     pub gone: Vec<String>,
     /// Seconds since the Unix epoch when it was taken.
     pub now: f64,
+    /// Agents whose machine has a maintenance window: its start (seconds
+    /// since the epoch) and duration (seconds, if given).
+    pub maintenance: BTreeMap<String, (f64, Option<f64>)>,
+}
+
+/// An agent's maintenance window in words.
+fn maintenance_words(snap: &Snapshot, agent: &str) -> String {
+    let Some((start, duration)) = snap.maintenance.get(agent) else {
+        return "<span class=\"muted\">none scheduled</span>".into();
+    };
+    let when = if *start > snap.now {
+        format!("starts in {}", format_age(start - snap.now))
+    } else {
+        format!("started {} ago", format_age(snap.now - start))
+    };
+    let length = duration.map_or_else(
+        || "open-ended".to_string(),
+        |d| format!("for {}", format_age(d)),
+    );
+    state(&format!("SCHEDULED: {when}, {length}"))
 }
 
 const NAV: &[(&str, &str)] = &[
@@ -176,10 +196,17 @@ fn health(task: &Value) -> String {
 }
 
 fn agent_state(a: &Value) -> &'static str {
-    if a["active"] == Value::Bool(true) {
-        "ACTIVE"
-    } else {
+    match a["drain_info"]["state"].as_str() {
+        Some("DRAINING") => return "DRAINING",
+        Some("DRAINED") => return "DRAINED",
+        _ => {}
+    }
+    if a["active"] != Value::Bool(true) {
         "DISCONNECTED"
+    } else if a["deactivated"] == Value::Bool(true) {
+        "DEACTIVATED"
+    } else {
+        "ACTIVE"
     }
 }
 
@@ -212,7 +239,10 @@ fn fmt_amount(name: &str, v: f64) -> String {
 pub fn overview(snap: &Snapshot, history: &[Sample]) -> String {
     let st = &snap.state;
     let agents = arr(&st["slaves"]);
-    let active = agents.iter().filter(|a| agent_state(a) == "ACTIVE").count();
+    let active = agents
+        .iter()
+        .filter(|a| a["active"] == Value::Bool(true))
+        .count();
     let tasks = all_tasks(st);
     let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &tasks {
@@ -479,6 +509,7 @@ pub fn agents(snap: &Snapshot) -> String {
                 ),
                 tasks_on.get(id).copied().unwrap_or(0).to_string(),
                 esc(&attrs),
+                maintenance_words(snap, id),
                 format!("{} ago", format_age(snap.now - num(a, "registered_time"))),
             ]
         })
@@ -493,6 +524,7 @@ pub fn agents(snap: &Snapshot) -> String {
             "Disk",
             "Tasks#",
             "Attributes",
+            "Maintenance",
             "Registered",
         ],
         &rows,
@@ -590,6 +622,7 @@ pub fn agent(snap: &Snapshot, id: &str) -> Option<String> {
             esc(&format!("{}:{}", s(&a["hostname"]), a["port"])),
         ),
         ("State", state(agent_state(a))),
+        ("Maintenance", maintenance_words(snap, id)),
         ("Version", esc(s(&a["version"]))),
         (
             "Registered",
@@ -1189,6 +1222,9 @@ mod tests {
             unreachable: vec![("A9".into(), "h9".into(), 50.0)],
             gone: vec!["A8".into()],
             now: 100.0,
+            maintenance: [("A1".to_string(), (160.0, Some(3600.0)))]
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -1232,10 +1268,27 @@ mod tests {
         assert!(html.contains("rack:r1"));
         assert!(html.contains("A9") && html.contains("UNREACHABLE"));
         assert!(html.contains("A8") && html.contains("GONE"));
+        assert!(
+            html.contains("SCHEDULED: starts in 1m 0s, for 1h 0m"),
+            "{html}"
+        );
         let one = agent(&fixture(), "A1").expect("known agent");
         assert!(one.contains("vol-1") && one.contains("reserved for eng"));
         assert!(one.contains("web-1"));
         assert!(agent(&fixture(), "nope").is_none());
+    }
+
+    #[test]
+    fn agents_show_deactivation_and_draining() {
+        let mut snap = fixture();
+        snap.state["slaves"][0]["deactivated"] = serde_json::json!(true);
+        assert!(agents(&snap).contains("DEACTIVATED"));
+        snap.state["slaves"][0]["drain_info"] =
+            serde_json::json!({"state": "DRAINING", "config": {"mark_gone": true}});
+        let html = agents(&snap);
+        assert!(html.contains("class=\"state warn\">DRAINING"), "{html}");
+        snap.state["slaves"][0]["drain_info"]["state"] = serde_json::json!("DRAINED");
+        assert!(agent(&snap, "A1").is_some_and(|p| p.contains("DRAINED")));
     }
 
     #[test]
