@@ -256,6 +256,26 @@ impl Browser {
         Ok(path)
     }
 
+    /// Leaves a mark in the page's script state; a reload would lose it
+    /// (see [`Browser::assert_not_reloaded`]).
+    pub async fn mark_page(&self) -> Result<()> {
+        self.eval("window.__corralNotReloaded = true; return true;")
+            .await
+            .map(|_| ())
+    }
+
+    /// Fails when the mark of [`Browser::mark_page`] is gone: the page was
+    /// reloaded (or left) instead of updated in place.
+    pub async fn assert_not_reloaded(&self) -> Result<()> {
+        let mark = self
+            .eval("return window.__corralNotReloaded || null;")
+            .await?;
+        if mark != Value::Bool(true) {
+            bail!("the page was reloaded: its script state is gone");
+        }
+        Ok(())
+    }
+
     /// The page's current URL.
     pub async fn url(&self) -> Result<String> {
         Ok(self.client.current_url().await?.to_string())

@@ -1066,6 +1066,13 @@ impl Cluster {
         (status, resp.json::<Value>().await.unwrap_or(Value::Null))
     }
 
+    /// Whether a framework in `/master/state` links to `url` as its web UI.
+    pub async fn has_framework_webui(&self, url: &str) -> bool {
+        self.get_json("/master/state").await["frameworks"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["webui_url"] == url))
+    }
+
     /// GET_STATE's `get_state`, rendered as Mesos JSON (easy to compare).
     pub async fn state_json(&self) -> Value {
         let r = self.get_state().await;

@@ -574,14 +574,10 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
         .expect("shot");
     let webui = format!("{scheduler}/ui");
     assert!(
-        cluster.get_json("/master/state").await["frameworks"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|f| f["webui_url"] == webui.as_str())),
+        cluster.has_framework_webui(&webui).await,
         "no framework with webui_url {webui}"
     );
-    web.eval("window.__notReloaded = true; return true;")
-        .await
-        .expect("mark the page");
+    web.mark_page().await.expect("mark the page");
     let endpoints_now = endpoints().await;
     let client = Arc::new(Client::new(endpoints_now, Some(WRITER_TOKEN.into())));
     // 10,000 events (small batches, so that the stream lasts a while)...
@@ -689,13 +685,7 @@ async fn the_framework_runs_both_tiers_and_ten_thousand_events_go_through() {
     web.wait_for_text("backend-3", Duration::from_secs(20))
         .await
         .expect("the new backend on the open page");
-    assert_eq!(
-        web.eval("return window.__notReloaded || null;")
-            .await
-            .expect("mark"),
-        json!(true),
-        "the page was not reloaded"
-    );
+    web.assert_not_reloaded().await.expect("updated in place");
 
     // A rolling upgrade replaces every task; the service keeps answering.
     let out = Command::new(corral_bin())

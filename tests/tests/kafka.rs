@@ -304,9 +304,7 @@ async fn three_tansu_brokers_on_volumes_survive_restarts_and_a_scheduler_failove
     );
     web.screenshot("kafka-broker", DESKTOP).await.expect("shot");
     web.screenshot("kafka-broker", PHONE).await.expect("shot");
-    web.eval("window.__notReloaded = true; return true;")
-        .await
-        .expect("mark the page");
+    web.mark_page().await.expect("mark the page");
 
     // A topic with three partitions and replication factor 3, through
     // Kafka's admin protocol, on every broker (each is its own cluster).
@@ -384,13 +382,7 @@ async fn three_tansu_brokers_on_volumes_survive_restarts_and_a_scheduler_failove
     web.wait_for_text(&task_id(&after), TIMEOUT)
         .await
         .expect("the new task on the open page");
-    assert_eq!(
-        web.eval("return window.__notReloaded || null;")
-            .await
-            .expect("mark"),
-        serde_json::json!(true),
-        "the page was not reloaded"
-    );
+    web.assert_not_reloaded().await.expect("updated in place");
     web.open(&format!("{}/ui/topics", s.url))
         .await
         .expect("topics page");

@@ -253,14 +253,10 @@ async fn spark_submit_runs_a_jvm_pi_to_finished_with_its_output_in_the_sandbox()
     web.screenshot("spark-driver", PHONE).await.expect("shot");
     let webui = format!("{}/ui", d.url);
     assert!(
-        c.get_json("/master/state").await["frameworks"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|f| f["webui_url"] == webui.as_str())),
+        c.has_framework_webui(&webui).await,
         "no framework with webui_url {webui}"
     );
-    web.eval("window.__notReloaded = true; return true;")
-        .await
-        .expect("mark the page");
+    web.mark_page().await.expect("mark the page");
     // The estimate is in the driver's stdout (corral spark logs).
     let dispatcher_flag = format!("--dispatcher={}", d.url);
     assert!(
@@ -283,13 +279,7 @@ async fn spark_submit_runs_a_jvm_pi_to_finished_with_its_output_in_the_sandbox()
     web.wait_for_text("FINISHED", Duration::from_secs(20))
         .await
         .expect("FINISHED on the open page");
-    assert_eq!(
-        web.eval("return window.__notReloaded || null;")
-            .await
-            .expect("mark"),
-        json!(true),
-        "the page was not reloaded"
-    );
+    web.assert_not_reloaded().await.expect("updated in place");
     web.quit().await.expect("quit the browser");
     // Its master and worker are released with it.
     assert!(

@@ -21,19 +21,6 @@ use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// Marks the page's JavaScript state; a reload would lose the mark.
-const MARK: &str = "window.__corralNoReload = 'still-here'; return true;";
-const READ_MARK: &str = "return window.__corralNoReload || null;";
-
-async fn assert_not_reloaded(b: &Browser) {
-    let mark = b.eval(READ_MARK).await.expect("script");
-    assert_eq!(
-        mark,
-        Value::from("still-here"),
-        "the page was reloaded (its script state is gone)"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_ui_follows_the_cluster_in_a_real_browser() {
     let mut c = Cluster::start(ClusterOptions {
@@ -119,7 +106,7 @@ async fn master_ui_follows_the_cluster_in_a_real_browser() {
     b.open(&format!("{base}/ui/tasks"))
         .await
         .expect("tasks page");
-    b.eval(MARK).await.expect("mark");
+    b.mark_page().await.expect("mark");
     let mut s = c.subscribe(Encoding::Json).await;
     let agent = c.agents[0].clone();
     let offer = s
@@ -151,7 +138,7 @@ async fn master_ui_follows_the_cluster_in_a_real_browser() {
     b.wait_for_text("TASK_RUNNING", LONG)
         .await
         .expect("in state RUNNING");
-    assert_not_reloaded(&b).await;
+    b.assert_not_reloaded().await.expect("updated in place");
     b.assert_no_console_errors("/ui/tasks (live)")
         .await
         .expect("console");
@@ -253,7 +240,7 @@ async fn master_ui_follows_the_cluster_in_a_real_browser() {
     b.open(&format!("{base}/ui/agents"))
         .await
         .expect("agents page");
-    b.eval(MARK).await.expect("mark");
+    b.mark_page().await.expect("mark");
     let victim = c.agents[1].id.clone();
     c.kill_agent(1);
     let gone = wait_for(LONG, || async {
@@ -275,7 +262,7 @@ async fn master_ui_follows_the_cluster_in_a_real_browser() {
         "the killed agent {victim} was never shown as gone:\n{}",
         b.main_text().await.unwrap_or_default()
     );
-    assert_not_reloaded(&b).await;
+    b.assert_not_reloaded().await.expect("updated in place");
     b.screenshot("master-agents-one-gone", DESKTOP)
         .await
         .expect("shot");

@@ -114,9 +114,7 @@ async fn services_and_jobs_through_the_singularity_api() {
         .cloned()
         .expect("the framework in /master/state");
     assert_eq!(fw["webui_url"], format!("{}/ui", f.url), "{fw}");
-    b.eval("window.__notReloaded = true; return true;")
-        .await
-        .expect("mark the page");
+    b.mark_page().await.expect("mark the page");
 
     // Scale to one.
     let (status, body) = f
@@ -139,13 +137,7 @@ async fn services_and_jobs_through_the_singularity_api() {
     b.wait_for_text("TASK_KILLED", TIMEOUT)
         .await
         .expect("the killed task in the history");
-    assert_eq!(
-        b.eval("return window.__notReloaded || null;")
-            .await
-            .expect("mark"),
-        json!(true),
-        "the page was not reloaded"
-    );
+    b.assert_not_reloaded().await.expect("updated in place");
     b.quit().await.expect("quit the browser");
 
     // A job every two seconds, and an on-demand one.

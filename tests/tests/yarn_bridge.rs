@@ -190,9 +190,7 @@ async fn flex_up_on_three_agents_with_constraints_and_a_graceful_flex_down() {
         .cloned()
         .expect("the bridge in /master/state");
     assert_eq!(fw["webui_url"], format!("{}/ui", b.url), "{fw}");
-    web.eval("window.__notReloaded = true; return true;")
-        .await
-        .expect("mark the page");
+    web.mark_page().await.expect("mark the page");
 
     // A third one cannot go there (one per host), nor a large one anywhere
     // (8 cpus): they wait, saying why.
@@ -229,13 +227,7 @@ async fn flex_up_on_three_agents_with_constraints_and_a_graceful_flex_down() {
     web.wait_for_text("PENDING", TIMEOUT)
         .await
         .expect("pending on the open page");
-    assert_eq!(
-        web.eval("return window.__notReloaded || null;")
-            .await
-            .expect("mark"),
-        json!(true),
-        "the page was not reloaded"
-    );
+    web.assert_not_reloaded().await.expect("updated in place");
     web.quit().await.expect("quit the browser");
     // Flex down takes pending ones first.
     let (status, text) = b
