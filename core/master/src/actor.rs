@@ -91,6 +91,11 @@ pub enum Input {
     OperatorSubscribe {
         /// Encoding of the stream.
         encoding: Encoding,
+        /// Whether the stream starts with SUBSCRIBED and the whole state
+        /// (an operator's SUBSCRIBE), or only with what happens next (the
+        /// web UI's change notifications, which need no state: building
+        /// it for every page would load the actor).
+        initial_state: bool,
         /// Where to answer.
         reply: oneshot::Sender<mpsc::Receiver<Bytes>>,
     },
@@ -215,7 +220,6 @@ impl Actor {
                     self.handle(input);
                     // Prompt allocation of agents whose resources changed.
                     let now = self.now();
-                    self.master.drain_progress(now);
                     self.master.allocate(now, false);
                 }
                 _ = allocation.tick() => {
@@ -231,6 +235,9 @@ impl Actor {
                 _ = expire.tick() => {
                     let now = self.now();
                     self.master.expire(now);
+                    // Off the per-input path: it walks the tasks while an
+                    // agent drains.
+                    self.master.drain_progress(now);
                 }
             }
             self.deliver();
@@ -329,19 +336,25 @@ impl Actor {
                     self.master.agent_disconnected(&agent_id, now);
                 }
             }
-            Input::OperatorSubscribe { encoding, reply } => {
+            Input::OperatorSubscribe {
+                encoding,
+                initial_state,
+                reply,
+            } => {
                 let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
-                let subscribed = op::Event {
-                    r#type: Some(op::event::Type::Subscribed as i32),
-                    subscribed: Some(op::event::Subscribed {
-                        get_state: Some(self.master.get_state()),
-                        heartbeat_interval_seconds: Some(
-                            self.master.flags.heartbeat_interval.as_secs_f64(),
-                        ),
-                    }),
-                    ..Default::default()
-                };
-                let _ = tx.try_send(frame(encoding, &subscribed));
+                if initial_state {
+                    let subscribed = op::Event {
+                        r#type: Some(op::event::Type::Subscribed as i32),
+                        subscribed: Some(op::event::Subscribed {
+                            get_state: Some(self.master.get_state()),
+                            heartbeat_interval_seconds: Some(
+                                self.master.flags.heartbeat_interval.as_secs_f64(),
+                            ),
+                        }),
+                        ..Default::default()
+                    };
+                    let _ = tx.try_send(frame(encoding, &subscribed));
+                }
                 self.operators.push(OperatorConn { tx, encoding });
                 let _ = reply.send(rx);
             }

@@ -338,6 +338,7 @@ pub async fn run(
         registry,
         registry_writes: Arc::new(tokio::sync::Mutex::new(())),
         history: Default::default(),
+        ui_snapshot: Default::default(),
         http: reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(30))

@@ -201,6 +201,7 @@ impl Snapshot {
                 .collect(),
             gone: m.gone.iter().cloned().collect(),
             now: now.wall,
+            current: Sample::of(m, now.wall),
             maintenance: m
                 .agents
                 .keys()
@@ -219,25 +220,41 @@ impl Snapshot {
     }
 }
 
-async fn snapshot(shared: &Shared) -> Result<Snapshot, HttpError> {
-    query(shared, |m, now| Snapshot::of(m, now)).await
+/// A snapshot shared by the pages rendered within [`SNAPSHOT_TTL`]: a
+/// snapshot is the whole state as JSON, built inside the actor, so any
+/// number of open pages costs the actor at most one a second. An operator
+/// event seen by `/ui/live` drops it, so a page re-rendered for an event
+/// shows that event.
+pub type SnapshotCache = Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Snapshot>)>>>;
+
+/// How long a snapshot serves pages.
+pub const SNAPSHOT_TTL: Duration = Duration::from_secs(1);
+
+async fn snapshot(shared: &Shared) -> Result<Arc<Snapshot>, HttpError> {
+    // Held across the query: concurrent pages wait for one snapshot.
+    let mut cached = shared.ui_snapshot.lock().await;
+    if let Some((at, snap)) = cached.as_ref() {
+        if at.elapsed() < SNAPSHOT_TTL {
+            return Ok(Arc::clone(snap));
+        }
+    }
+    let snap = Arc::new(query(shared, |m, now| Snapshot::of(m, now)).await?);
+    *cached = Some((tokio::time::Instant::now(), Arc::clone(&snap)));
+    Ok(snap)
 }
 
 async fn overview(State(shared): State<Shared>) -> Result<Response, HttpError> {
-    let (snap, now) = query(&shared, |m, now| {
-        (Snapshot::of(m, now), Sample::of(m, now.wall))
-    })
-    .await?;
+    let snap = snapshot(&shared).await?;
     // The chart ends with the cluster as it is now, between samples too.
     let mut history = history_of(&shared);
-    history.push(now);
+    history.push(snap.current);
     Ok(html(StatusCode::OK, pages::overview(&snap, &history)))
 }
 
 async fn agents(State(shared): State<Shared>) -> Result<Response, HttpError> {
     Ok(html(
         StatusCode::OK,
-        pages::agents(&snapshot(&shared).await?),
+        pages::agents(&*snapshot(&shared).await?),
     ))
 }
 
@@ -264,7 +281,7 @@ async fn agent(
 async fn frameworks(State(shared): State<Shared>) -> Result<Response, HttpError> {
     Ok(html(
         StatusCode::OK,
-        pages::frameworks(&snapshot(&shared).await?),
+        pages::frameworks(&*snapshot(&shared).await?),
     ))
 }
 
@@ -315,14 +332,14 @@ async fn tasks(
     };
     Ok(html(
         StatusCode::OK,
-        pages::tasks(&snapshot(&shared).await?, &filter),
+        pages::tasks(&*snapshot(&shared).await?, &filter),
     ))
 }
 
 async fn roles(State(shared): State<Shared>) -> Result<Response, HttpError> {
     Ok(html(
         StatusCode::OK,
-        pages::roles(&snapshot(&shared).await?),
+        pages::roles(&*snapshot(&shared).await?),
     ))
 }
 
@@ -520,7 +537,7 @@ fn event_type(frame: &[u8]) -> Option<String> {
 }
 
 /// `/ui/live`: server-sent events for live pages. Every operator event but
-/// heartbeats and the first SUBSCRIBED becomes an event named `change`
+/// heartbeats (the subscription has no SUBSCRIBED) becomes an event named `change`
 /// whose data is the operator event's type; a `change` named `TICK` comes
 /// every [`LIVE_TICK`] as well, while the operator stream lasts.
 async fn live(State(shared): State<Shared>) -> Result<Response, HttpError> {
@@ -529,6 +546,7 @@ async fn live(State(shared): State<Shared>) -> Result<Response, HttpError> {
         .inputs
         .send(Input::OperatorSubscribe {
             encoding: Encoding::Json,
+            initial_state: false,
             reply: tx,
         })
         .await
@@ -538,9 +556,15 @@ async fn live(State(shared): State<Shared>) -> Result<Response, HttpError> {
     // leadership) or drops a subscriber that cannot keep up: then this
     // stream ends too (the `None` after it), so it never holds up a
     // graceful shutdown, and the browser reconnects.
+    let cache = shared.ui_snapshot.clone();
     let changes = tokio_stream::wrappers::ReceiverStream::new(events)
-        .filter_map(|frame| async move {
-            event_type(&frame).filter(|t| t != "HEARTBEAT" && t != "SUBSCRIBED")
+        .filter_map(|frame| async move { event_type(&frame).filter(|t| t != "HEARTBEAT") })
+        .then(move |t| {
+            let cache = cache.clone();
+            async move {
+                *cache.lock().await = None;
+                t
+            }
         })
         .map(Some)
         .chain(futures::stream::once(async { None }));

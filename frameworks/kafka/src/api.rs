@@ -399,8 +399,20 @@ fn targets(
             "no selected broker is running; start brokers first (corral kafka broker start)",
         ));
     }
-    Ok(if s.independent {
+    Ok(bootstrap_targets(s.independent, running))
+}
+
+/// Where to reach the running brokers `(id, host:port)` for metadata and
+/// admin calls: each broker on its own when they are independent clusters
+/// (tansu), else one bootstrap list for the cluster.
+pub(crate) fn bootstrap_targets(
+    independent: bool,
+    running: Vec<(u32, String)>,
+) -> Vec<(Option<u32>, String)> {
+    if independent {
         running.into_iter().map(|(id, e)| (Some(id), e)).collect()
+    } else if running.is_empty() {
+        Vec::new()
     } else {
         vec![(
             None,
@@ -410,7 +422,7 @@ fn targets(
                 .collect::<Vec<_>>()
                 .join(","),
         )]
-    })
+    }
 }
 
 fn with_broker(mut v: Value, broker: Option<u32>) -> Value {

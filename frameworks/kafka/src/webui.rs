@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use corral_sdk::webui::{html, now_ms, when, Site};
@@ -328,23 +328,11 @@ async fn topics(State(snap): State<watch::Receiver<Arc<Snapshot>>>) -> Response 
         .values()
         .filter_map(|b| b.endpoint().map(|e| (b.id, e.to_string())))
         .collect();
-    let targets: Vec<(Option<String>, String)> = if running.is_empty() {
-        Vec::new()
-    } else if s.independent {
-        running
+    let targets: Vec<(Option<String>, String)> =
+        crate::api::bootstrap_targets(s.independent, running)
             .into_iter()
-            .map(|(id, e)| (Some(id.to_string()), e))
-            .collect()
-    } else {
-        vec![(
-            None,
-            running
-                .into_iter()
-                .map(|(_, e)| e)
-                .collect::<Vec<_>>()
-                .join(","),
-        )]
-    };
+            .map(|(id, e)| (id.map(|i| i.to_string()), e))
+            .collect();
     let mut found: TopicsOf = Vec::new();
     for (broker, bootstrap) in targets {
         let md = tokio::time::timeout(TOPICS_WAIT, crate::topics::metadata(&bootstrap)).await;
@@ -361,20 +349,14 @@ async fn topics(State(snap): State<watch::Receiver<Arc<Snapshot>>>) -> Response 
     html(200, topics_page(&found))
 }
 
-async fn unknown_page(uri: axum::http::Uri) -> Response {
-    SITE.not_found(&format!("There is no page {}.", uri.path()))
-}
-
 /// The pages' routes, answered by the leader only (a standby redirects to
 /// it).
 pub fn router(snapshot: watch::Receiver<Arc<Snapshot>>, gate: corral_sdk::gate::Gate) -> Router {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/ui").into_response() }))
-        .route("/favicon.ico", get(corral_sdk::webui::favicon))
         .route("/ui", get(brokers))
         .route("/ui/brokers/{id}", get(broker))
         .route("/ui/topics", get(topics))
-        .route("/ui/{*rest}", get(unknown_page))
+        .merge(SITE.common_routes(true))
         .layer(axum::middleware::from_fn_with_state(
             gate,
             corral_sdk::gate::only_the_leader,

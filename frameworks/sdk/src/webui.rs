@@ -151,6 +151,36 @@ impl Site<'_> {
     }
 }
 
+impl Site<'static> {
+    /// The routes every framework's pages share, to merge with its own:
+    /// `/favicon.ico` (204), a 404 page naming any unknown `/ui/...` path,
+    /// and, with `redirect_root`, `GET /` to the home page (Spark's
+    /// dispatcher keeps `/` for its own protocol).
+    pub fn common_routes<S: Clone + Send + Sync + 'static>(
+        &'static self,
+        redirect_root: bool,
+    ) -> axum::Router<S> {
+        use axum::routing::get;
+        let router = axum::Router::new()
+            .route("/favicon.ico", get(favicon))
+            .route(
+                "/ui/{*rest}",
+                get(move |uri: axum::http::Uri| async move {
+                    self.not_found(&format!("There is no page {}.", uri.path()))
+                }),
+            );
+        if redirect_root {
+            let home = self.home;
+            router.route(
+                "/",
+                get(move || async move { axum::response::Redirect::to(home).into_response() }),
+            )
+        } else {
+            router
+        }
+    }
+}
+
 /// Milliseconds since the epoch now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -233,6 +263,35 @@ pub fn master_sandbox_url(master: &str, agent: &str, framework: &str, executor: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static TEST_SITE: Site<'static> = Site {
+        brand: "Corral test",
+        home: "/ui",
+        nav: &[("/ui", "Home")],
+    };
+
+    #[tokio::test]
+    async fn common_routes_answer_favicon_unknown_pages_and_the_root() {
+        use tower::ServiceExt;
+        let get = |router: axum::Router, path: &str| {
+            let req = axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .expect("request");
+            async move { router.oneshot(req).await.expect("answer") }
+        };
+        let with_root: axum::Router = TEST_SITE.common_routes(true);
+        assert_eq!(get(with_root.clone(), "/favicon.ico").await.status(), 204);
+        let r = get(with_root.clone(), "/ui/nothing/here").await;
+        assert_eq!(r.status(), 404);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert!(String::from_utf8_lossy(&body).contains("There is no page /ui/nothing/here."));
+        let r = get(with_root, "/").await;
+        assert_eq!(r.headers()["location"], "/ui");
+        let without: axum::Router = TEST_SITE.common_routes(false);
+        assert_eq!(get(without, "/").await.status(), 404);
+    }
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().expect("address")

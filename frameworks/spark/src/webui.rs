@@ -292,18 +292,13 @@ async fn driver(State(q): State<mpsc::Sender<Query>>, Path(id): Path<String>) ->
     html(200, driver_page(&d, target.as_ref(), now_ms()))
 }
 
-async fn unknown_page(uri: axum::http::Uri) -> Response {
-    SITE.not_found(&format!("There is no page {}.", uri.path()))
-}
-
 /// The pages' routes, answered by the leader only (a standby redirects to
 /// it). No fallback: other paths stay Spark's.
 pub fn router(queries: mpsc::Sender<Query>, gate: corral_sdk::gate::Gate) -> Router {
     Router::new()
         .route("/ui", get(drivers))
-        .route("/favicon.ico", get(corral_sdk::webui::favicon))
         .route("/ui/drivers/{id}", get(driver))
-        .route("/ui/{*rest}", get(unknown_page))
+        .merge(SITE.common_routes(false))
         .layer(axum::middleware::from_fn_with_state(
             gate,
             corral_sdk::gate::only_the_leader,

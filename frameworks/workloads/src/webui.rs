@@ -13,7 +13,7 @@
 //! escaped.
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use corral_sdk::webui::{master_sandbox_url, now_ms, when, Site};
@@ -571,19 +571,13 @@ async fn request(State(inputs): State<Inputs>, Path(id): Path<String>) -> Respon
     }
 }
 
-async fn unknown_page(uri: axum::http::Uri) -> Response {
-    SITE.not_found(&format!("There is no page {}.", uri.path()))
-}
-
 /// The pages' routes (the API's state: the actor's inputs).
 pub(crate) fn routes() -> Router<Inputs> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/ui").into_response() }))
-        .route("/favicon.ico", get(corral_sdk::webui::favicon))
         .route("/ui", get(requests))
         .route("/ui/tasks", get(tasks))
         .route("/ui/requests/{id}", get(request))
-        .route("/ui/{*rest}", get(unknown_page))
+        .merge(SITE.common_routes(true))
 }
 
 #[cfg(test)]
@@ -746,7 +740,5 @@ mod tests {
         );
         let r = requests(State(tx)).await;
         assert_eq!(r.status(), 200);
-        let r = unknown_page("/ui/nothing".parse().expect("uri")).await;
-        assert_eq!(r.status(), 404);
     }
 }

@@ -16,7 +16,7 @@ use corral_webui::muted;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use corral_sdk::webui::{html, now_ms, when, Site};
@@ -413,21 +413,15 @@ async fn autoscaler(State(inputs): State<Inputs>) -> Response {
     }
 }
 
-async fn unknown_page(uri: axum::http::Uri) -> Response {
-    SITE.not_found(&format!("There is no page {}.", uri.path()))
-}
-
 /// The pages' routes (state: the actor's inputs; the configuration's JSON
 /// as an `Extension<Arc<Value>>`).
 pub(crate) fn routes() -> Router<Inputs> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/ui").into_response() }))
-        .route("/favicon.ico", get(corral_sdk::webui::favicon))
         .route("/ui", get(nodemanagers))
         .route("/ui/nodemanagers/{id}", get(nodemanager))
         .route("/ui/profiles", get(profiles))
         .route("/ui/autoscaler", get(autoscaler))
-        .route("/ui/{*rest}", get(unknown_page))
+        .merge(SITE.common_routes(true))
 }
 
 #[cfg(test)]

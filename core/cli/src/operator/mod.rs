@@ -281,6 +281,21 @@ impl Master {
     }
 
     /// The agent with this id, or exit 1 naming it.
+    /// GET_AGENTS, failing with [`no_agent`] when `wanted` (an agent id
+    /// given with `--agent`) is not among them.
+    pub async fn agents_with(
+        &self,
+        wanted: Option<&str>,
+    ) -> Result<Vec<op::response::get_agents::Agent>> {
+        let agents = self.agents().await?;
+        if let Some(a) = wanted {
+            if !agents.iter().any(|x| agent_id(x) == a) {
+                return Err(no_agent(a));
+            }
+        }
+        Ok(agents)
+    }
+
     pub async fn agent(&self, id: &str) -> Result<op::response::get_agents::Agent> {
         self.agents()
             .await?

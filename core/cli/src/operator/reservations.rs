@@ -172,12 +172,7 @@ fn print_groups(groups: &[Group]) {
 
 pub async fn run(args: ReservationsArgs) -> Result<()> {
     let master = Master::connect(&args.target).await?;
-    let agents = master.agents().await?;
-    if let Some(a) = &args.agent {
-        if !agents.iter().any(|x| agent_id(x) == a) {
-            return Err(super::no_agent(a));
-        }
-    }
+    let agents = master.agents_with(args.agent.as_deref()).await?;
     let list = groups(&agents, args.agent.as_deref(), args.role.as_deref());
     if args.target.json {
         print_json(&groups_json(&list));

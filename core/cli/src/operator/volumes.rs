@@ -191,12 +191,7 @@ fn print_volumes(list: &[Volume]) {
 
 pub async fn run(args: VolumesArgs) -> Result<()> {
     let master = Master::connect(&args.target).await?;
-    let agents = master.agents().await?;
-    if let Some(a) = &args.agent {
-        if !agents.iter().any(|x| agent_id(x) == a) {
-            return Err(super::no_agent(a));
-        }
-    }
+    let agents = master.agents_with(args.agent.as_deref()).await?;
     let list = volumes(&agents, args.agent.as_deref(), args.role.as_deref());
     if args.target.json {
         print_json(&Value::Array(list.iter().map(Volume::to_json).collect()));

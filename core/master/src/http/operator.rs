@@ -198,6 +198,7 @@ pub async fn operator_api(
                 .inputs
                 .send(Input::OperatorSubscribe {
                     encoding: out,
+                    initial_state: true,
                     reply: tx,
                 })
                 .await

@@ -34,6 +34,8 @@ pub struct Shared {
     pub registry_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The web UI's utilisation history.
     pub history: crate::webui::SharedHistory,
+    /// The web UI's shared snapshot of the state.
+    pub ui_snapshot: crate::webui::SnapshotCache,
     /// HTTP client for the web UI's sandbox proxy to agents.
     pub http: reqwest::Client,
 }

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub gone: Vec<String>,
     /// Seconds since the Unix epoch when it was taken.
     pub now: f64,
+    /// The allocation when it was taken (the chart's last point).
+    pub current: Sample,
     /// Agents whose machine has a maintenance window: its start (seconds
     /// since the epoch) and duration (seconds, if given).
     pub maintenance: BTreeMap<String, (f64, Option<f64>)>,
@@ -413,8 +415,15 @@ fn utilisation_charts(history: &[Sample]) -> String {
     out
 }
 
+/// Most task rows one table shows (a page of a large cluster stays small;
+/// the filters narrow it down).
+pub const MAX_TASK_ROWS: usize = 500;
+
 fn task_table<'a>(snap: &Snapshot, tasks: impl Iterator<Item = &'a TaskRef<'a>>) -> String {
+    let mut tasks = tasks.peekable();
     let rows: Vec<Vec<String>> = tasks
+        .by_ref()
+        .take(MAX_TASK_ROWS)
         .map(|t| {
             let task = t.task;
             let (fid, tid, aid) = (
@@ -448,7 +457,7 @@ fn task_table<'a>(snap: &Snapshot, tasks: impl Iterator<Item = &'a TaskRef<'a>>)
             ]
         })
         .collect();
-    table_with_empty(
+    let table = table_with_empty(
         &[
             "Task",
             "Name",
@@ -463,7 +472,16 @@ fn task_table<'a>(snap: &Snapshot, tasks: impl Iterator<Item = &'a TaskRef<'a>>)
         ],
         &rows,
         "no tasks",
-    )
+    );
+    let more = tasks.count();
+    if more > 0 {
+        format!(
+            "{table}<p class=\"notice\">{more} more not shown (at most {MAX_TASK_ROWS}); \
+             <a href=\"/ui/tasks\">filter the tasks</a> by state, framework or id.</p>"
+        )
+    } else {
+        table
+    }
 }
 
 /// `/ui/agents`.
@@ -1222,6 +1240,7 @@ mod tests {
             unreachable: vec![("A9".into(), "h9".into(), 50.0)],
             gone: vec!["A8".into()],
             now: 100.0,
+            current: Sample::default(),
             maintenance: [("A1".to_string(), (160.0, Some(3600.0)))]
                 .into_iter()
                 .collect(),
@@ -1324,6 +1343,31 @@ mod tests {
         let failed_one = task(&fixture(), "F1", "job-1").expect("completed task");
         assert!(failed_one.contains("exit 1"));
         assert!(task(&fixture(), "F9", "web-1").is_none());
+    }
+
+    #[test]
+    fn long_task_lists_are_cut_with_a_note() {
+        let mut snap = fixture();
+        let one = snap.state["frameworks"][0]["tasks"][0].clone();
+        let many: Vec<serde_json::Value> = (0..MAX_TASK_ROWS + 7)
+            .map(|i| {
+                let mut t = one.clone();
+                t["id"] = serde_json::json!(format!("bulk-{i}"));
+                t
+            })
+            .collect();
+        snap.state["frameworks"][0]["tasks"] = serde_json::Value::Array(many);
+        let html = tasks(&snap, &TaskFilter::default());
+        assert!(
+            html.contains("8 more not shown"),
+            "the 7 extra and the completed one"
+        );
+        assert!(html.contains(&format!(
+            "{} of {} tasks",
+            MAX_TASK_ROWS + 8,
+            MAX_TASK_ROWS + 8
+        )));
+        assert_eq!(html.matches("/tasks/bulk-").count(), MAX_TASK_ROWS);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use corral_sdk::scheduler::{framework_info, Scheduler, SchedulerEvent};
@@ -159,11 +159,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         .route("/v1/upgrade", post(upgrade))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/", get(|| async { Redirect::to("/ui").into_response() }))
-        .route("/favicon.ico", get(corral_sdk::webui::favicon))
         .route("/ui", get(ui_tiers))
         .route("/ui/tiers/{tier}", get(ui_tier))
-        .route("/ui/{*rest}", get(ui_unknown))
+        .merge(super::webui::SITE.common_routes(true))
         .layer(axum::middleware::from_fn_with_state(
             gate.clone(),
             corral_sdk::gate::only_the_leader,
@@ -614,10 +612,6 @@ async fn ui_tier(State(api): State<Api>, Path(tier): Path<String>) -> Response {
             "There is no tier {tier:?}: the tiers are api and backend."
         )),
     }
-}
-
-async fn ui_unknown(uri: axum::http::Uri) -> Response {
-    super::webui::SITE.not_found(&format!("There is no page {}.", uri.path()))
 }
 
 #[cfg(test)]

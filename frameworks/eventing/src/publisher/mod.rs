@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use corral_api::v1::master as op;
@@ -566,10 +566,8 @@ pub async fn start(config: Config) -> Result<Running, PublisherError> {
         let app = Router::new()
             .route("/health", get(health))
             .route("/metrics", get(metrics))
-            .route("/", get(|| async { Redirect::to("/ui").into_response() }))
-            .route("/favicon.ico", get(corral_sdk::webui::favicon))
             .route("/ui", get(ui))
-            .route("/ui/{*rest}", get(ui_unknown))
+            .merge(webui::SITE.common_routes(true))
             .with_state(Arc::clone(&shared));
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -683,10 +681,6 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn ui(State(shared): State<Arc<Shared>>) -> Response {
     corral_sdk::webui::html(200, webui::page(&webui::document(&shared)))
-}
-
-async fn ui_unknown(uri: axum::http::Uri) -> Response {
-    webui::SITE.not_found(&format!("There is no page {}.", uri.path()))
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
